@@ -1,0 +1,662 @@
+r"""Rectifier activations with hand-written, exact, memory-lean JVP rules.
+
+Every function here is a `jax.custom_jvp` wrapped in `jax.jit`, and follows
+one contract:
+
+* Derivative at a kink is the derivative of the left (clipped) side, as in
+  PyTorch: relu'(0) = 0, relu6'(0) = relu6'(6) = 0, leaky_relu'(0) =
+  negative_slope, elu'(0) = alpha, selu'(0) = scale * alpha, celu'(0) = 1.
+* Negative-side derivatives of the exponential units are computed as
+  ``alpha * exp(x)``, never as ``y + alpha`` or ``expm1(x) + 1``, so they stay
+  within a few ulp of the float64 value until it underflows.
+* A NaN is never hidden: NaN in gives NaN out, and a NaN cotangent stays NaN
+  (rules multiply by the derivative instead of selecting zero).
+* float16 and bfloat16 are computed in float32 and rounded once.
+* Backward-pass residuals are small: a boolean mask (1 byte per element) for
+  the piecewise-linear units, one derivative array for the others.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.custom_derivatives import SymbolicZero
+from jax.typing import ArrayLike
+
+from jaxrelu import _checks
+
+# Klambauer et al. (2017), to full float64 precision.
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+_SELU_SCALE_ALPHA = SELU_SCALE * SELU_ALPHA
+
+# RReLU defaults (Xu et al. 2015, as in PyTorch).
+RRELU_LOWER = 1.0 / 8.0
+RRELU_UPPER = 1.0 / 3.0
+
+
+def _compute_dtype(dtype) -> np.dtype:
+  """Half-precision inputs are computed in float32 and rounded once."""
+  if dtype in (jnp.float16, jnp.bfloat16):
+    return np.dtype(jnp.float32)
+  return dtype
+
+
+def _as_float(fn: str, x: ArrayLike) -> jax.Array:
+  """Converts x to an array; integers are promoted to the default float."""
+  x = jnp.asarray(x)
+  _checks.check_real_dtype(fn, x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(jnp.result_type(float))
+  return x
+
+
+def _is_zero(t) -> bool:
+  return type(t) is SymbolicZero
+
+
+def _sum_tangents(y: jax.Array, terms: list[jax.Array]) -> jax.Array:
+  """Adds tangent terms in the compute dtype and rounds once to y's dtype."""
+  if not terms:
+    return jnp.zeros_like(y)
+  total = terms[0]
+  for term in terms[1:]:
+    total = total + term
+  return total.astype(y.dtype)
+
+
+def _masked_scale(mask: jax.Array, g: jax.Array, factor) -> jax.Array:
+  """where(mask, g, g * factor), linear in g and NaN-preserving.
+
+  Only `mask` (1 byte per element) is a known value here, so it is the
+  residual that reverse mode saves; multiplying instead of selecting zero
+  keeps a NaN cotangent NaN.
+  """
+  return jnp.where(mask, g, g * factor)
+
+
+# ----------------------------------------------------------------------------
+# relu
+
+
+@jax.custom_jvp
+def _relu(x):
+  return jnp.maximum(x, jnp.zeros((), x.dtype))
+
+
+@_relu.defjvp
+def _relu_jvp(primals, tangents):
+  (x,), (g,) = primals, tangents
+  return _relu(x), _masked_scale(x > 0, g, jnp.zeros((), g.dtype))
+
+
+_relu_float = jax.jit(_relu)
+_relu_int = jax.jit(lambda x: jnp.maximum(x, jnp.zeros((), x.dtype)))
+
+
+def relu(x: ArrayLike) -> jax.Array:
+  r"""Rectified linear unit.
+
+  .. math::
+    \mathrm{relu}(x) = \max(x, 0)
+
+  Under differentiation we take relu'(0) = 0, the derivative of the clipped
+  (left) side, as PyTorch and jax.nn do. A NaN input gives a NaN output and
+  takes the left-side derivative 0; a NaN cotangent stays NaN (jax.nn.relu
+  turns it into 0 where x <= 0). Reverse mode saves a 1-byte mask per element.
+
+  Args:
+    x: input array. Floating dtypes are kept; integer dtypes are kept too
+      (relu is exact on integers, and not differentiable there).
+
+  Returns:
+    An array of the same shape and dtype as x.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxrelu
+    >>> jaxrelu.relu(jnp.array([-2.0, 0.0, 3.0]))
+    Array([0., 0., 3.], dtype=float32)
+    >>> jax.grad(jaxrelu.relu)(0.0)
+    Array(0., dtype=float32, weak_type=True)
+
+  References:
+    Nair & Hinton, Rectified Linear Units Improve Restricted Boltzmann
+    Machines, ICML 2010.
+  """
+  x = jnp.asarray(x)
+  _checks.check_real_dtype('relu', x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    return _relu_int(x)
+  return _relu_float(x)
+
+
+# ----------------------------------------------------------------------------
+# relu6
+
+
+@jax.custom_jvp
+def _relu6(x):
+  return jnp.minimum(jnp.maximum(x, 0), 6).astype(x.dtype)
+
+
+@_relu6.defjvp
+def _relu6_jvp(primals, tangents):
+  (x,), (g,) = primals, tangents
+  inside = (x > 0) & (x < 6)
+  return _relu6(x), _masked_scale(inside, g, jnp.zeros((), g.dtype))
+
+
+_relu6_float = jax.jit(_relu6)
+_relu6_int = jax.jit(lambda x: jnp.clip(x, 0, 6).astype(x.dtype))
+
+
+def relu6(x: ArrayLike) -> jax.Array:
+  r"""Rectified linear unit capped at 6.
+
+  .. math::
+    \mathrm{relu6}(x) = \min(\max(x, 0), 6)
+
+  Under differentiation we take relu6'(0) = 0 and relu6'(6) = 0: at both kinks
+  the derivative of the clipped side (PyTorch's convention; jax.nn agrees).
+  relu6(+inf) = 6 with derivative 0. A NaN input gives a NaN output and
+  derivative 0; a NaN cotangent stays NaN. Reverse mode saves a 1-byte mask.
+
+  Args:
+    x: input array; floating and integer dtypes are kept.
+
+  Returns:
+    An array of the same shape and dtype as x.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxrelu
+    >>> jaxrelu.relu6(jnp.array([-1.0, 3.0, 6.0, jnp.inf]))
+    Array([0., 3., 6., 6.], dtype=float32)
+
+  References:
+    Krizhevsky, Convolutional Deep Belief Networks on CIFAR-10, 2010.
+  """
+  x = jnp.asarray(x)
+  _checks.check_real_dtype('relu6', x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    return _relu6_int(x)
+  return _relu6_float(x)
+
+
+# ----------------------------------------------------------------------------
+# prelu: the shared core of leaky_relu, prelu and rrelu.
+
+
+def _prelu_value(x, slope):
+  cdt = _compute_dtype(x.dtype)
+  xc, s = x.astype(cdt), jnp.asarray(slope).astype(cdt)
+  # slope * x is NaN for slope == 0 at x = -inf, where the limit is 0; a NaN
+  # x must still give NaN, so only -inf is special-cased.
+  neg = jnp.where(jnp.isneginf(xc) & (s == 0), jnp.zeros((), cdt), s * xc)
+  return jnp.where(xc > 0, xc, neg).astype(x.dtype)
+
+
+@jax.custom_jvp
+def _prelu(x, slope):
+  return _prelu_value(x, slope)
+
+
+def _prelu_jvp(primals, tangents):
+  x, slope = primals
+  x_dot, slope_dot = tangents
+  y = _prelu(x, slope)
+  cdt = _compute_dtype(x.dtype)
+
+  def x_term(x, slope, x_dot):
+    s = jnp.asarray(slope).astype(cdt)
+    return _masked_scale(x > 0, x_dot.astype(cdt), s)
+
+  def slope_term(x, slope_dot):
+    xc = x.astype(cdt)
+    return jnp.asarray(slope_dot).astype(cdt) * jnp.where(xc > 0, 0, xc)
+
+  terms = []
+  if not _is_zero(x_dot) and not _is_zero(slope_dot):
+    # Both: recompute the mask in the backward pass so that only x is saved.
+    both = jax.checkpoint(lambda *a: x_term(*a[:3]) + slope_term(a[0], a[3]))
+    terms.append(both(x, slope, x_dot, slope_dot))
+  elif not _is_zero(x_dot):
+    if np.size(slope) >= np.size(x):
+      # One slope per element (rrelu in training): saving the derivative
+      # itself (4 bytes) beats a mask plus the slopes (5 bytes).
+      s = jnp.asarray(slope).astype(cdt)
+      d = jnp.where(x > 0, jnp.ones((), cdt), s)
+      terms.append(x_dot.astype(cdt) * d)
+    else:
+      terms.append(x_term(x, slope, x_dot))
+  elif not _is_zero(slope_dot):
+    terms.append(slope_term(x, slope_dot))
+  return y, _sum_tangents(y, terms)
+
+
+_prelu.defjvp(_prelu_jvp, symbolic_zeros=True)
+_prelu_jit = jax.jit(_prelu)
+
+
+def _check_slope_shape(fn: str, name: str, x: jax.Array, slope: jax.Array):
+  try:
+    shape = jnp.broadcast_shapes(x.shape, jnp.shape(slope))
+  except ValueError:
+    shape = None
+  if shape != x.shape:
+    raise ValueError(
+      f'{fn}: {name} of shape {jnp.shape(slope)} does not broadcast '
+      f'against x of shape {x.shape}. Pass a scalar, or an array that '
+      'broadcasts to x without enlarging it: shape (C,) for channels-last '
+      'x of shape (..., C), shape (C, 1, 1) for x of shape (N, C, H, W).'
+    )
+
+
+def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
+  r"""Leaky rectified linear unit.
+
+  .. math::
+    \mathrm{leaky\_relu}(x) = \begin{cases} x, & x > 0 \\
+      \mathrm{negative\_slope} \cdot x, & x \le 0 \end{cases}
+
+  Under differentiation we take leaky_relu'(0) = negative_slope, the
+  derivative of the left side (PyTorch's convention; jax.nn takes 1). A NaN
+  input gives a NaN output and derivative negative_slope; a NaN cotangent
+  stays NaN. Reverse mode saves a 1-byte mask per element. The slope is an
+  ordinary input: gradients flow to it, d/dslope = min(x, 0).
+
+  Args:
+    x: input array. Integer inputs are promoted to the default float dtype.
+    negative_slope: slope for x <= 0, a scalar or an array broadcastable
+      against x. A concrete non-finite value raises ValueError; a traced one
+      is not checked.
+
+  Returns:
+    An array of the same shape and dtype as x (after integer promotion).
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxrelu
+    >>> jaxrelu.leaky_relu(jnp.array([-2.0, 0.0, 3.0]), 0.5)
+    Array([-1.,  0.,  3.], dtype=float32)
+    >>> jax.grad(jaxrelu.leaky_relu)(0.0)
+    Array(0.01, dtype=float32, weak_type=True)
+
+  References:
+    Maas, Hannun & Ng, Rectifier Nonlinearities Improve Neural Network
+    Acoustic Models, ICML 2013.
+  """
+  x = _as_float('leaky_relu', x)
+  _checks.check_finite('leaky_relu', 'negative_slope', negative_slope)
+  _check_slope_shape('leaky_relu', 'negative_slope', x, negative_slope)
+  return _prelu_jit(x, negative_slope)
+
+
+def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
+  r"""Parametric rectified linear unit with a learnable slope.
+
+  .. math::
+    \mathrm{prelu}(x, a) = \begin{cases} x, & x > 0 \\ a x, & x \le 0
+      \end{cases}
+    \qquad \frac{\partial}{\partial a} = \min(x, 0)
+
+  The slope ``a`` is an array broadcastable against x without enlarging it:
+  a scalar (one shared slope) or one slope per channel, e.g. shape (C,) for
+  channels-last input. Gradients flow to it; its cotangent is summed over the
+  broadcast axes. Under differentiation we take prelu'(0) = a (left side,
+  PyTorch's convention) and d/da = 0 at x = 0. A NaN input gives a NaN output
+  and derivative a. The output has x's dtype; the slope is cast to it.
+
+  Reverse mode saves a 1-byte mask per element when only x is differentiated,
+  and x itself (the mask is recomputed) when the slope is differentiated too.
+
+  Args:
+    x: input array. Integer inputs are promoted to the default float dtype.
+    negative_slope: the slope array. A shape that does not broadcast raises
+      ValueError (shapes are known even under jit); values are not checked.
+
+  Returns:
+    An array of the same shape and dtype as x.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxrelu
+    >>> x = jnp.array([[-1.0, -1.0], [2.0, -4.0]])
+    >>> jaxrelu.prelu(x, jnp.array([0.25, 0.5]))
+    Array([[-0.25, -0.5 ],
+           [ 2.  , -2.  ]], dtype=float32)
+
+  References:
+    He, Zhang, Ren & Sun, Delving Deep into Rectifiers, ICCV 2015.
+  """
+  x = _as_float('prelu', x)
+  negative_slope = jnp.asarray(negative_slope)
+  _check_slope_shape('prelu', 'negative_slope', x, negative_slope)
+  return _prelu_jit(x, negative_slope)
+
+
+# ----------------------------------------------------------------------------
+# rrelu
+
+
+def _check_rrelu_bounds(lower, upper) -> None:
+  lo, hi = _checks.concrete_scalar(lower), _checks.concrete_scalar(upper)
+  for name, v in (('lower', lo), ('upper', hi)):
+    if v is not None and not 0.0 <= v <= 1.0:
+      raise ValueError(
+        f'rrelu: {name} must be in [0, 1], got {v!r} (accepted: '
+        '0 <= lower <= upper <= 1).'
+      )
+  if lo is not None and hi is not None and lo > hi:
+    raise ValueError(
+      f'rrelu: lower must not exceed upper, got lower={lo!r} > '
+      f'upper={hi!r} (accepted: 0 <= lower <= upper <= 1).'
+    )
+
+
+@jax.jit
+def _rrelu_train(x, key, lower, upper):
+  cdt = _compute_dtype(x.dtype)
+  u = jax.random.uniform(key, x.shape, cdt)
+  lo, hi = jnp.asarray(lower, cdt), jnp.asarray(upper, cdt)
+  return _prelu(x, lo + (hi - lo) * u)
+
+
+def rrelu(
+  x: ArrayLike,
+  key: jax.Array | None = None,
+  *,
+  lower: ArrayLike = RRELU_LOWER,
+  upper: ArrayLike = RRELU_UPPER,
+  deterministic: bool = False,
+) -> jax.Array:
+  r"""Randomized leaky rectified linear unit.
+
+  .. math::
+    \mathrm{rrelu}(x) = \begin{cases} x, & x > 0 \\ a x, & x \le 0
+      \end{cases}, \qquad a \sim U(\mathrm{lower}, \mathrm{upper})
+      \text{ per element (training)}, \quad
+      a = \tfrac{\mathrm{lower} + \mathrm{upper}}{2} \text{ (evaluation)}
+
+  In training (``deterministic=False``) every element draws its own slope
+  from ``key``; the same key gives the same slopes. In evaluation
+  (``deterministic=True``) the slope is (lower + upper) / 2 and no key is
+  needed. Under differentiation we take rrelu'(0) = the slope used (left side,
+  PyTorch's convention). Gradients flow to lower and upper through the
+  reparameterisation a = lower + (upper - lower) u.
+
+  Test-time slope. The mean (lower + upper) / 2 = 11/48 ~ 0.2292 is E[a]
+  under this parameterisation, so the evaluation output equals the expected
+  training output; it is also PyTorch's choice. The RReLU paper (Xu et al.
+  2015) parameterises the negative side as x / b with b ~ U(3, 8) and uses
+  1 / 5.5 ~ 0.1818 at test time, which is 1 / E[b]; the true mean of that
+  slope, E[1 / b] = ln(8/3) / 5 ~ 0.1962, lies between the two. Pass
+  ``lower``/``upper`` to recover other conventions.
+
+  Reverse mode saves a 1-byte mask per element in evaluation and the
+  derivative (one element of x's compute dtype) in training.
+
+  Args:
+    x: input array. Integer inputs are promoted to the default float dtype.
+    key: a PRNG key (``jax.random.key`` or a raw uint32 key), required in
+      training.
+    lower: lower bound of the slope, in [0, 1].
+    upper: upper bound of the slope, in [lower, 1].
+    deterministic: if True use the fixed evaluation slope and ignore key.
+
+  Returns:
+    An array of the same shape and dtype as x.
+
+  Raises:
+    ValueError: if a concrete ``lower`` or ``upper`` is outside [0, 1] or
+      lower > upper, or if ``key`` is None in training. Traced bounds are not
+      checked: bad ones give slopes outside the interval, not an error.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxrelu
+    >>> jaxrelu.rrelu(jnp.array([-48.0, 2.0]), deterministic=True)
+    Array([-11.,   2.], dtype=float32)
+    >>> y = jaxrelu.rrelu(-jnp.ones(1000), jax.random.key(0))
+    >>> bool(jnp.all((-y >= 1 / 8) & (-y <= 1 / 3)))
+    True
+
+  References:
+    Xu, Wang, Chen & Li, Empirical Evaluation of Rectified Activations in
+    Convolutional Network, 2015.
+  """
+  x = _as_float('rrelu', x)
+  _check_rrelu_bounds(lower, upper)
+  if deterministic:
+    # Python bounds give a float64 mean; array bounds stay differentiable.
+    return _prelu_jit(x, (lower + upper) / 2)
+  if key is None:
+    raise ValueError(
+      'rrelu: key is None in training mode. Pass key=jax.random.key(...), '
+      'or deterministic=True for the fixed evaluation slope.'
+    )
+  return _rrelu_train(x, key, lower, upper)
+
+
+# ----------------------------------------------------------------------------
+# elu and selu
+
+
+def _elu_parts(x, alpha, scale):
+  """Shared by elu and selu: value, mask and the guarded negative part."""
+  cdt = _compute_dtype(x.dtype)
+  xc, a = x.astype(cdt), jnp.asarray(alpha).astype(cdt)
+  pos = xc > 0
+  # Guard the branch not taken so exp cannot overflow at large x.
+  xneg = jnp.where(pos, jnp.zeros((), cdt), xc)
+  value = scale * jnp.where(pos, xc, a * jnp.expm1(xneg))
+  return value.astype(x.dtype), pos, xneg, a
+
+
+@jax.custom_jvp
+def _elu(x, alpha):
+  return _elu_parts(x, alpha, 1)[0]
+
+
+def _elu_jvp(primals, tangents):
+  x, alpha = primals
+  x_dot, alpha_dot = tangents
+  y, pos, xneg, a = _elu_parts(x, alpha, 1)
+  cdt = xneg.dtype
+  terms = []
+  if not _is_zero(x_dot):
+    # alpha * exp(x), not y + alpha: no cancellation as y -> -alpha.
+    d = jnp.where(pos, jnp.ones((), cdt), a * jnp.exp(xneg))
+    terms.append(x_dot.astype(cdt) * d)
+  if not _is_zero(alpha_dot):
+    terms.append(
+      jnp.asarray(alpha_dot).astype(cdt) * jnp.where(pos, 0, jnp.expm1(xneg))
+    )
+  return y, _sum_tangents(y, terms)
+
+
+_elu.defjvp(_elu_jvp, symbolic_zeros=True)
+_elu_jit = jax.jit(_elu)
+
+
+def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
+  r"""Exponential linear unit.
+
+  .. math::
+    \mathrm{elu}(x) = \begin{cases} x, & x > 0 \\
+      \alpha (e^x - 1), & x \le 0 \end{cases}
+    \qquad \mathrm{elu}'(x) = \alpha e^x \ (x \le 0)
+
+  Under differentiation we take elu'(0) = alpha, the derivative of the left
+  side (PyTorch's convention; for alpha = 1 both sides agree). The negative
+  side's derivative is computed as alpha * exp(x), exact to a few ulp down to
+  the smallest normal number (jax.nn.elu computes y + alpha, which is 44% off
+  at x = -17 in float32 and 0 below -18). elu(-inf) = -alpha, derivative 0.
+  A NaN input gives a NaN output and a NaN derivative. Gradients flow to
+  alpha too: d/dalpha = expm1(x) for x <= 0. Reverse mode saves the
+  derivative, one element of x's compute dtype (float32 for half inputs).
+
+  Args:
+    x: input array. Integer inputs are promoted to the default float dtype.
+    alpha: the negative saturation value, a scalar or an array broadcastable
+      against x. A concrete non-finite value raises ValueError.
+
+  Returns:
+    An array of the same shape and dtype as x.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxrelu
+    >>> jaxrelu.elu(jnp.array([-jnp.inf, 0.0, 2.0]))
+    Array([-1.,  0.,  2.], dtype=float32)
+    >>> jax.grad(jaxrelu.elu)(-20.0)  # exp(-20) = 2.0611536e-09
+    Array(2.0611537e-09, dtype=float32, weak_type=True)
+    >>> jax.grad(jax.nn.elu)(-20.0)
+    Array(0., dtype=float32, weak_type=True)
+
+  References:
+    Clevert, Unterthiner & Hochreiter, Fast and Accurate Deep Network
+    Learning by Exponential Linear Units (ELUs), ICLR 2016.
+  """
+  x = _as_float('elu', x)
+  _checks.check_finite('elu', 'alpha', alpha)
+  _check_slope_shape('elu', 'alpha', x, alpha)
+  return _elu_jit(x, alpha)
+
+
+@jax.custom_jvp
+def _selu(x):
+  return _elu_parts(x, SELU_ALPHA, SELU_SCALE)[0]
+
+
+@_selu.defjvp
+def _selu_jvp(primals, tangents):
+  (x,), (g,) = primals, tangents
+  y, pos, xneg, _ = _elu_parts(x, SELU_ALPHA, SELU_SCALE)
+  cdt = xneg.dtype
+  d = jnp.where(
+    pos,
+    jnp.asarray(SELU_SCALE, cdt),
+    jnp.asarray(_SELU_SCALE_ALPHA, cdt) * jnp.exp(xneg),
+  )
+  return y, (g.astype(cdt) * d).astype(y.dtype)
+
+
+_selu_jit = jax.jit(_selu)
+
+
+def selu(x: ArrayLike) -> jax.Array:
+  r"""Scaled exponential linear unit.
+
+  .. math::
+    \mathrm{selu}(x) = \lambda \begin{cases} x, & x > 0 \\
+      \alpha (e^x - 1), & x \le 0 \end{cases}
+
+  with alpha = 1.6732632423543772848170429916717 and
+  lambda = 1.0507009873554804934193349852946 (Klambauer et al. 2017), the
+  values that make (mean 0, variance 1) a stable fixed point for LeCun-normal
+  weights. Under differentiation we take selu'(0) = lambda * alpha, the
+  derivative of the left side (PyTorch's convention). The negative side's
+  derivative is lambda * alpha * exp(x), exact to a few ulp down to the
+  smallest normal number. selu(-inf) = -lambda * alpha. A NaN input gives a
+  NaN output and a NaN derivative. Half-precision inputs are computed in
+  float32 and rounded once (jax.nn.selu in bfloat16 is 0.7% off at x = -5).
+
+  Args:
+    x: input array. Integer inputs are promoted to the default float dtype.
+
+  Returns:
+    An array of the same shape and dtype as x.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxrelu
+    >>> jaxrelu.selu(jnp.array([-jnp.inf, 1.0]))
+    Array([-1.7580993,  1.050701 ], dtype=float32)
+
+  References:
+    Klambauer, Unterthiner, Mayr & Hochreiter, Self-Normalizing Neural
+    Networks, NeurIPS 2017.
+  """
+  return _selu_jit(_as_float('selu', x))
+
+
+# ----------------------------------------------------------------------------
+# celu
+
+
+def _celu_parts(x, alpha):
+  cdt = _compute_dtype(x.dtype)
+  xc, a = x.astype(cdt), jnp.asarray(alpha).astype(cdt)
+  pos = xc > 0
+  t = jnp.where(pos, jnp.zeros((), cdt), xc) / a
+  value = jnp.where(pos, xc, a * jnp.expm1(t))
+  return value.astype(x.dtype), pos, t
+
+
+@jax.custom_jvp
+def _celu(x, alpha):
+  return _celu_parts(x, alpha)[0]
+
+
+def _celu_jvp(primals, tangents):
+  x, alpha = primals
+  x_dot, alpha_dot = tangents
+  y, pos, t = _celu_parts(x, alpha)
+  cdt = t.dtype
+  terms = []
+  if not _is_zero(x_dot):
+    terms.append(x_dot.astype(cdt) * jnp.where(pos, 1, jnp.exp(t)))
+  if not _is_zero(alpha_dot):
+    # d/dalpha [alpha expm1(x / alpha)] = expm1(t) - t exp(t); t exp(t) -> 0
+    # as t -> -inf, where the product itself is NaN.
+    t_exp_t = jnp.where(jnp.isneginf(t), 0, t * jnp.exp(t))
+    terms.append(
+      jnp.asarray(alpha_dot).astype(cdt)
+      * jnp.where(pos, 0, jnp.expm1(t) - t_exp_t)
+    )
+  return y, _sum_tangents(y, terms)
+
+
+_celu.defjvp(_celu_jvp, symbolic_zeros=True)
+_celu_jit = jax.jit(_celu)
+
+
+def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
+  r"""Continuously differentiable exponential linear unit.
+
+  .. math::
+    \mathrm{celu}(x) = \begin{cases} x, & x > 0 \\
+      \alpha (e^{x / \alpha} - 1), & x \le 0 \end{cases}
+    \qquad \mathrm{celu}'(x) = e^{x/\alpha} \ (x \le 0)
+
+  Under differentiation we take celu'(0) = 1; both sides agree there, which
+  is the point of CELU. The negative side's derivative is exp(x / alpha),
+  exact to a few ulp down to the smallest normal number. celu(-inf) = -alpha
+  for alpha > 0. A NaN input gives a NaN output and a NaN derivative.
+  Gradients flow to alpha too. Reverse mode saves the derivative, one element
+  of x's compute dtype.
+
+  Args:
+    x: input array. Integer inputs are promoted to the default float dtype.
+    alpha: nonzero, finite; a scalar or an array broadcastable against x.
+      A concrete alpha == 0 or non-finite alpha raises ValueError; a traced
+      alpha of 0 is not checked and gives NaN for x <= 0.
+
+  Returns:
+    An array of the same shape and dtype as x.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxrelu
+    >>> jaxrelu.celu(jnp.array([-jnp.inf, 0.0, 2.0]), alpha=0.5)
+    Array([-0.5,  0. ,  2. ], dtype=float32)
+    >>> jax.grad(jaxrelu.celu)(0.0)
+    Array(1., dtype=float32, weak_type=True)
+
+  References:
+    Barron, Continuously Differentiable Exponential Linear Units, 2017.
+  """
+  x = _as_float('celu', x)
+  _checks.check_finite('celu', 'alpha', alpha)
+  a = _checks.concrete_scalar(alpha)
+  if a is not None and a == 0:
+    raise ValueError(
+      'celu: alpha must be nonzero (accepted: any finite alpha != 0), got 0.'
+    )
+  _check_slope_shape('celu', 'alpha', x, alpha)
+  return _celu_jit(x, alpha)
