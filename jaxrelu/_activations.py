@@ -635,8 +635,9 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
     alpha: nonzero, finite; a scalar or an array broadcastable against x.
-      A concrete alpha == 0 or non-finite alpha raises ValueError; a traced
-      alpha of 0 is not checked and gives NaN for x <= 0.
+      A concrete alpha == 0 or non-finite alpha raises ValueError. A traced
+      alpha is not checked: alpha = 0 gives 0 for x < 0 (the alpha -> 0+
+      limit, relu) and NaN at x = 0.
 
   Returns:
     An array of the same shape and dtype as x.

@@ -1,0 +1,34 @@
+"""The residual counter itself, on functions whose residuals are known."""
+
+import jax.numpy as jnp
+from absl.testing import absltest
+
+from jaxrelu import _residuals
+
+
+class ResidualBytesTest(absltest.TestCase):
+  def test_linear_function_saves_nothing(self):
+    # At most a scalar literal (4 bytes in all), nothing per element.
+    x = jnp.ones(1000, jnp.float32)
+    lines = _residuals.saved_residuals(lambda x: 2 * x, x)
+    self.assertLessEqual(_residuals.residual_bytes(lines), 4)
+
+  def test_sin_saves_cos_in_input_dtype(self):
+    # d/dx sin = cos(x): one array of x's dtype.
+    for dtype, size in ((jnp.float32, 4), (jnp.bfloat16, 2)):
+      x = jnp.ones(1000, dtype)
+      per_element = _residuals.residual_bytes_per_element(jnp.sin, x)
+      self.assertAlmostEqual(per_element, size, delta=0.01)
+
+  def test_square_saves_the_input(self):
+    x = jnp.ones((10, 100), jnp.float32)
+    per_element = _residuals.residual_bytes_per_element(lambda x: x * x, x)
+    self.assertAlmostEqual(per_element, 4, delta=0.01)
+
+  def test_unknown_line_raises(self):
+    with self.assertRaisesRegex(ValueError, 'cannot parse'):
+      _residuals.residual_bytes(['c64[3] from somewhere'])
+
+
+if __name__ == '__main__':
+  absltest.main()
