@@ -1,0 +1,1 @@
+"""Experiment binaries; run from the repo root: python -m experiments.NAME."""

@@ -1,0 +1,58 @@
+"""Helpers shared by the experiment binaries: atomic writes and provenance."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from typing import Any
+
+import jax
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes text to path so that readers see the old file or the new one.
+
+  The text goes to a temporary file in the same directory, is flushed to
+  disk, then renamed over the target (rename is atomic within a filesystem).
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+  write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + '\n')
+
+
+def provenance(flag_values: dict[str, Any]) -> dict[str, Any]:
+  """Flags, package versions, machine and date, stored beside results."""
+  versions = {}
+  for package in ('jaxrelu', 'jax', 'jaxlib', 'flax', 'optax', 'chex'):
+    try:
+      versions[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      versions[package] = None
+  return {
+    'flags': flag_values,
+    'versions': versions,
+    'python': platform.python_version(),
+    'machine': platform.machine(),
+    'processor': platform.processor() or None,
+    'cpu_count': os.cpu_count(),
+    'devices': [str(d) for d in jax.devices()],
+    'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
+  }
