@@ -38,14 +38,14 @@ RRELU_LOWER = 1.0 / 8.0
 RRELU_UPPER = 1.0 / 3.0
 
 
-def _compute_dtype(dtype) -> np.dtype:
+def compute_dtype(dtype) -> np.dtype:
   """Half-precision inputs are computed in float32 and rounded once."""
   if dtype in (jnp.float16, jnp.bfloat16):
     return np.dtype(jnp.float32)
   return dtype
 
 
-def _as_float(fn: str, x: ArrayLike) -> jax.Array:
+def as_float(fn: str, x: ArrayLike) -> jax.Array:
   """Converts x to an array; integers are promoted to the default float."""
   x = jnp.asarray(x)
   _checks.check_real_dtype(fn, x)
@@ -54,11 +54,11 @@ def _as_float(fn: str, x: ArrayLike) -> jax.Array:
   return x
 
 
-def _is_zero(t) -> bool:
+def is_zero(t) -> bool:
   return type(t) is SymbolicZero
 
 
-def _sum_tangents(y: jax.Array, terms: list[jax.Array]) -> jax.Array:
+def sum_tangents(y: jax.Array, terms: list[jax.Array]) -> jax.Array:
   """Adds tangent terms in the compute dtype and rounds once to y's dtype."""
   if not terms:
     return jnp.zeros_like(y)
@@ -70,7 +70,7 @@ def _sum_tangents(y: jax.Array, terms: list[jax.Array]) -> jax.Array:
 
 # prevent_cse=False: no optimisation barrier, so XLA still fuses the rule.
 @functools.partial(jax.checkpoint, prevent_cse=False)
-def _masked_scale(mask: jax.Array, g: jax.Array, factor) -> jax.Array:
+def masked_scale(mask: jax.Array, g: jax.Array, factor) -> jax.Array:
   """g * where(mask, 1, factor): linear in g, NaN-preserving, 1-byte residual.
 
   Multiplying instead of selecting zero keeps a NaN cotangent NaN. The
@@ -95,7 +95,7 @@ def _relu(x):
 @_relu.defjvp
 def _relu_jvp(primals, tangents):
   (x,), (g,) = primals, tangents
-  return _relu(x), _masked_scale(x > 0, g, jnp.zeros((), g.dtype))
+  return _relu(x), masked_scale(x > 0, g, jnp.zeros((), g.dtype))
 
 
 _relu_float = jax.jit(_relu)
@@ -151,7 +151,7 @@ def _relu6(x):
 def _relu6_jvp(primals, tangents):
   (x,), (g,) = primals, tangents
   inside = (x > 0) & (x < 6)
-  return _relu6(x), _masked_scale(inside, g, jnp.zeros((), g.dtype))
+  return _relu6(x), masked_scale(inside, g, jnp.zeros((), g.dtype))
 
 
 _relu6_float = jax.jit(_relu6)
@@ -195,7 +195,7 @@ def relu6(x: ArrayLike) -> jax.Array:
 
 
 def _prelu_value(x, slope):
-  cdt = _compute_dtype(x.dtype)
+  cdt = compute_dtype(x.dtype)
   xc, s = x.astype(cdt), jnp.asarray(slope).astype(cdt)
   # slope * x is NaN for slope == 0 at x = -inf, where the limit is 0; a NaN
   # x must still give NaN, so only -inf is special-cased.
@@ -212,22 +212,22 @@ def _prelu_jvp(primals, tangents):
   x, slope = primals
   x_dot, slope_dot = tangents
   y = _prelu(x, slope)
-  cdt = _compute_dtype(x.dtype)
+  cdt = compute_dtype(x.dtype)
 
   def x_term(x, slope, x_dot):
     s = jnp.asarray(slope).astype(cdt)
-    return _masked_scale(x > 0, x_dot.astype(cdt), s)
+    return masked_scale(x > 0, x_dot.astype(cdt), s)
 
   def slope_term(x, slope_dot):
     xc = x.astype(cdt)
     return jnp.asarray(slope_dot).astype(cdt) * jnp.where(xc > 0, 0, xc)
 
   terms = []
-  if not _is_zero(x_dot) and not _is_zero(slope_dot):
+  if not is_zero(x_dot) and not is_zero(slope_dot):
     # Both: recompute the mask in the backward pass so that only x is saved.
     both = jax.checkpoint(lambda *a: x_term(*a[:3]) + slope_term(a[0], a[3]))
     terms.append(both(x, slope, x_dot, slope_dot))
-  elif not _is_zero(x_dot):
+  elif not is_zero(x_dot):
     if np.size(slope) >= np.size(x):
       # One slope per element (rrelu in training): saving the derivative
       # itself (4 bytes) beats a mask plus the slopes (5 bytes).
@@ -236,9 +236,9 @@ def _prelu_jvp(primals, tangents):
       terms.append(x_dot.astype(cdt) * d)
     else:
       terms.append(x_term(x, slope, x_dot))
-  elif not _is_zero(slope_dot):
+  elif not is_zero(slope_dot):
     terms.append(slope_term(x, slope_dot))
-  return y, _sum_tangents(y, terms)
+  return y, sum_tangents(y, terms)
 
 
 _prelu.defjvp(_prelu_jvp, symbolic_zeros=True)
@@ -292,7 +292,7 @@ def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
     Maas, Hannun & Ng, Rectifier Nonlinearities Improve Neural Network
     Acoustic Models, ICML 2013.
   """
-  x = _as_float('leaky_relu', x)
+  x = as_float('leaky_relu', x)
   _checks.check_finite('leaky_relu', 'negative_slope', negative_slope)
   _check_slope_shape('leaky_relu', 'negative_slope', x, negative_slope)
   return _prelu_jit(x, negative_slope)
@@ -334,7 +334,7 @@ def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
   References:
     He, Zhang, Ren & Sun, Delving Deep into Rectifiers, ICCV 2015.
   """
-  x = _as_float('prelu', x)
+  x = as_float('prelu', x)
   negative_slope = jnp.asarray(negative_slope)
   _check_slope_shape('prelu', 'negative_slope', x, negative_slope)
   return _prelu_jit(x, negative_slope)
@@ -344,7 +344,7 @@ def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
 # rrelu
 
 
-def _check_rrelu_bounds(lower, upper) -> None:
+def check_rrelu_bounds(lower, upper) -> None:
   lo, hi = _checks.concrete_scalar(lower), _checks.concrete_scalar(upper)
   for name, v in (('lower', lo), ('upper', hi)):
     if v is not None and not 0.0 <= v <= 1.0:
@@ -361,7 +361,7 @@ def _check_rrelu_bounds(lower, upper) -> None:
 
 @jax.jit
 def _rrelu_train(x, key, lower, upper):
-  cdt = _compute_dtype(x.dtype)
+  cdt = compute_dtype(x.dtype)
   u = jax.random.uniform(key, x.shape, cdt)
   lo, hi = jnp.asarray(lower, cdt), jnp.asarray(upper, cdt)
   return _prelu(x, lo + (hi - lo) * u)
@@ -429,8 +429,8 @@ def rrelu(
     Xu, Wang, Chen & Li, Empirical Evaluation of Rectified Activations in
     Convolutional Network, 2015.
   """
-  x = _as_float('rrelu', x)
-  _check_rrelu_bounds(lower, upper)
+  x = as_float('rrelu', x)
+  check_rrelu_bounds(lower, upper)
   if deterministic:
     # Python bounds give a float64 mean; array bounds stay differentiable.
     return _prelu_jit(x, (lower + upper) / 2)
@@ -448,7 +448,7 @@ def rrelu(
 
 def _elu_parts(x, alpha, scale):
   """Shared by elu and selu: value, mask and the guarded negative part."""
-  cdt = _compute_dtype(x.dtype)
+  cdt = compute_dtype(x.dtype)
   xc, a = x.astype(cdt), jnp.asarray(alpha).astype(cdt)
   pos = xc > 0
   # Guard the branch not taken so exp cannot overflow at large x.
@@ -468,15 +468,15 @@ def _elu_jvp(primals, tangents):
   y, pos, xneg, a = _elu_parts(x, alpha, 1)
   cdt = xneg.dtype
   terms = []
-  if not _is_zero(x_dot):
+  if not is_zero(x_dot):
     # alpha * exp(x), not y + alpha: no cancellation as y -> -alpha.
     d = jnp.where(pos, jnp.ones((), cdt), a * jnp.exp(xneg))
     terms.append(x_dot.astype(cdt) * d)
-  if not _is_zero(alpha_dot):
+  if not is_zero(alpha_dot):
     terms.append(
       jnp.asarray(alpha_dot).astype(cdt) * jnp.where(pos, 0, jnp.expm1(xneg))
     )
-  return y, _sum_tangents(y, terms)
+  return y, sum_tangents(y, terms)
 
 
 _elu.defjvp(_elu_jvp, symbolic_zeros=True)
@@ -521,7 +521,7 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     Clevert, Unterthiner & Hochreiter, Fast and Accurate Deep Network
     Learning by Exponential Linear Units (ELUs), ICLR 2016.
   """
-  x = _as_float('elu', x)
+  x = as_float('elu', x)
   _checks.check_finite('elu', 'alpha', alpha)
   _check_slope_shape('elu', 'alpha', x, alpha)
   return _elu_jit(x, alpha)
@@ -580,7 +580,7 @@ def selu(x: ArrayLike) -> jax.Array:
     Klambauer, Unterthiner, Mayr & Hochreiter, Self-Normalizing Neural
     Networks, NeurIPS 2017.
   """
-  return _selu_jit(_as_float('selu', x))
+  return _selu_jit(as_float('selu', x))
 
 
 # ----------------------------------------------------------------------------
@@ -588,7 +588,7 @@ def selu(x: ArrayLike) -> jax.Array:
 
 
 def _celu_parts(x, alpha):
-  cdt = _compute_dtype(x.dtype)
+  cdt = compute_dtype(x.dtype)
   xc, a = x.astype(cdt), jnp.asarray(alpha).astype(cdt)
   pos = xc > 0
   t = jnp.where(pos, jnp.zeros((), cdt), xc) / a
@@ -607,9 +607,9 @@ def _celu_jvp(primals, tangents):
   y, pos, t = _celu_parts(x, alpha)
   cdt = t.dtype
   terms = []
-  if not _is_zero(x_dot):
+  if not is_zero(x_dot):
     terms.append(x_dot.astype(cdt) * jnp.where(pos, 1, jnp.exp(t)))
-  if not _is_zero(alpha_dot):
+  if not is_zero(alpha_dot):
     # d/dalpha [alpha expm1(x / alpha)] = expm1(t) - t exp(t); t exp(t) -> 0
     # as t -> -inf, where the product itself is NaN.
     t_exp_t = jnp.where(jnp.isneginf(t), 0, t * jnp.exp(t))
@@ -617,7 +617,7 @@ def _celu_jvp(primals, tangents):
       jnp.asarray(alpha_dot).astype(cdt)
       * jnp.where(pos, 0, jnp.expm1(t) - t_exp_t)
     )
-  return y, _sum_tangents(y, terms)
+  return y, sum_tangents(y, terms)
 
 
 _celu.defjvp(_celu_jvp, symbolic_zeros=True)
@@ -659,7 +659,7 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   References:
     Barron, Continuously Differentiable Exponential Linear Units, 2017.
   """
-  x = _as_float('celu', x)
+  x = as_float('celu', x)
   _checks.check_finite('celu', 'alpha', alpha)
   a = _checks.concrete_scalar(alpha)
   if a is not None and a == 0:

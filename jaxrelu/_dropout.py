@@ -1,0 +1,147 @@
+r"""Alpha dropout (Klambauer et al. 2017), with an exact custom JVP rule."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxrelu import _activations, _checks
+
+# The value SELU saturates to, -scale * alpha = -1.7580993408473766.
+ALPHA_PRIME = -_activations.SELU_SCALE * _activations.SELU_ALPHA
+
+
+def alpha_dropout_affine(rate: ArrayLike) -> tuple[jax.Array, jax.Array]:
+  r"""The affine correction (a, b) that keeps mean 0 and variance 1.
+
+  .. math::
+    a = \left(q + \alpha'^2 q (1 - q)\right)^{-1/2}, \qquad
+    b = -a (1 - q) \alpha', \qquad q = 1 - \mathrm{rate}
+
+  Args:
+    rate: the drop probability, in [0, 1).
+
+  Returns:
+    (a, b) as arrays (float64 under x64, else float32).
+
+  Examples:
+    >>> import jaxrelu
+    >>> a, b = jaxrelu.alpha_dropout_affine(0.05)
+    >>> print(f'{float(a):.6f} {float(b):.6f}')
+    0.954844 0.083936
+  """
+  q = 1.0 - jnp.asarray(rate, jnp.result_type(float))
+  a = (q + ALPHA_PRIME**2 * q * (1.0 - q)) ** -0.5
+  return a, -a * (1.0 - q) * ALPHA_PRIME
+
+
+def _value(x, keep, a, b):
+  cdt = _activations.compute_dtype(x.dtype)
+  xc = x.astype(cdt)
+  dropped = jnp.where(keep, xc, jnp.asarray(ALPHA_PRIME, cdt))
+  return (a.astype(cdt) * dropped + b.astype(cdt)).astype(x.dtype)
+
+
+@jax.custom_jvp
+def _alpha_dropout(x, keep, a, b):
+  return _value(x, keep, a, b)
+
+
+def _alpha_dropout_jvp(primals, tangents):
+  x, keep, a, b = primals
+  x_dot, _, a_dot, b_dot = tangents
+  y = _value(x, keep, a, b)
+  cdt = _activations.compute_dtype(x.dtype)
+  terms = []
+  if not _activations.is_zero(x_dot):
+    # a * keep * x_dot, saving only the 1-byte keep mask; NaN-preserving.
+    zero = jnp.zeros((), cdt)
+    scaled = _activations.masked_scale(keep, x_dot.astype(cdt), zero)
+    terms.append(a.astype(cdt) * scaled)
+  if not _activations.is_zero(a_dot):
+    dropped = jnp.where(keep, x.astype(cdt), jnp.asarray(ALPHA_PRIME, cdt))
+    terms.append(a_dot.astype(cdt) * dropped)
+  if not _activations.is_zero(b_dot):
+    terms.append(jnp.broadcast_to(b_dot.astype(cdt), x.shape))
+  return y, _activations.sum_tangents(y, terms)
+
+
+_alpha_dropout.defjvp(_alpha_dropout_jvp, symbolic_zeros=True)
+
+
+@jax.jit
+def _alpha_dropout_train(x, key, rate):
+  rate = jnp.asarray(rate, jnp.result_type(float))
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  a, b = alpha_dropout_affine(rate)
+  return _alpha_dropout(x, keep, a, b)
+
+
+def check_rate(fn: str, rate: ArrayLike) -> None:
+  """Raises ValueError unless a concrete rate is in [0, 1)."""
+  r = _checks.concrete_scalar(rate)
+  if r is not None and not 0.0 <= r < 1.0:
+    raise ValueError(f'{fn}: rate must be in [0, 1), got {rate!r}.')
+
+
+def alpha_dropout(
+  x: ArrayLike,
+  rate: ArrayLike,
+  key: jax.Array | None = None,
+  *,
+  deterministic: bool = False,
+) -> jax.Array:
+  r"""Alpha dropout: dropout that keeps SELU's mean 0 and variance 1.
+
+  Each element is kept with probability q = 1 - rate; a dropped element is
+  set to SELU's negative saturation value alpha' = -scale * alpha
+  (-1.7580993408473766) rather than 0, and then the affine correction
+
+  .. math::
+    y = a \cdot \tilde{x} + b, \quad
+    a = \left(q + \alpha'^2 q (1 - q)\right)^{-1/2}, \quad
+    b = -a (1 - q) \alpha'
+
+  restores mean 0 and variance 1 for standardized inputs (rate 0.05:
+  a = 0.954844, b = 0.083936; rate 0.10: a = 0.921285, b = 0.161971).
+
+  Derivative: dy/dx = a for kept elements and 0 for dropped ones; a NaN
+  cotangent stays NaN. Reverse mode saves the 1-byte keep mask. A traced
+  ``rate`` is differentiable (through a and b). ``rate == 0`` and
+  ``deterministic=True`` return x unchanged.
+
+  Args:
+    x: input array. Integer inputs are promoted to the default float dtype.
+    rate: the drop probability, in [0, 1). A concrete value outside raises
+      ValueError; a traced one is not checked (rate >= 1 gives NaN).
+    key: a PRNG key, required in training (``deterministic=False``) when
+      rate > 0.
+    deterministic: if True, return x (evaluation mode).
+
+  Returns:
+    An array of the same shape and dtype as x.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxrelu
+    >>> x = jax.random.normal(jax.random.key(0), (100_000,))
+    >>> y = jaxrelu.alpha_dropout(x, 0.1, jax.random.key(1))
+    >>> bool(abs(y.mean()) < 0.01 and abs(y.std() - 1) < 0.01)
+    True
+    >>> bool(jnp.all(jaxrelu.alpha_dropout(x, 0.1, deterministic=True) == x))
+    True
+
+  References:
+    Klambauer, Unterthiner, Mayr & Hochreiter, Self-Normalizing Neural
+    Networks, NeurIPS 2017.
+  """
+  x = _activations.as_float('alpha_dropout', x)
+  check_rate('alpha_dropout', rate)
+  if deterministic or _checks.concrete_scalar(rate) == 0.0:
+    return x
+  if key is None:
+    raise ValueError(
+      'alpha_dropout: key is None in training mode. Pass '
+      'key=jax.random.key(...), or deterministic=True for evaluation.'
+    )
+  return _alpha_dropout_train(x, key, rate)

@@ -1,0 +1,115 @@
+"""What the linen and nnx layers share: slope shapes, initializers, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
+
+# He et al. (2015) initialise PReLU slopes to 0.25.
+PRELU_INIT = 0.25
+
+
+def slope_initializer(init: float | Initializer) -> Initializer:
+  """A number becomes a constant initializer; a callable is used as is."""
+  if callable(init):
+    return init
+  value = float(init)
+  return lambda key, shape, dtype: jnp.full(shape, value, dtype)
+
+
+def check_slope_options(
+  module: str, axis: int | None, shared_axes: Sequence[int] | None
+) -> None:
+  if axis is not None and shared_axes is not None:
+    raise ValueError(
+      f'{module}: pass axis (one slope per channel) or shared_axes '
+      '(Keras-style, one slope per element of the non-shared axes), not '
+      f'both; got axis={axis}, shared_axes={tuple(shared_axes)}.'
+    )
+
+
+def slope_shape(
+  module: str,
+  x_shape: Sequence[int],
+  axis: int | None,
+  shared_axes: Sequence[int] | None,
+) -> tuple[int, ...]:
+  """Shape of the slope parameter for an input of shape x_shape.
+
+  - axis None, shared_axes None: () - one shared slope.
+  - axis k: (x_shape[k],) - one slope per channel along axis k.
+  - shared_axes S (Keras): x_shape[1:] with every axis in S set to 1; axis 0
+    (the batch) is always shared. Axes count from 0 over x, so for NHWC
+    input shared_axes=(1, 2) gives one slope per channel, shape (1, 1, C).
+  """
+  check_slope_options(module, axis, shared_axes)
+  ndim = len(x_shape)
+  if axis is not None:
+    if not -ndim <= axis < ndim:
+      raise ValueError(
+        f'{module}: axis {axis} is out of range for input of rank {ndim}.'
+      )
+    return (x_shape[axis],)
+  if shared_axes is not None:
+    shared = {a % ndim for a in shared_axes}
+    if any(not -ndim <= a < ndim for a in shared_axes) or 0 in shared:
+      raise ValueError(
+        f'{module}: shared_axes must be axes 1..{ndim - 1} of the input '
+        f'(axis 0, the batch, is always shared), got {tuple(shared_axes)}.'
+      )
+    return tuple(1 if i in shared else x_shape[i] for i in range(1, ndim))
+  return ()
+
+
+def broadcastable_slope(
+  slope: jax.Array, ndim: int, axis: int | None
+) -> jax.Array:
+  """Reshapes a per-channel slope (C,) so it broadcasts along `axis`."""
+  if axis is None or axis % ndim == ndim - 1:
+    return slope
+  trailing = ndim - axis % ndim
+  return slope.reshape((slope.shape[0],) + (1,) * (trailing - 1))
+
+
+def check_slope_matches(
+  module: str,
+  expected: tuple[int, ...],
+  actual: tuple[int, ...],
+  axis: int | None,
+) -> None:
+  if expected == actual:
+    return
+  if axis is not None:
+    raise ValueError(
+      f'{module}: the input has {expected[0]} channels along axis {axis}, '
+      f'but the negative_slope parameter has {actual[0]}.'
+    )
+  raise ValueError(
+    f'{module}: the input needs a negative_slope of shape {expected}, but '
+    f'the parameter has shape {actual}.'
+  )
+
+
+def missing_key_message(module: str, stream: str, api: str) -> str:
+  if api == 'linen':
+    give = (
+      f"pass the key, e.g. model.apply(variables, x, rngs={{'{stream}': "
+      'key}) (or init(...) with the same rngs)'
+    )
+    evaluate = 'call with deterministic=True'
+  else:
+    give = (
+      f'construct it with rngs=nnx.Rngs({stream}=seed) (or pass '
+      'rngs=<key or stream> at call time)'
+    )
+    evaluate = 'call model.eval(), or pass deterministic=True'
+  return (
+    f'{module} is in training mode but has no PRNG key for stream '
+    f"'{stream}'. Either {give}, or switch to evaluation: {evaluate}. "
+    'No other stream is used in its place.'
+  )
