@@ -73,14 +73,25 @@ class PReLU(nn.Module):
     return _activations.prelu(x, slope.astype(x.dtype))
 
 
-def _key(module: nn.Module, collection: str, rng: jax.Array | None):
+def _training_key(
+  module: nn.Module, deterministic: bool | None, rng: jax.Array | None
+) -> jax.Array | None:
+  """None in evaluation mode, else the key: `rng`, or one from the stream.
+
+  `deterministic` is merged with the module's field as `flax.linen.Dropout`
+  does; the stream is used only if it was given, never a fallback.
+  """
+  if nn.merge_param('deterministic', module.deterministic, deterministic):
+    return None
   if rng is not None:
     return rng
-  if not module.has_rng(collection):
+  if not module.has_rng(module.rng_collection):
     raise ValueError(
-      _layers.missing_key_message(type(module).__name__, collection, 'linen')
+      _layers.missing_key_message(
+        type(module).__name__, module.rng_collection, 'linen'
+      )
     )
-  return module.make_rng(collection)
+  return module.make_rng(module.rng_collection)
 
 
 class RReLU(nn.Module):
@@ -122,15 +133,12 @@ class RReLU(nn.Module):
     deterministic: bool | None = None,
     rng: jax.Array | None = None,
   ) -> jax.Array:
-    deterministic = nn.merge_param(
-      'deterministic', self.deterministic, deterministic
-    )
     _activations.check_rrelu_bounds(self.lower, self.upper)
-    if deterministic:
+    key = _training_key(self, deterministic, rng)
+    if key is None:
       return _activations.rrelu(
         inputs, lower=self.lower, upper=self.upper, deterministic=True
       )
-    key = _key(self, self.rng_collection, rng)
     return _activations.rrelu(inputs, key, lower=self.lower, upper=self.upper)
 
 
@@ -165,11 +173,8 @@ class AlphaDropout(nn.Module):
     deterministic: bool | None = None,
     rng: jax.Array | None = None,
   ) -> jax.Array:
-    deterministic = nn.merge_param(
-      'deterministic', self.deterministic, deterministic
-    )
     _dropout.check_rate('AlphaDropout', self.rate)
-    if deterministic or self.rate == 0:
+    key = None if self.rate == 0 else _training_key(self, deterministic, rng)
+    if key is None:
       return _dropout.alpha_dropout(inputs, self.rate, deterministic=True)
-    key = _key(self, self.rng_collection, rng)
     return _dropout.alpha_dropout(inputs, self.rate, key)

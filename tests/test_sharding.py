@@ -15,6 +15,8 @@ _SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
     import jaxrelu
+    from jaxrelu import linen as jrl
+    from jaxrelu import nnx as jrn
 
     assert jax.device_count() == 8, jax.devices()
     mesh = jax.make_mesh((8,), ('batch',))
@@ -22,6 +24,9 @@ _SCRIPT = textwrap.dedent("""
     x_host = np.linspace(-4, 8, 64 * 32, dtype=np.float32).reshape(64, 32)
     x = jax.device_put(x_host, sharding)
     key = jax.random.key(0)
+    slope = jnp.linspace(0.1, 0.3, 32)
+    nnx_prelu = jrn.PReLU(32)
+    nnx_prelu.negative_slope[...] = slope
     fns = {
         'relu': jaxrelu.relu,
         'relu6': jaxrelu.relu6,
@@ -33,6 +38,16 @@ _SCRIPT = textwrap.dedent("""
         'elu': jaxrelu.elu,
         'celu': lambda x: jaxrelu.celu(x, 0.5),
         'selu': jaxrelu.selu,
+        'alpha_dropout': lambda x: jaxrelu.alpha_dropout(x, 0.1, key),
+        'linen_prelu': lambda x: jrl.PReLU(axis=-1).apply(
+            {'params': {'negative_slope': slope}}, x),
+        'linen_rrelu': lambda x: jrl.RReLU().apply(
+            {}, x, deterministic=False, rngs={'dropout': key}),
+        'linen_alpha_dropout': lambda x: jrl.AlphaDropout(0.2).apply(
+            {}, x, deterministic=False, rngs={'dropout': key}),
+        'nnx_prelu': lambda x: nnx_prelu(x),
+        'nnx_rrelu': lambda x: jrn.RReLU()(x, rngs=key),
+        'nnx_alpha_dropout': lambda x: jrn.AlphaDropout(0.2)(x, rngs=key),
     }
     collectives = ('all-gather', 'all-to-all', 'collective-permute',
                    'all-reduce')
@@ -70,7 +85,7 @@ class ShardingTest(absltest.TestCase):
       check=False,
     )
     self.assertEqual(result.returncode, 0, result.stderr[-4000:])
-    self.assertIn('sharding ok 10', result.stdout)
+    self.assertIn('sharding ok 17', result.stdout)
 
 
 if __name__ == '__main__':
