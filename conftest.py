@@ -1,0 +1,1 @@
+"""Puts the repo root on sys.path so tests can import experiments.*."""
