@@ -1,6 +1,7 @@
 """jaxrelu: exact, memory-lean rectifier activations for JAX.
 
-Flax layers live in `jaxrelu.linen` and `jaxrelu.nnx` (import them by name).
+Flax layers live in `jaxrelu.linen` and `jaxrelu.nnx`, SELU's theory in
+`jaxrelu.selu_theory` (import them by name).
 """
 
 from jaxrelu._activations import SELU_ALPHA as SELU_ALPHA
@@ -14,9 +15,7 @@ from jaxrelu._activations import relu6 as relu6
 from jaxrelu._activations import rrelu as rrelu
 from jaxrelu._activations import selu as selu
 from jaxrelu._dropout import alpha_dropout as alpha_dropout
-from jaxrelu._dropout import (
-  alpha_dropout_affine as alpha_dropout_affine,
-)
+from jaxrelu.selu_theory import alpha_dropout_affine as alpha_dropout_affine
 
 __version__ = '0.1.0'
 

@@ -6,34 +6,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrelu import _activations, _checks
+from jaxrelu import _activations, _checks, selu_theory
 
 # The value SELU saturates to, -scale * alpha = -1.7580993408473766.
 ALPHA_PRIME = -_activations.SELU_SCALE * _activations.SELU_ALPHA
-
-
-def alpha_dropout_affine(rate: ArrayLike) -> tuple[jax.Array, jax.Array]:
-  r"""The affine correction (a, b) that keeps mean 0 and variance 1.
-
-  .. math::
-    a = \left(q + \alpha'^2 q (1 - q)\right)^{-1/2}, \qquad
-    b = -a (1 - q) \alpha', \qquad q = 1 - \mathrm{rate}
-
-  Args:
-    rate: the drop probability, in [0, 1).
-
-  Returns:
-    (a, b) as arrays (float64 under x64, else float32).
-
-  Examples:
-    >>> import jaxrelu
-    >>> a, b = jaxrelu.alpha_dropout_affine(0.05)
-    >>> print(f'{float(a):.6f} {float(b):.6f}')
-    0.954844 0.083936
-  """
-  q = 1.0 - jnp.asarray(rate, jnp.result_type(float))
-  a = (q + ALPHA_PRIME**2 * q * (1.0 - q)) ** -0.5
-  return a, -a * (1.0 - q) * ALPHA_PRIME
 
 
 def _value(x, keep, a, b):
@@ -74,7 +50,7 @@ _alpha_dropout.defjvp(_alpha_dropout_jvp, symbolic_zeros=True)
 def _alpha_dropout_train(x, key, rate):
   rate = jnp.asarray(rate, jnp.result_type(float))
   keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-  a, b = alpha_dropout_affine(rate)
+  a, b = selu_theory.alpha_dropout_affine(rate)
   return _alpha_dropout(x, keep, a, b)
 
 
