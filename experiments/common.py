@@ -14,17 +14,22 @@ import jax
 
 
 def write_atomic(path: str, text: str) -> None:
-  """Writes text to path so that readers see the old file or the new one.
+  """Writes text to path so that readers see the old file or the new one."""
+  write_bytes_atomic(path, text.encode())
 
-  The text goes to a temporary file in the same directory, is flushed to
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+  """Writes bytes to path so that readers see the old file or the new one.
+
+  The data goes to a temporary file in the same directory, is flushed to
   disk, then renamed over the target (rename is atomic within a filesystem).
   """
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
   try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -115,3 +115,34 @@ class SeluTheoryTest(parameterized.TestCase):
 
 if __name__ == '__main__':
   absltest.main()
+
+
+class CorrelationMapTest(absltest.TestCase):
+  def test_relu_matches_arc_cosine_kernel(self):
+    # E[relu(u) relu(v)] = (sqrt(1 - c^2) + (pi - arccos c) c) / (2 pi).
+    with jax.enable_x64(True):
+      for c in (0.0, 0.3, -0.5, 0.9):
+        got = float(selu_theory.correlation_map(jaxrelu.relu, c))
+        cross = (np.sqrt(1 - c * c) + (np.pi - np.arccos(c)) * c) / (2 * np.pi)
+        mean, var = 1 / np.sqrt(2 * np.pi), 0.5 - 1 / (2 * np.pi)
+        self.assertAlmostEqual(got, (cross - mean**2) / var, places=10)
+
+  def test_selu_keeps_independent_samples_independent(self):
+    # C(0) = 0, C(1) = 1, and C'(0) = E[selu']^2 = 0.9707 < 1: c* = 0.
+    with jax.enable_x64(True):
+      self.assertAlmostEqual(
+        float(selu_theory.correlation_map(jaxrelu.selu, 0.0)), 0.0, places=12
+      )
+      self.assertAlmostEqual(
+        float(selu_theory.correlation_map(jaxrelu.selu, 1.0)), 1.0, places=10
+      )
+      eps = 1e-4
+      slope = float(selu_theory.correlation_map(jaxrelu.selu, eps)) / eps
+      d1 = float(
+        selu_theory.gaussian_expectation(lambda z: jaxrelu.selu(z) * z)
+      )
+    self.assertAlmostEqual(slope, d1**2, places=4)
+    self.assertAlmostEqual(d1**2, 0.9707, places=4)
+    self.assertAlmostEqual(
+      selu_theory.correlation_fixed_point(jaxrelu.selu), 0.0, places=10
+    )

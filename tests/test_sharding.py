@@ -56,11 +56,14 @@ _SCRIPT = textwrap.dedent("""
       vjp = jax.jit(lambda x, ct: jax.vjp(fn, x)[1](ct)[0])
       y = fwd(x)
       assert y.sharding.is_equivalent_to(sharding, 2), (name, y.sharding)
-      np.testing.assert_array_equal(np.asarray(y), np.asarray(fn(x_host)))
+      # A few ulp: the sharded jit and the host run are different programs.
+      np.testing.assert_allclose(
+          np.asarray(y), np.asarray(fn(x_host)), rtol=4e-6, atol=1e-7)
       g = vjp(x, jnp.ones_like(x))
       assert g.sharding.is_equivalent_to(sharding, 2), (name, g.sharding)
       g_host = jax.vjp(fn, x_host)[1](np.ones_like(x_host))[0]
-      np.testing.assert_array_equal(np.asarray(g), np.asarray(g_host))
+      np.testing.assert_allclose(
+          np.asarray(g), np.asarray(g_host), rtol=4e-6, atol=1e-7)
       for stage, f, args in (('fwd', fwd, (x,)), ('vjp', vjp, (x, x))):
         hlo = f.lower(*args).compile().as_text()
         found = [c for c in collectives if c in hlo]

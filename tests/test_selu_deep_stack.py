@@ -1,0 +1,133 @@
+"""experiments/selu_deep_stack.py: small runs end to end, flags, sharding."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from absl.testing import absltest, parameterized
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SMALL = ('--depth=60', '--width=256', '--batch=64', '--seeds=2')
+
+
+def _run(*flags: str, env=None) -> subprocess.CompletedProcess:
+  return subprocess.run(
+    [sys.executable, '-m', 'experiments.selu_deep_stack', *flags],
+    cwd=_REPO,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+    env=env,
+  )
+
+
+class SeluDeepStackTest(parameterized.TestCase):
+  def setUp(self):
+    super().setUp()
+    self.out = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.out)
+
+  def _results(self):
+    with open(os.path.join(self.out, 'results.json')) as f:
+      return json.load(f)
+
+  def test_small_run_writes_results_and_plots_and_exits_0(self):
+    result = _run(
+      *_SMALL,
+      '--activations=selu,relu',
+      '--noscenarios',
+      f'--output_dir={self.out}',
+    )
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertIn('HELD', result.stdout)
+    data = self._results()
+    self.assertTrue(data['claim_holds'])
+    self.assertEqual(data['meta']['flags']['depth'], 60)
+    self.assertIn('jax', data['meta']['versions'])
+    selu, relu = data['results']
+    self.assertTrue(selu['meets_criterion'])
+    self.assertFalse(relu['meets_criterion'])
+    self.assertEqual(len(selu['per_layer']['mean']), 60)
+    # The backward pass grows as the theory says (1.0716 per layer).
+    self.assertAlmostEqual(selu['grad_gain_per_layer'], 1.0716, delta=0.02)
+    self.assertAlmostEqual(selu['predicted_grad_gain_per_layer'], 1.0716, 4)
+    with open(os.path.join(self.out, 'results.csv')) as f:
+      rows = list(csv.DictReader(f))
+    self.assertLen(rows, 2 * 60)
+    self.assertEqual(rows[0]['layer'], '1')
+    for png in ('stats_main.png', 'gradients.png'):
+      with open(os.path.join(self.out, png), 'rb') as f:
+        self.assertEqual(f.read(8), b'\x89PNG\r\n\x1a\n')
+    self.assertNotIn('.tmp-', ''.join(os.listdir(self.out)))
+
+  def test_negative_control_fails_the_criterion(self):
+    # Weight variance 1.1/n: std settles near 1.19, outside the band.
+    result = _run(
+      '--depth=200',
+      '--width=256',
+      '--batch=64',
+      '--seeds=2',
+      '--activations=selu',
+      '--weight_var_scale=1.1',
+      '--noscenarios',
+      f'--output_dir={self.out}',
+    )
+    self.assertEqual(result.returncode, 1)  # paper conditions not tested
+    (control,) = self._results()['results']
+    self.assertFalse(control['meets_criterion'])
+    self.assertAlmostEqual(control['final_std'], 1.19, delta=0.03)
+    self.assertAlmostEqual(control['predicted_final_std'], 1.187, delta=0.002)
+
+  @parameterized.named_parameters(
+    ('depth', '--depth=0', '--depth must be >= 1'),
+    ('width', '--width=0', '--width must be >= 1'),
+    ('activation', '--activations=selu,swish', 'unknown swish'),
+    ('init', '--init=orthogonal', '--init: unknown orthogonal'),
+    ('rate', '--dropout_rate=1.0', r'--dropout_rate must be in [0, 1)'),
+    ('negative_rate', '--dropout_rate=-0.1', '--dropout_rate must be'),
+    ('dropout', '--dropout=gaussian', '--dropout: unknown gaussian'),
+    ('variance', '--input_var=0', '--input_var must be > 0'),
+  )
+  def test_bad_flag_one_line_error_before_computation(self, flag, message):
+    result = _run(flag, f'--output_dir={self.out}/never')
+    self.assertEqual(result.returncode, 1)
+    lines = result.stderr.strip().splitlines()
+    self.assertLen(lines, 1, result.stderr)
+    self.assertIn(message, lines[0])
+    self.assertFalse(os.path.exists(f'{self.out}/never'))
+
+  def test_sharded_run_equals_single_device(self):
+    flags = (
+      '--depth=30',
+      '--width=64',
+      '--batch=64',
+      '--seeds=2',
+      '--activations=selu',
+      '--noscenarios',
+    )
+    env = dict(os.environ, JAX_PLATFORMS='cpu')
+    single = _run(*flags, f'--output_dir={self.out}/one', env=env)
+    env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+    sharded = _run(*flags, f'--output_dir={self.out}/eight', env=env)
+    self.assertEqual(single.returncode, 0, single.stderr[-2000:])
+    self.assertEqual(sharded.returncode, 0, sharded.stderr[-2000:])
+    runs = {}
+    for name in ('one', 'eight'):
+      with open(f'{self.out}/{name}/results.json') as f:
+        runs[name] = json.load(f)
+    self.assertEqual(runs['one']['meta']['devices_used'], 1)
+    self.assertEqual(runs['eight']['meta']['devices_used'], 8)
+    a = runs['one']['results'][0]['per_layer']
+    b = runs['eight']['results'][0]['per_layer']
+    for key in ('mean', 'std', 'unit_mean_spread', 'grad_sq_norm'):
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+if __name__ == '__main__':
+  absltest.main()
