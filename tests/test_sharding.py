@@ -68,6 +68,17 @@ _SCRIPT = textwrap.dedent("""
         hlo = f.lower(*args).compile().as_text()
         found = [c for c in collectives if c in hlo]
         assert not found, (name, stage, found)
+    # Dead-unit tracker: a max over a batch sharded across 8 devices.
+    from jaxrelu import diagnostics
+    pre_host = {'a': x_host - np.linspace(0, 8, 32, dtype=np.float32)}
+    pre = {'a': jax.device_put(pre_host['a'], sharding)}
+    state = jax.jit(diagnostics.tracker_update)(
+        diagnostics.tracker_init(pre), pre)
+    want = np.asarray(diagnostics.dead_units(pre_host)['a'])
+    assert 0 < want.mean() < 1, want.mean()
+    np.testing.assert_array_equal(
+        np.asarray(state.max_preactivation['a']) <= 0, want)
+    assert int(state.examples) == 64
     print('sharding ok', len(fns))
 """)
 

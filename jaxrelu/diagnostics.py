@@ -1,0 +1,149 @@
+r"""Dead-unit diagnostics: measure the dying-ReLU problem in any model.
+
+A unit is *dead on a probe set* when its pre-activation is <= 0 for every
+probe input: a ReLU then outputs 0 and passes no gradient for all of them.
+For leaky and exponential variants the same test reports units that are
+*never positive* (they still pass gradient, through the negative slope).
+
+Pre-activations come as a pytree of arrays (one leaf per layer), each of
+shape (batch, ...units); axis 0 is the probe axis, every other axis indexes
+units. Everything here is pure and jittable.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> from jaxrelu import diagnostics
+  >>> pre = {'layer1': jnp.array([[1.0, -1.0], [2.0, -3.0]])}
+  >>> diagnostics.dead_fraction(pre)
+  {'layer1': Array(0.5, dtype=float32)}
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+PyTree = Any
+
+
+def _check_batched(leaf: jax.Array) -> None:
+  if jnp.ndim(leaf) < 2:
+    raise ValueError(
+      'diagnostics: each pre-activation leaf needs shape (batch, ...units) '
+      f'with at least 2 axes, got shape {jnp.shape(leaf)}.'
+    )
+
+
+def dead_units(preactivations: PyTree, threshold: ArrayLike = 0.0) -> PyTree:
+  """Per-unit boolean masks: True where pre-activation <= threshold always.
+
+  Args:
+    preactivations: pytree of arrays of shape (batch, ...units).
+    threshold: a unit is dead if no probe lifts it above this value.
+
+  Returns:
+    A pytree of bool arrays of shape (...units).
+  """
+
+  def mask(x):
+    _check_batched(x)
+    return jnp.max(x, axis=0) <= threshold
+
+  return jax.tree.map(mask, preactivations)
+
+
+def dead_fraction(preactivations: PyTree, threshold: ArrayLike = 0.0) -> PyTree:
+  """Per-layer fraction of dead units (0 to 1), a pytree of scalars."""
+  return jax.tree.map(
+    lambda m: jnp.mean(m.astype(jnp.float32)),
+    dead_units(preactivations, threshold),
+  )
+
+
+class TrackerState(NamedTuple):
+  """Streaming state: the largest pre-activation seen per unit, and a count.
+
+  The max is combinable in any order (max is associative and commutative)
+  so updates from batches, steps or devices merge exactly.
+  """
+
+  max_preactivation: PyTree
+  examples: jax.Array
+
+
+def tracker_init(preactivations_like: PyTree) -> TrackerState:
+  """An empty tracker for pre-activations shaped like the given pytree.
+
+  Leaves may be arrays or `jax.ShapeDtypeStruct`s of shape (batch, ...units);
+  only the unit axes are kept.
+  """
+
+  def empty(x):
+    _check_batched(x)
+    return jnp.full(jnp.shape(x)[1:], -jnp.inf, jnp.float32)
+
+  return TrackerState(
+    jax.tree.map(empty, preactivations_like), jnp.zeros((), jnp.int32)
+  )
+
+
+def tracker_update(state: TrackerState, preactivations: PyTree) -> TrackerState:
+  """Folds one batch of pre-activations into the state (jittable).
+
+  Inside a jitted step with the batch sharded over devices, the max over
+  axis 0 is a cross-device reduction: the state comes out replicated.
+  """
+  batch = jax.tree.leaves(preactivations)[0].shape[0]
+  new_max = jax.tree.map(
+    lambda m, x: jnp.maximum(m, jnp.max(x, axis=0).astype(jnp.float32)),
+    state.max_preactivation,
+    preactivations,
+  )
+  return TrackerState(new_max, state.examples + batch)
+
+
+def tracker_merge(a: TrackerState, b: TrackerState) -> TrackerState:
+  """Combines two trackers (e.g. from different devices or runs) exactly."""
+  return TrackerState(
+    jax.tree.map(jnp.maximum, a.max_preactivation, b.max_preactivation),
+    a.examples + b.examples,
+  )
+
+
+def tracker_dead_fraction(
+  state: TrackerState, threshold: ArrayLike = 0.0
+) -> PyTree:
+  """Per-layer dead fraction over everything the tracker has seen."""
+  return jax.tree.map(
+    lambda m: jnp.mean((m <= threshold).astype(jnp.float32)),
+    state.max_preactivation,
+  )
+
+
+def born_dead(
+  outputs: ArrayLike, *, rtol: ArrayLike = 0.0, atol: ArrayLike = 0.0
+) -> jax.Array:
+  """Whether a network's output is constant over the probe set.
+
+  A network is *born dead* when some layer is dead for every probe: all
+  later layers then see the same input and the output cannot vary. With
+  the default tolerances the output must be exactly constant, which is
+  what a dead layer produces.
+
+  Args:
+    outputs: network outputs of shape (batch, ...).
+    rtol: relative tolerance against the first output's magnitude.
+    atol: absolute tolerance.
+
+  Returns:
+    A scalar bool array.
+  """
+  y = jnp.asarray(outputs)
+  if y.ndim < 1 or y.shape[0] < 1:
+    raise ValueError(
+      f'born_dead: outputs need a batch axis, got shape {y.shape}.'
+    )
+  spread = jnp.max(jnp.abs(y - y[:1]))
+  return spread <= atol + rtol * jnp.max(jnp.abs(y[:1]))

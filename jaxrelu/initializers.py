@@ -1,0 +1,183 @@
+r"""Initializers matched to each activation, and RAI against dying ReLU.
+
+`gain(activation)` is the factor g such that weights with variance g^2 / n
+keep the second moment of the activations from layer to layer. That is the
+reasoning of He et al. (2015): for a rectifier with negative slope a,
+E[f(z)^2] = (1 + a^2) / 2 * E[z^2], so std = sqrt(2 / ((1 + a^2) n)) and
+g = sqrt(2 / (1 + a^2)). For the exponential units there is no closed form;
+we use the same rule at the unit scale, g = 1 / sqrt(E[f(z)^2]) for
+z ~ N(0, 1), computed exactly by quadrature. For SELU this gives 1 (LeCun),
+the self-normalizing choice.
+
+Examples:
+  >>> from jaxrelu import initializers
+  >>> print(f"{initializers.gain('relu'):.6f}")
+  1.414214
+  >>> print(f"{initializers.gain('leaky_relu', 0.01):.5f}")
+  1.41414
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxrelu import _activations, selu_theory
+
+Initializer = Callable[..., jax.Array]
+
+_SLOPED = {'leaky_relu': 0.01, 'prelu': 0.25}
+_EXPONENTIAL = {
+  'elu': lambda p: lambda z: _activations.elu(z, 1.0 if p is None else p),
+  'celu': lambda p: lambda z: _activations.celu(z, 1.0 if p is None else p),
+}
+ACTIVATIONS = (
+  'linear',
+  'identity',
+  'sigmoid',
+  'tanh',
+  'relu',
+  'relu6',
+  'leaky_relu',
+  'prelu',
+  'rrelu',
+  'elu',
+  'celu',
+  'selu',
+)
+
+
+def gain(
+  activation: str, param: float | tuple[float, float] | None = None
+) -> float:
+  r"""Recommended gain for weights feeding `activation` (std = gain / sqrt(n)).
+
+  - linear, identity, sigmoid: 1.
+  - tanh: 5/3. This is PyTorch's heuristic; the unit-scale rule below gives
+    1.593.
+  - relu, relu6: sqrt(2), from He et al. 2015. relu6 equals relu at the unit
+    scale, except for a 6-sigma cap.
+  - leaky_relu and prelu with slope a: sqrt(2 / (1 + a^2)). `param` is the
+    slope; the defaults are 0.01 and 0.25.
+  - rrelu with slopes a ~ U(lower, upper):
+    sqrt(2 / (1 + E[a^2])), E[a^2] = (l^2 + l u + u^2) / 3. `param` is
+    (lower, upper); the default is (1/8, 1/3).
+  - elu, celu: 1 / sqrt(E[f(z)^2]) for z ~ N(0, 1), with `param` as alpha
+    (default 1). This keeps the second moment at the unit scale.
+  - selu: 1, LeCun-normal (Klambauer et al. 2017). It is what makes (0, 1)
+    the fixed point. PyTorch's calculate_gain('selu') = 3/4 is chosen to
+    balance gradients, and it breaks self-normalization: activations shrink
+    to std ~0.2 in deep stacks (experiments/selu_deep_stack, "torch gain
+    3/4").
+
+  Raises:
+    ValueError: for an unknown activation or a bad param.
+  """
+  if activation in ('linear', 'identity', 'sigmoid'):
+    return 1.0
+  if activation == 'tanh':
+    return 5.0 / 3.0
+  if activation in ('relu', 'relu6'):
+    return math.sqrt(2.0)
+  if activation in _SLOPED:
+    slope = _SLOPED[activation] if param is None else float(param)
+    return math.sqrt(2.0 / (1.0 + slope**2))
+  if activation == 'rrelu':
+    lo, hi = (
+      (_activations.RRELU_LOWER, _activations.RRELU_UPPER)
+      if param is None
+      else param
+    )
+    _activations.check_rrelu_bounds(lo, hi)
+    return math.sqrt(2.0 / (1.0 + (lo * lo + lo * hi + hi * hi) / 3.0))
+  if activation in _EXPONENTIAL:
+    fn = _EXPONENTIAL[activation](param)
+    with jax.enable_x64(True):
+      m2 = float(selu_theory.gaussian_expectation(lambda z: fn(z) ** 2))
+    return 1.0 / math.sqrt(m2)
+  if activation == 'selu':
+    return 1.0
+  raise ValueError(
+    f'gain: unknown activation {activation!r}; accepted: '
+    f'{", ".join(ACTIVATIONS)}.'
+  )
+
+
+def for_activation(
+  activation: str,
+  param: float | tuple[float, float] | None = None,
+  *,
+  mode: str = 'fan_in',
+  distribution: str = 'truncated_normal',
+  in_axis: int = -2,
+  out_axis: int = -1,
+) -> Initializer:
+  """A `jax.nn.initializers.variance_scaling` initializer with gain^2.
+
+  The returned function has the `jax.nn.initializers` signature
+  ``init(key, shape, dtype=jnp.float_)``.
+
+  Examples:
+    >>> import jax
+    >>> from jaxrelu import initializers
+    >>> init = initializers.for_activation('relu', distribution='normal')
+    >>> w = init(jax.random.key(0), (1000, 500))
+    >>> print(f'{float(w.var() * 1000):.2f}')
+    2.00
+  """
+  return jax.nn.initializers.variance_scaling(
+    gain(activation, param) ** 2,
+    mode,
+    distribution,
+    in_axis=in_axis,
+    out_axis=out_axis,
+  )
+
+
+# Lu, Shin, Su & Karniadakis (2020), Dying ReLU and Initialization: the
+# symmetric part's scale and the asymmetric distribution Beta(2, 1).
+RAI_SIGMA = 0.6007
+
+
+def rai(
+  key: jax.Array, fan_in: int, fan_out: int, dtype=jnp.float32
+) -> tuple[jax.Array, jax.Array]:
+  r"""Randomized Asymmetric Initialization of a Dense layer's weight and bias.
+
+  Weight and bias are drawn together as V = [W; b], of shape
+  (fan_in + 1, fan_out), with entries N(0, sigma^2 / fan_in),
+  sigma = 0.6007. Then, for every output unit (column), one entry chosen
+  uniformly among its fan_in + 1 is replaced by a draw from Beta(2, 1).
+  That entry is positive, so no unit can start dead for every input, which
+  makes a born-dead network far less likely than with symmetric
+  initializations (Lu et al. 2020).
+
+  Args:
+    key: a PRNG key.
+    fan_in: number of inputs.
+    fan_out: number of units.
+    dtype: dtype of the results.
+
+  Returns:
+    (weight of shape (fan_in, fan_out), bias of shape (fan_out,)), in the
+    flax / `x @ W + b` layout.
+  """
+  if fan_in < 1 or fan_out < 1:
+    raise ValueError(
+      f'rai: fan_in and fan_out must be >= 1, got {fan_in}, {fan_out}.'
+    )
+  k_sym, k_pick, k_beta = jax.random.split(key, 3)
+  v = (
+    RAI_SIGMA
+    / math.sqrt(fan_in)
+    * jax.random.normal(k_sym, (fan_in + 1, fan_out), jnp.float32)
+  )
+  rows = jax.random.randint(k_pick, (fan_out,), 0, fan_in + 1)
+  v = v.at[rows, jnp.arange(fan_out)].set(
+    jax.random.beta(k_beta, 2.0, 1.0, (fan_out,), jnp.float32)
+  )
+  v = v.astype(dtype)
+  return v[:-1], v[-1]
