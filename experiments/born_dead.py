@@ -1,0 +1,322 @@
+r"""How often is a deep, narrow ReLU network born dead?
+
+A network is born dead when its output is constant over the inputs: some
+layer is dead for every input, so the network computes a constant and no
+gradient reaches the layers below. Lu, Shin, Su & Karniadakis (2020) prove
+that this becomes certain as depth grows at fixed width, and report, at
+depth 10: about 60% born dead at width 3, over 10% at width 5, and under 1%
+at width 10 (symmetric He-type initialization). Their remedy is Randomized
+Asymmetric Initialization (RAI).
+
+This binary estimates the probability over `--trials` vectorized random
+networks on a 1-D input grid. It covers each width in `--widths`, each
+depth in `--depths`, and each initialization in `--inits`:
+
+- he_zero_bias: He-normal weights, zero bias;
+- he_random_bias: He-normal weights and biases;
+- bias_0.01: He-normal weights, bias 0.01;
+- rai: `jaxrelu.initializers.rai`.
+
+A network of depth L is the first L hidden layers of the deepest one, plus
+a random linear read-out. It is born dead exactly when hidden layer L is
+constant over the grid: a non-constant layer gives a constant read-out with
+probability 0. So one run at the maximum depth answers every depth. Each
+estimate gets a 95% Wilson interval, beside the closed form
+1 - (1 - 2^-N)^L (at least one layer of N units dead, each unit dead with
+probability 1/2 independently) and beside Lu et al.'s figures.
+
+Usage (from the repo root):
+
+  python -m experiments.born_dead
+  python -m experiments.born_dead --trials=10000 --depths=5,10,20,50
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from experiments import common
+from jaxrelu import initializers
+
+INITS = ('he_zero_bias', 'he_random_bias', 'bias_0.01', 'rai')
+# Lu et al. (2020), depth 10, symmetric init: width -> (low, high) bounds of
+# the reported born-dead probability.
+LU_ET_AL_DEPTH10 = {3: (0.5, 0.7), 5: (0.1, 1.0), 10: (0.0, 0.01)}
+
+_DEPTHS = flags.DEFINE_list('depths', ['2', '5', '10', '20', '50'], 'Depths.')
+_WIDTHS = flags.DEFINE_list('widths', ['2', '3', '5', '10'], 'Widths.')
+_INITS = flags.DEFINE_list('inits', list(INITS), f'Of: {", ".join(INITS)}.')
+_TRIALS = flags.DEFINE_integer('trials', 4000, 'Networks per cell (>= 10).')
+_GRID = flags.DEFINE_integer('grid_points', 101, 'Inputs on the grid (>= 2).')
+_RANGE = flags.DEFINE_float(
+  'input_range', 1.0, 'Grid on [-input_range, input_range] (> 0).'
+)
+_SEED = flags.DEFINE_integer('seed', 0, 'PRNG seed.')
+_OUTPUT_DIR = flags.DEFINE_string(
+  'output_dir', 'results/born_dead', 'Where results go.'
+)
+
+
+def _layer(key, fan_in: int, fan_out: int, init: str):
+  """Weight (fan_in, fan_out) and bias (fan_out,) for one Dense layer."""
+  if init == 'rai':
+    return initializers.rai(key, fan_in, fan_out)
+  k_w, k_b = jax.random.split(key)
+  std = math.sqrt(2.0 / fan_in)
+  w = std * jax.random.normal(k_w, (fan_in, fan_out))
+  if init == 'he_zero_bias':
+    b = jnp.zeros(fan_out)
+  elif init == 'he_random_bias':
+    b = std * jax.random.normal(k_b, (fan_out,))
+  else:  # bias_0.01
+    b = jnp.full(fan_out, 0.01)
+  return w, b
+
+
+def dead_by_depth(
+  key: jax.Array, grid: jax.Array, width: int, depth: int, init: str
+) -> jax.Array:
+  """Bool (depth,): whether hidden layer l (1-based l = i + 1) is constant."""
+  k_first, k_rest = jax.random.split(key)
+  w, b = _layer(k_first, 1, width, init)
+  h = jax.nn.relu(grid[:, None] @ w + b)
+
+  def step(h, k):
+    w, b = _layer(k, width, width, init)
+    h = jax.nn.relu(h @ w + b)
+    return h, jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
+
+  first = jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
+  _, rest = jax.lax.scan(step, h, jax.random.split(k_rest, depth - 1))
+  return jnp.concatenate([first[None], rest])
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+  """95% Wilson score interval for a binomial proportion."""
+  p = successes / n
+  denom = 1 + z * z / n
+  center = (p + z * z / (2 * n)) / denom
+  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+  return max(0.0, center - half), min(1.0, center + half)
+
+
+def closed_form(width: int, depth: int) -> float:
+  return 1.0 - (1.0 - 2.0**-width) ** depth
+
+
+def validate(flag: dict) -> str | None:
+  try:
+    depths = [int(d) for d in flag['depths']]
+    widths = [int(w) for w in flag['widths']]
+  except ValueError:
+    return '--depths and --widths must be comma lists of integers'
+  unknown = [i for i in flag['inits'] if i not in INITS]
+  checks = [
+    (not depths or min(depths) < 1, '--depths must be integers >= 1'),
+    (not widths or min(widths) < 1, '--widths must be integers >= 1'),
+    (
+      bool(unknown),
+      f'--inits: unknown {",".join(unknown)}; accepted: {",".join(INITS)}',
+    ),
+    (flag['trials'] < 10, f'--trials must be >= 10, got {flag["trials"]}'),
+    (flag['grid_points'] < 2, '--grid_points must be >= 2'),
+    (not flag['input_range'] > 0, '--input_range must be > 0'),
+  ]
+  for bad, message in checks:
+    if bad:
+      return message
+  return None
+
+
+def run(flag: dict) -> list[dict]:
+  depths = sorted({int(d) for d in flag['depths']})
+  widths = sorted({int(w) for w in flag['widths']})
+  grid = jnp.linspace(
+    -flag['input_range'], flag['input_range'], flag['grid_points']
+  )
+  keys = jax.random.split(jax.random.key(flag['seed']), flag['trials'])
+  rows = []
+  for init in flag['inits']:
+    for width in widths:
+      fn = jax.jit(
+        jax.vmap(
+          lambda k, width=width, init=init: dead_by_depth(
+            k, grid, width, max(depths), init
+          )
+        )
+      )
+      start = time.perf_counter()
+      dead = np.asarray(fn(keys))  # (trials, max_depth)
+      seconds = time.perf_counter() - start
+      for depth in depths:
+        count = int(dead[:, depth - 1].sum())
+        low, high = wilson(count, flag['trials'])
+        rows.append(
+          {
+            'init': init,
+            'width': width,
+            'depth': depth,
+            'trials': flag['trials'],
+            'born_dead': count,
+            'probability': count / flag['trials'],
+            'ci95_low': low,
+            'ci95_high': high,
+            'closed_form': closed_form(width, depth),
+            'seconds_for_all_depths': seconds,
+          }
+        )
+  return rows
+
+
+def report(rows: list[dict]) -> tuple[str, dict]:
+  """Markdown table and plain verdicts on the claims."""
+  lines = [
+    '| init | width | depth | born dead | 95% CI | 1-(1-2^-N)^L |',
+    '|---|---|---|---|---|---|',
+  ]
+  for r in rows:
+    lines.append(
+      f'| {r["init"]} | {r["width"]} | {r["depth"]} '
+      f'| {r["probability"]:.4f} | [{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}] '
+      f'| {r["closed_form"]:.4f} |'
+    )
+  cell = {(r['init'], r['width'], r['depth']): r for r in rows}
+  verdicts = {}
+  lu = []
+  for width, (lo, hi) in LU_ET_AL_DEPTH10.items():
+    r = cell.get(('he_zero_bias', width, 10))
+    if r is None:
+      continue
+    consistent = r['ci95_high'] >= lo and r['ci95_low'] <= hi
+    lu.append(
+      f'width {width}: measured {r["probability"]:.3f} '
+      f'[{r["ci95_low"]:.3f}, {r["ci95_high"]:.3f}] vs Lu et al. '
+      f'{lo:.2f}-{hi:.2f}: {"consistent" if consistent else "NOT consistent"}'
+    )
+    verdicts[f'lu_et_al_width_{width}'] = consistent
+  rai_better = []
+  for (init, width, depth), r in cell.items():
+    he = cell.get(('he_zero_bias', width, depth))
+    if init == 'rai' and he is not None and he['born_dead'] > 0:
+      rai_better.append(r['ci95_high'] < he['ci95_low'])
+  if rai_better:
+    verdicts['rai_below_he_where_he_dies'] = all(rai_better)
+  he = [r for r in rows if r['init'] == 'he_zero_bias']
+  if he:
+    # Is the closed form an upper bound? Judge by each cell's CI.
+    verdicts['closed_form_bounds_he'] = all(
+      r['ci95_low'] <= r['closed_form'] + 1e-12 for r in he
+    )
+  text = '\n'.join(lines) + '\n'
+  if he:
+    text += (
+      '\nThe closed form 1-(1-2^-N)^L '
+      + (
+        'upper-bounds'
+        if verdicts['closed_form_bounds_he']
+        else 'does NOT bound'
+      )
+      + ' every He (zero bias) cell within its 95% CI.\n'
+    )
+  if lu:
+    text += '\nLu et al. (2020) at depth 10, He init with zero bias:\n'
+    text += ''.join(f'- {line}\n' for line in lu)
+  if rai_better:
+    text += (
+      f'\nRAI is born dead significantly less often than He (zero bias) in '
+      f'{sum(rai_better)} of {len(rai_better)} cells where He dies at all'
+      ' (non-overlapping 95% CIs).\n'
+    )
+  return text, verdicts
+
+
+def plot(rows: list[dict], out_dir: str) -> str:
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  inits = sorted({r['init'] for r in rows}, key=INITS.index)
+  widths = sorted({r['width'] for r in rows})
+  fig, axes = plt.subplots(
+    1, len(inits), figsize=(4.2 * len(inits), 4), sharey=True, squeeze=False
+  )
+  for ax, init in zip(axes[0], inits, strict=True):
+    for i, width in enumerate(widths):
+      sel = [r for r in rows if r['init'] == init and r['width'] == width]
+      d = [r['depth'] for r in sel]
+      ax.plot(
+        d,
+        [r['probability'] for r in sel],
+        'o-',
+        color=f'C{i}',
+        label=f'width {width}',
+      )
+      ax.fill_between(
+        d,
+        [r['ci95_low'] for r in sel],
+        [r['ci95_high'] for r in sel],
+        color=f'C{i}',
+        alpha=0.2,
+      )
+      ax.plot(d, [r['closed_form'] for r in sel], ':', color=f'C{i}')
+    ax.set(title=init, xlabel='depth', xscale='log')
+  axes[0][0].set_ylabel('P(born dead); dotted: 1-(1-2^-N)^L')
+  axes[0][0].legend(fontsize=8)
+  fig.tight_layout()
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png', dpi=110)
+  plt.close(fig)
+  path = f'{out_dir}/born_dead.png'
+  common.write_bytes_atomic(path, buf.getvalue())
+  return path
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError('Too many command-line arguments.')
+  flag = {
+    'depths': _DEPTHS.value,
+    'widths': _WIDTHS.value,
+    'inits': _INITS.value,
+    'trials': _TRIALS.value,
+    'grid_points': _GRID.value,
+    'input_range': _RANGE.value,
+    'seed': _SEED.value,
+    'output_dir': _OUTPUT_DIR.value,
+  }
+  error = validate(flag)
+  if error:
+    print(f'born_dead: error: {error}', file=sys.stderr)
+    return 1
+  rows = run(flag)
+  text, verdicts = report(rows)
+  out = flag['output_dir']
+  common.write_json_atomic(
+    f'{out}/results.json',
+    {'meta': common.provenance(flag), 'verdicts': verdicts, 'results': rows},
+  )
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+  writer.writeheader()
+  writer.writerows(rows)
+  common.write_atomic(f'{out}/results.csv', buf.getvalue())
+  common.write_atomic(f'{out}/results.md', text)
+  path = plot(rows, out)
+  print(text)
+  print(f'Wrote {out}/results.json, results.csv, results.md, {path}')
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,89 @@
+"""experiments/born_dead.py: a small run end to end, and bad flags."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest, parameterized
+
+from experiments import born_dead
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*flags):
+  return subprocess.run(
+    [sys.executable, '-m', 'experiments.born_dead', *flags],
+    cwd=_REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
+
+
+class BornDeadTest(parameterized.TestCase):
+  def setUp(self):
+    super().setUp()
+    self.out = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.out)
+
+  def test_small_run(self):
+    result = _run(
+      '--depths=2,10,30',
+      '--widths=3,10',
+      '--trials=400',
+      '--grid_points=21',
+      f'--output_dir={self.out}',
+    )
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(self.out, 'results.json')) as f:
+      data = json.load(f)
+    rows = data['results']
+    self.assertLen(rows, 4 * 2 * 3)
+    cell = {(r['init'], r['width'], r['depth']): r for r in rows}
+    for init in born_dead.INITS:
+      for width in (3, 10):
+        p = [cell[(init, width, d)]['probability'] for d in (2, 10, 30)]
+        # Prefixes of one network: born dead at depth L stays dead deeper.
+        self.assertEqual(p, sorted(p))
+    # Width 3, depth 10, He with zero bias: Lu et al. report ~60%.
+    r = cell[('he_zero_bias', 3, 10)]
+    self.assertTrue(0.5 <= r['probability'] <= 0.78, r)
+    self.assertLessEqual(r['ci95_low'], r['probability'])
+    self.assertGreaterEqual(r['ci95_high'], r['probability'])
+    with open(os.path.join(self.out, 'results.csv')) as f:
+      self.assertLen(list(csv.DictReader(f)), len(rows))
+    with open(os.path.join(self.out, 'born_dead.png'), 'rb') as f:
+      self.assertEqual(f.read(4), b'\x89PNG')
+
+  def test_wilson_interval(self):
+    # Known values: 0 of 100 -> [0, 0.037]; 50 of 100 -> [0.404, 0.596].
+    low, high = born_dead.wilson(0, 100)
+    self.assertEqual(low, 0.0)
+    self.assertAlmostEqual(high, 0.0370, places=4)
+    low, high = born_dead.wilson(50, 100)
+    self.assertAlmostEqual(low, 0.4038, places=4)
+    self.assertAlmostEqual(high, 0.5962, places=4)
+
+  @parameterized.parameters(
+    ('--depths=0', '--depths must be'),
+    ('--widths=a,b', 'comma lists of integers'),
+    ('--inits=xavier', 'unknown xavier'),
+    ('--trials=5', '--trials must be >= 10'),
+  )
+  def test_bad_flags(self, flag, message):
+    result = _run(flag, f'--output_dir={self.out}/never')
+    self.assertEqual(result.returncode, 1)
+    lines = result.stderr.strip().splitlines()
+    self.assertLen(lines, 1, result.stderr)
+    self.assertIn(message, lines[0])
+    self.assertFalse(os.path.exists(f'{self.out}/never'))
+
+
+if __name__ == '__main__':
+  absltest.main()
