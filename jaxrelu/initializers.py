@@ -95,7 +95,9 @@ def gain(
     return math.sqrt(2.0 / (1.0 + (lo * lo + lo * hi + hi * hi) / 3.0))
   if activation in _EXPONENTIAL:
     fn = _EXPONENTIAL[activation](param)
-    with jax.enable_x64(True):
+    # A Python constant even when called inside jit (e.g. an init under
+    # trace): evaluate eagerly rather than staging the quadrature.
+    with jax.ensure_compile_time_eval(), jax.enable_x64(True):
       m2 = float(selu_theory.gaussian_expectation(lambda z: fn(z) ** 2))
     return 1.0 / math.sqrt(m2)
   if activation == 'selu':

@@ -54,6 +54,15 @@ class GainTest(parameterized.TestCase):
     expected = 1 / math.sqrt(_second_moment(lambda z: np.maximum(z, 0)))
     self.assertAlmostEqual(initializers.gain('relu'), expected, places=8)
 
+  def test_usable_inside_jit(self):
+    # Initializers are often built inside jitted init functions.
+    @jax.jit
+    def init(key):
+      return initializers.for_activation('elu')(key, (64, 32))
+
+    w = init(jax.random.key(0))
+    self.assertEqual(w.shape, (64, 32))
+
   def test_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, "unknown activation 'swish'"):
       initializers.gain('swish')

@@ -1,0 +1,695 @@
+r"""Dying ReLU: what kills units, and what saves them, measured in training.
+
+Claims under test, each reported with its seed spread:
+
+1. A high learning rate raises the dead fraction of ReLU.
+2. Bias -1 leaves whole layers dead from the start.
+3. A small positive bias (0.01) helps. CS231n calls this unclear; we report
+   what we measure.
+4. Leaky, parametric, randomized and exponential variants have no dead
+   units. For them we count units that are *never positive* on the probe
+   set; unlike dead ReLUs, these still pass gradient.
+
+MLPs (`--depths` x `--widths`, initialised by `jaxrelu.initializers` for
+their activation, biases set to each of `--bias_inits`) are trained with
+optax (`--optimizer`, `--learning_rates`) on a classification task labelled
+by a seeded random teacher network: data generated in code, nothing
+downloaded. Learning rates, bias inits and seeds share shapes, so they run
+vectorized (`vmap`) in one compiled program per (activation, depth, width,
+optimizer) group. When several devices are present, the vectorized axis is
+spread over them.
+
+Every finished cell (one configuration, all seeds) is appended to
+`cells.jsonl` atomically: the file is rewritten to a temporary and renamed.
+A rerun skips finished cells, and keys depend only on the cell, so an
+interrupted and resumed sweep equals an uninterrupted one. Outputs:
+`cells.jsonl`, `cells.csv`, `report.md`, `dead_heatmaps.png` and
+`dead_vs_step.png`.
+
+Usage (from the repo root):
+
+  python -m experiments.dying_relu
+  python -m experiments.dying_relu --learning_rates=0.01,1.0 --steps=1000
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+import zlib
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app, flags, logging
+
+import jaxrelu
+from experiments import common
+from jaxrelu import diagnostics, initializers
+
+ACTIVATIONS = ('relu', 'leaky_relu', 'prelu', 'rrelu', 'elu', 'selu', 'celu')
+OPTIMIZERS = ('sgd', 'adam')
+
+_LRS = flags.DEFINE_list(
+  'learning_rates', ['0.01', '0.1', '0.3', '1.0'], 'LRs.'
+)
+_BIASES = flags.DEFINE_list('bias_inits', ['-1', '0', '0.01'], 'Bias inits.')
+_ACTS = flags.DEFINE_list('activations', list(ACTIVATIONS), 'Activations.')
+_DEPTHS = flags.DEFINE_list('depths', ['4'], 'Hidden layers.')
+_WIDTHS = flags.DEFINE_list('widths', ['128'], 'Units per hidden layer.')
+_OPTIMIZER = flags.DEFINE_string('optimizer', 'sgd', f'One of {OPTIMIZERS}.')
+_STEPS = flags.DEFINE_integer('steps', 300, 'Training steps.')
+_SEEDS = flags.DEFINE_integer('seeds', 5, 'Seeds per cell.')
+_BATCH = flags.DEFINE_integer('batch', 128, 'Minibatch size.')
+_RECORD_EVERY = flags.DEFINE_integer('record_every', 25, 'Steps per record.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Base PRNG seed.')
+_MAX_NEW_GROUPS = flags.DEFINE_integer(
+  'max_new_groups', -1, 'Stop after this many new groups (-1: all).'
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+  'output_dir', 'results/dying_relu', 'Where results go.'
+)
+
+INPUT_DIM, CLASSES, TRAIN, PROBE = 16, 4, 4096, 512
+
+
+def make_data(seed: int):
+  """Teacher-labelled data: N(0, I) inputs, labels from a random tanh MLP."""
+  k_x, k_p, k_t1, k_t2 = jax.random.split(jax.random.key(seed), 4)
+  w1 = jax.random.normal(k_t1, (INPUT_DIM, 64)) / math.sqrt(INPUT_DIM)
+  w2 = jax.random.normal(k_t2, (64, CLASSES)) / math.sqrt(64)
+  teacher = lambda x: jnp.argmax(jnp.tanh(x @ w1 * 2.0) @ w2, -1)
+  x = jax.random.normal(k_x, (TRAIN, INPUT_DIM))
+  probe = jax.random.normal(k_p, (PROBE, INPUT_DIM))
+  return x, teacher(x), probe, teacher(probe)
+
+
+def _activation(name: str, slope, key, train: bool):
+  if name == 'prelu':
+    return lambda z: jaxrelu.prelu(z, slope)
+  if name == 'rrelu':
+    if train:
+      return lambda z: jaxrelu.rrelu(z, key)
+    return lambda z: jaxrelu.rrelu(z, deterministic=True)
+  return getattr(jaxrelu, name)
+
+
+def init_params(key, activation: str, depth: int, width: int, bias):
+  init = initializers.for_activation(activation)
+  sizes = [INPUT_DIM] + [width] * depth + [CLASSES]
+  keys = jax.random.split(key, len(sizes) - 1)
+  layers = []
+  for i, k in enumerate(keys):
+    hidden = i < depth
+    w = (init if hidden else jax.nn.initializers.lecun_normal())(
+      k, (sizes[i], sizes[i + 1])
+    )
+    b = jnp.full((sizes[i + 1],), bias if hidden else 0.0)
+    layers.append({'w': w, 'b': b})
+  params = {'layers': layers}
+  if activation == 'prelu':
+    params['slopes'] = jnp.full((depth,), 0.25)
+  return params
+
+
+def forward(params, x, activation: str, key=None, train=False):
+  """Logits and the hidden pre-activations (one array per layer)."""
+  layers = params['layers']
+  keys = (
+    jax.random.split(key, len(layers))
+    if key is not None
+    else [None] * len(layers)
+  )
+  pre = []
+  h = x
+  for i, layer in enumerate(layers[:-1]):
+    z = h @ layer['w'] + layer['b']
+    pre.append(z)
+    slope = params['slopes'][i] if 'slopes' in params else None
+    h = _activation(activation, slope, keys[i], train)(z)
+  return h @ layers[-1]['w'] + layers[-1]['b'], pre
+
+
+def train_cell(
+  key,
+  lr,
+  bias,
+  data,
+  *,
+  activation,
+  depth,
+  width,
+  optimizer,
+  steps,
+  batch,
+  record_every,
+):
+  """One seed of one configuration: records of dead fractions and losses."""
+  x, y, probe, probe_y = data
+  k_init, k_train = jax.random.split(key)
+  params = init_params(k_init, activation, depth, width, bias)
+  tx = optax.scale_by_adam() if optimizer == 'adam' else optax.identity()
+  opt_state = tx.init(params)
+
+  def probe_stats(params):
+    logits, pre = forward(params, probe, activation)
+    dead = jnp.stack(
+      [jnp.mean(d) for d in jax.tree.leaves(diagnostics.dead_fraction(pre))]
+    )
+    acc = jnp.mean(jnp.argmax(logits, -1) == probe_y)
+    return dead, acc, logits
+
+  def loss_fn(params, xb, yb, k):
+    logits, _ = forward(params, xb, activation, k, train=True)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+  def step(carry, k):
+    params, opt_state = carry
+    k_batch, k_noise = jax.random.split(k)
+    idx = jax.random.randint(k_batch, (batch,), 0, x.shape[0])
+    loss, grads = jax.value_and_grad(loss_fn)(params, x[idx], y[idx], k_noise)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+    return (params, opt_state), loss
+
+  def chunk(carry, k):
+    carry, losses = jax.lax.scan(step, carry, jax.random.split(k, record_every))
+    dead, acc, _ = probe_stats(carry[0])
+    return carry, (dead, acc, jnp.mean(losses))
+
+  dead0, acc0, logits0 = probe_stats(params)
+  (params, _), (dead, acc, loss) = jax.lax.scan(
+    chunk, (params, opt_state), jax.random.split(k_train, steps // record_every)
+  )
+  slopes = params.get('slopes', jnp.zeros((0,)))
+  return {
+    'dead': jnp.concatenate([dead0[None], dead]),  # (records + 1, depth)
+    'accuracy': jnp.concatenate([acc0[None], acc]),
+    'loss': loss,
+    'born_dead': diagnostics.born_dead(logits0),
+    'final_slopes': slopes,
+  }
+
+
+def cell_key(activation, depth, width, optimizer, lr, bias) -> str:
+  return json.dumps([activation, depth, width, optimizer, lr, bias])
+
+
+def _stable_int(text: str) -> int:
+  return zlib.crc32(text.encode())
+
+
+def run_group(
+  base_seed,
+  data,
+  lrs,
+  biases,
+  seeds,
+  *,
+  activation,
+  depth,
+  width,
+  optimizer,
+  steps,
+  batch,
+  record_every,
+):
+  """All (lr, bias, seed) of one group, vectorized; per-cell records."""
+  grid = [(lr, b) for lr in lrs for b in biases]
+  lr_arr = jnp.array([g[0] for g in grid], jnp.float32)
+  bias_arr = jnp.array([g[1] for g in grid], jnp.float32)
+  keys = jnp.stack(
+    [
+      jax.random.split(
+        jax.random.fold_in(
+          jax.random.key(base_seed),
+          _stable_int(cell_key(activation, depth, width, optimizer, lr, b)),
+        ),
+        seeds,
+      )
+      for lr, b in grid
+    ]
+  )  # (cells, seeds)
+  devices = jax.device_count()
+  if devices > 1 and len(grid) % devices == 0:
+    # Spread the cells over all devices; GSPMD partitions the vmap.
+    mesh = jax.make_mesh(
+      (devices,), ('cells',), axis_types=(jax.sharding.AxisType.Auto,)
+    )
+    sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('cells')
+    )
+    keys, lr_arr, bias_arr = jax.device_put((keys, lr_arr, bias_arr), sharding)
+  fn = jax.jit(
+    jax.vmap(
+      jax.vmap(
+        lambda k, lr, b: train_cell(
+          k,
+          lr,
+          b,
+          data,
+          activation=activation,
+          depth=depth,
+          width=width,
+          optimizer=optimizer,
+          steps=steps,
+          batch=batch,
+          record_every=record_every,
+        ),
+        in_axes=(0, None, None),
+      ),
+      in_axes=(0, 0, 0),
+    )
+  )
+  out = jax.tree.map(np.asarray, fn(keys, lr_arr, bias_arr))
+  records = []
+  for i, (lr, b) in enumerate(grid):
+    dead = out['dead'][i]  # (seeds, records + 1, depth)
+    loss = out['loss'][i]
+    # A seed diverged if its loss went non-finite; its dead fraction then
+    # measures divergence, not dying units.
+    ok = np.isfinite(loss).all(-1)
+    final_dead = dead[ok, -1].mean(-1) if ok.any() else np.full(1, np.nan)
+    records.append(
+      {
+        'key': cell_key(activation, depth, width, optimizer, lr, b),
+        'activation': activation,
+        'depth': depth,
+        'width': width,
+        'optimizer': optimizer,
+        'learning_rate': lr,
+        'bias_init': b,
+        'seeds': seeds,
+        'steps': steps,
+        'record_every': record_every,
+        'dead_per_layer': dead.tolist(),
+        'accuracy': out['accuracy'][i].tolist(),
+        'loss': loss.tolist(),
+        'born_dead': out['born_dead'][i].tolist(),
+        'final_slopes': out['final_slopes'][i].tolist(),
+        'finite_seeds': ok.tolist(),
+        'final_dead_mean': float(final_dead.mean()),
+        'final_dead_std': float(final_dead.std()),
+        'initial_dead_mean': float(dead[:, 0].mean()),
+        'initial_full_layer_dead': float((dead[:, 0] == 1.0).any(-1).mean()),
+        'final_accuracy_mean': float(out['accuracy'][i][:, -1].mean()),
+        'final_loss_mean': float(loss[ok, -1].mean()) if ok.any() else None,
+        'diverged': int((~ok).sum()),
+      }
+    )
+  return records
+
+
+def load_cells(path: str) -> dict[str, dict]:
+  if not os.path.exists(path):
+    return {}
+  cells = {}
+  with open(path) as f:
+    for line in f:
+      if line.strip():
+        record = json.loads(line)
+        cells[record['key']] = record
+  return cells
+
+
+def append_cells(path: str, records: list[dict]) -> None:
+  """Appends JSON lines atomically: the old file plus new lines, renamed."""
+  old = ''
+  if os.path.exists(path):
+    with open(path) as f:
+      old = f.read()
+  common.write_atomic(
+    path, old + ''.join(json.dumps(r) + '\n' for r in records)
+  )
+
+
+# ----------------------------------------------------------------------------
+# Report.
+
+
+def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+  """Mean and standard error of the per-seed difference a - b."""
+  d = np.asarray(a) - np.asarray(b)
+  se = d.std(ddof=1) / math.sqrt(d.size) if d.size > 1 else math.nan
+  return float(d.mean()), float(se)
+
+
+def _final_dead(cell) -> np.ndarray:
+  """Per-seed final dead fraction (mean over layers), finite seeds only."""
+  ok = np.asarray(cell['finite_seeds'])
+  return np.asarray(cell['dead_per_layer'])[ok, -1].mean(-1)
+
+
+def _stable(cell) -> bool:
+  """A cell counts for the claims only if no seed diverged."""
+  return cell is not None and cell['diverged'] == 0
+
+
+def report(cells: dict[str, dict], flag: dict) -> tuple[str, dict]:
+  """Markdown report: each claim with its numbers, and plain verdicts.
+
+  Cells where training diverged (non-finite loss) in any seed are listed
+  and left out of the claims: their dead fraction measures divergence.
+  """
+  lrs = sorted(float(v) for v in flag['learning_rates'])
+  biases = sorted(float(v) for v in flag['bias_inits'])
+  lines, verdicts = [], {}
+
+  def get(act, lr, b, depth, width):
+    return cells.get(cell_key(act, depth, width, flag['optimizer'], lr, b))
+
+  for depth in [int(d) for d in flag['depths']]:
+    for width in [int(w) for w in flag['widths']]:
+      tag = f'depth {depth}, width {width}, {flag["optimizer"]}'
+      lines.append(f'## {tag}\n')
+      diverged = sorted(
+        (act, lr, b)
+        for act in flag['activations']
+        for lr in lrs
+        for b in biases
+        if (c := get(act, lr, b, depth, width)) and c['diverged']
+      )
+      if diverged:
+        lines.append(
+          'Diverged (non-finite loss in some seed; left out of the claims): '
+          + ', '.join(f'{a} lr {lr:g} bias {b:g}' for a, lr, b in diverged)
+          + '.\n'
+        )
+      # (1) high learning rate, among the learning rates that trained.
+      b0 = 0.0 if 0.0 in biases else biases[len(biases) // 2]
+      stable = [lr for lr in lrs if _stable(get('relu', lr, b0, depth, width))]
+      if len(stable) > 1:
+        lo = get('relu', stable[0], b0, depth, width)
+        hi = get('relu', stable[-1], b0, depth, width)
+        m, se = _paired(_final_dead(hi), _final_dead(lo))
+        held = m > 2 * se if math.isfinite(se) else m > 0
+        verdicts[f'{tag}: high lr raises ReLU dead fraction'] = bool(held)
+        lines.append(
+          f'1. **High learning rate.** ReLU, bias {b0:g}: dead fraction '
+          f'{lo["final_dead_mean"]:.3f} +- {lo["final_dead_std"]:.3f} at lr '
+          f'{stable[0]:g} vs {hi["final_dead_mean"]:.3f} +- '
+          f'{hi["final_dead_std"]:.3f} at lr {stable[-1]:g}, the highest '
+          f'that did not diverge (mean +- std over {lo["seeds"]} seeds; '
+          f'paired difference {m:+.3f} +- {se:.3f} SE). Claim '
+          f'{"HELD" if held else "DID NOT HOLD"}.'
+        )
+      # (2) negative bias, at initialisation.
+      neg = [b for b in biases if b < 0]
+      if neg and (c := get('relu', lrs[0], neg[0], depth, width)):
+        frac = c['initial_full_layer_dead']
+        held = frac > 0.5
+        verdicts[f'{tag}: negative bias leaves whole layers dead'] = held
+        lines.append(
+          f'2. **Bias {neg[0]:g}.** At initialisation a whole ReLU layer is '
+          f'dead in {round(frac * c["seeds"])} of {c["seeds"]} seeds (mean '
+          f'dead fraction {c["initial_dead_mean"]:.3f}; born dead in '
+          f'{np.mean(c["born_dead"]):.0%}). Claim '
+          f'{"HELD in most seeds" if held else "DID NOT HOLD in most seeds"}.'
+        )
+      # (3) bias +0.01 against 0, paired by seed.
+      if 0.01 in biases and 0.0 in biases:
+        parts, helped, hurt = [], 0, 0
+        for lr in lrs:
+          a = get('relu', lr, 0.01, depth, width)
+          z = get('relu', lr, 0.0, depth, width)
+          if _stable(a) and _stable(z):
+            m, se = _paired(_final_dead(a), _final_dead(z))
+            sig = math.isfinite(se) and abs(m) > 2 * se
+            helped += sig and m < 0
+            hurt += sig and m > 0
+            parts.append(f'lr {lr:g}: {m:+.3f} +- {se:.3f}')
+        if helped and not hurt:
+          verdict = 'HELPED'
+        elif hurt and not helped:
+          verdict = 'HURT'
+        else:
+          verdict = 'NO CLEAR EFFECT'
+        verdicts[f'{tag}: bias 0.01 effect'] = verdict
+        lines.append(
+          '3. **Bias +0.01 vs 0** (paired change in the ReLU dead fraction, '
+          'mean +- SE): ' + '; '.join(parts) + f'. Verdict: {verdict}.'
+        )
+      # (4) the variants, over the cells that trained.
+      rows, all_zero = [], True
+      for act in [a for a in flag['activations'] if a != 'relu']:
+        trained = [
+          c
+          for lr in lrs
+          for b in biases
+          if _stable(c := get(act, lr, b, depth, width))
+        ]
+        if not trained:
+          rows.append(f'{act}: every cell diverged')
+          continue
+        worst = max(c['final_dead_mean'] for c in trained)
+        all_zero &= worst == 0.0
+        rows.append(f'{act} {worst:.3f}')
+      if rows:
+        relu = [
+          c['final_dead_mean']
+          for lr in lrs
+          for b in biases
+          if _stable(c := get('relu', lr, b, depth, width))
+        ]
+        verdicts[f'{tag}: variants have no never-positive units'] = all_zero
+        lines.append(
+          '4. **Variants.** Worst final never-positive fraction over the '
+          f'cells that trained: {", ".join(rows)} (ReLU dead, worst: '
+          f'{max(relu or [math.nan]):.3f}). Claim "no dead units" '
+          f'{"HELD" if all_zero else "DID NOT HOLD"}; never-positive units '
+          'of these variants still pass gradient through their slope.'
+        )
+      lines.append('')
+  return '\n'.join(lines) + '\n', verdicts
+
+
+def write_outputs(cells: dict[str, dict], flag: dict) -> None:
+  out = flag['output_dir']
+  text, verdicts = report(cells, flag)
+  common.write_atomic(f'{out}/report.md', '# Dying ReLU\n\n' + text)
+  fields = [
+    'activation',
+    'depth',
+    'width',
+    'optimizer',
+    'learning_rate',
+    'bias_init',
+    'seeds',
+    'final_dead_mean',
+    'final_dead_std',
+    'initial_dead_mean',
+    'initial_full_layer_dead',
+    'final_accuracy_mean',
+    'final_loss_mean',
+    'diverged',
+  ]
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=fields, extrasaction='ignore')
+  writer.writeheader()
+  for c in cells.values():
+    writer.writerow(c)
+  common.write_atomic(f'{out}/cells.csv', buf.getvalue())
+  cells_per_group = len(flag['learning_rates']) * len(flag['bias_inits'])
+  devices = jax.device_count()
+  meta = common.provenance(flag)
+  meta['cells_sharded_over_devices'] = (
+    devices if devices > 1 and cells_per_group % devices == 0 else 1
+  )
+  common.write_json_atomic(
+    f'{out}/summary.json', {'meta': meta, 'verdicts': verdicts}
+  )
+  _plots(cells, flag)
+  print(text)
+
+
+def _plots(cells, flag):
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  lrs = sorted(float(v) for v in flag['learning_rates'])
+  biases = sorted(float(v) for v in flag['bias_inits'])
+  depth, width = int(flag['depths'][0]), int(flag['widths'][0])
+  acts = flag['activations']
+  fig, axes = plt.subplots(
+    1, len(acts), figsize=(3 * len(acts), 3), squeeze=False
+  )
+  for ax, act in zip(axes[0], acts, strict=True):
+    grid = np.full((len(biases), len(lrs)), np.nan)
+    for i, b in enumerate(biases):
+      for j, lr in enumerate(lrs):
+        c = cells.get(cell_key(act, depth, width, flag['optimizer'], lr, b))
+        if c:
+          grid[i, j] = c['final_dead_mean']
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap='magma', origin='lower')
+    ax.set_xticks(range(len(lrs)), [f'{v:g}' for v in lrs])
+    ax.set_yticks(range(len(biases)), [f'{v:g}' for v in biases])
+    ax.set(title=act, xlabel='learning rate', ylabel='bias init')
+  fig.colorbar(im, ax=axes[0].tolist(), label='final dead fraction')
+  _save(fig, f'{flag["output_dir"]}/dead_heatmaps.png')
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for i, lr in enumerate(lrs):
+    for ls, b in zip(('-', '--', ':', '-.'), biases, strict=False):
+      c = cells.get(cell_key('relu', depth, width, flag['optimizer'], lr, b))
+      if c:
+        dead = np.asarray(c['dead_per_layer']).mean(-1)  # (seeds, records)
+        steps = np.arange(dead.shape[1]) * c['record_every']
+        ax.plot(
+          steps, dead.mean(0), ls, color=f'C{i}', label=f'lr {lr:g}, bias {b:g}'
+        )
+  ax.set(xlabel='step', ylabel='ReLU dead fraction (mean over layers, seeds)')
+  ax.legend(fontsize=7)
+  _save(fig, f'{flag["output_dir"]}/dead_vs_step.png')
+
+
+def _save(fig, path):
+  import matplotlib.pyplot as plt
+
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png', dpi=100, bbox_inches='tight')
+  plt.close(fig)
+  common.write_bytes_atomic(path, buf.getvalue())
+
+
+def validate(flag: dict) -> str | None:
+  try:
+    lrs = [float(v) for v in flag['learning_rates']]
+    biases = [float(v) for v in flag['bias_inits']]
+    depths = [int(v) for v in flag['depths']]
+    widths = [int(v) for v in flag['widths']]
+  except ValueError:
+    return (
+      '--learning_rates/--bias_inits must be numbers and '
+      '--depths/--widths integers'
+    )
+  unknown = [a for a in flag['activations'] if a not in ACTIVATIONS]
+  checks = [
+    (
+      bool(unknown),
+      f'--activations: unknown {",".join(unknown)}; '
+      f'accepted: {",".join(ACTIVATIONS)}',
+    ),
+    (not lrs or min(lrs) <= 0, '--learning_rates must be > 0'),
+    (
+      not biases or not all(map(math.isfinite, biases)),
+      '--bias_inits must be finite numbers',
+    ),
+    (not depths or min(depths) < 1, '--depths must be >= 1'),
+    (not widths or min(widths) < 1, '--widths must be >= 1'),
+    (
+      flag['optimizer'] not in OPTIMIZERS,
+      f'--optimizer: unknown {flag["optimizer"]}; accepted: sgd,adam',
+    ),
+    (flag['seeds'] < 1, '--seeds must be >= 1'),
+    (flag['record_every'] < 1, '--record_every must be >= 1'),
+    (
+      flag['steps'] < flag['record_every']
+      or flag['steps'] % flag['record_every'],
+      '--steps must be a positive multiple of --record_every',
+    ),
+    (flag['batch'] < 1, '--batch must be >= 1'),
+  ]
+  for bad, message in checks:
+    if bad:
+      return message
+  return None
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError('Too many command-line arguments.')
+  flag = {
+    'learning_rates': _LRS.value,
+    'bias_inits': _BIASES.value,
+    'activations': _ACTS.value,
+    'depths': _DEPTHS.value,
+    'widths': _WIDTHS.value,
+    'optimizer': _OPTIMIZER.value,
+    'steps': _STEPS.value,
+    'seeds': _SEEDS.value,
+    'batch': _BATCH.value,
+    'record_every': _RECORD_EVERY.value,
+    'seed': _SEED.value,
+    'output_dir': _OUTPUT_DIR.value,
+  }
+  error = validate(flag)
+  if error:
+    print(f'dying_relu: error: {error}', file=sys.stderr)
+    return 1
+  lrs = [float(v) for v in flag['learning_rates']]
+  biases = [float(v) for v in flag['bias_inits']]
+  path = f'{flag["output_dir"]}/cells.jsonl'
+  cells = load_cells(path)
+  data = make_data(flag['seed'])
+  groups = [
+    (a, int(d), int(w))
+    for a in flag['activations']
+    for d in flag['depths']
+    for w in flag['widths']
+  ]
+  new_groups = 0
+  start = time.perf_counter()
+  for i, (act, depth, width) in enumerate(groups):
+    wanted = [
+      cell_key(act, depth, width, flag['optimizer'], lr, b)
+      for lr in lrs
+      for b in biases
+    ]
+    if all(k in cells for k in wanted):
+      logging.info(
+        '[%d/%d] %s depth %d width %d: done, skipped',
+        i + 1,
+        len(groups),
+        act,
+        depth,
+        width,
+      )
+      continue
+    if 0 <= _MAX_NEW_GROUPS.value <= new_groups:
+      print(
+        f'Stopped after {new_groups} new groups (--max_new_groups); '
+        'rerun to resume.'
+      )
+      return 0
+    records = run_group(
+      flag['seed'],
+      data,
+      lrs,
+      biases,
+      flag['seeds'],
+      activation=act,
+      depth=depth,
+      width=width,
+      optimizer=flag['optimizer'],
+      steps=flag['steps'],
+      batch=flag['batch'],
+      record_every=flag['record_every'],
+    )
+    records = [r for r in records if r['key'] not in cells]
+    append_cells(path, records)
+    cells.update({r['key']: r for r in records})
+    new_groups += 1
+    logging.info(
+      '[%d/%d] %s depth %d width %d: %d cells in %.0fs total',
+      i + 1,
+      len(groups),
+      act,
+      depth,
+      width,
+      len(records),
+      time.perf_counter() - start,
+    )
+  write_outputs(cells, flag)
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,174 @@
+"""experiments/dying_relu.py: small sweeps, resume after interruption, flags."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from absl.testing import absltest, parameterized
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SMALL = (
+  '--activations=relu,leaky_relu,prelu',
+  '--learning_rates=0.01,0.5',
+  '--bias_inits=-1,0,0.01',
+  '--depths=2',
+  '--widths=16',
+  '--steps=40',
+  '--record_every=20',
+  '--seeds=2',
+  '--batch=32',
+)
+
+
+def _run(*flags):
+  return subprocess.run(
+    [sys.executable, '-m', 'experiments.dying_relu', *flags],
+    cwd=_REPO,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+  )
+
+
+def _cells(path):
+  with open(os.path.join(path, 'cells.jsonl')) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class DyingReluTest(parameterized.TestCase):
+  def setUp(self):
+    super().setUp()
+    self.out = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.out)
+
+  def test_interrupted_and_resumed_equals_uninterrupted(self):
+    whole, parts = f'{self.out}/whole', f'{self.out}/parts'
+    result = _run(*_SMALL, f'--output_dir={whole}')
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    # Interrupt after one group of three, then resume twice.
+    stopped = _run(*_SMALL, '--max_new_groups=1', f'--output_dir={parts}')
+    self.assertEqual(stopped.returncode, 0, stopped.stderr[-3000:])
+    self.assertIn('Stopped after 1 new groups', stopped.stdout)
+    self.assertLen(_cells(parts), 2 * 3)  # one activation's lr x bias cells
+    for _ in range(2):  # the second resume has nothing left to do
+      resumed = _run(*_SMALL, f'--output_dir={parts}')
+      self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
+    a = {c['key']: c for c in _cells(whole)}
+    b_list = _cells(parts)
+    b = {c['key']: c for c in b_list}
+    self.assertLen(b_list, len(b))  # nothing duplicated
+    self.assertEqual(set(a), set(b))  # nothing lost
+    self.assertLen(a, 3 * 2 * 3)
+    for key in a:
+      self.assertEqual(a[key]['dead_per_layer'], b[key]['dead_per_layer'])
+      self.assertEqual(a[key]['loss'], b[key]['loss'])
+    # Outputs of the finished sweep.
+    for name in ('cells.csv', 'report.md', 'summary.json'):
+      self.assertTrue(os.path.exists(f'{parts}/{name}'), name)
+    for png in ('dead_heatmaps.png', 'dead_vs_step.png'):
+      with open(f'{parts}/{png}', 'rb') as f:
+        self.assertEqual(f.read(4), b'\x89PNG')
+    with open(f'{parts}/report.md') as f:
+      report = f.read()
+    for claim in (
+      '1. **High learning rate',
+      '2. **Bias -1',
+      '3. **Bias +0.01',
+      '4. **Variants',
+    ):
+      self.assertIn(claim, report)
+
+  def test_bias_minus_one_kills_units_at_initialisation(self):
+    _run(*_SMALL, f'--output_dir={self.out}')
+    cells = {
+      (c['activation'], c['learning_rate'], c['bias_init']): c
+      for c in _cells(self.out)
+    }
+    # At init (record 0), bias -1 kills more ReLU units than bias 0.
+    self.assertGreater(
+      cells[('relu', 0.01, -1.0)]['initial_dead_mean'],
+      cells[('relu', 0.01, 0.0)]['initial_dead_mean'],
+    )
+    # PReLU slopes are learned and recorded, one per hidden layer.
+    self.assertLen(cells[('prelu', 0.01, 0.0)]['final_slopes'][0], 2)
+
+  def test_cells_spread_over_eight_devices_match_one_device(self):
+    flags = (
+      '--activations=relu',
+      '--learning_rates=0.01,0.03,0.1,0.3',
+      '--bias_inits=0,0.01',  # 8 cells: one per device
+      '--depths=2',
+      '--widths=16',
+      '--steps=20',
+      '--record_every=10',
+      '--seeds=2',
+      '--batch=32',
+    )
+    env = dict(os.environ, JAX_PLATFORMS='cpu')
+    one = subprocess.run(
+      [
+        sys.executable,
+        '-m',
+        'experiments.dying_relu',
+        *flags,
+        f'--output_dir={self.out}/one',
+      ],
+      cwd=_REPO,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env=env,
+      check=False,
+    )
+    env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+    eight = subprocess.run(
+      [
+        sys.executable,
+        '-m',
+        'experiments.dying_relu',
+        *flags,
+        f'--output_dir={self.out}/eight',
+      ],
+      cwd=_REPO,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env=env,
+      check=False,
+    )
+    self.assertEqual(one.returncode, 0, one.stderr[-2000:])
+    self.assertEqual(eight.returncode, 0, eight.stderr[-2000:])
+    for name, devices in (('one', 1), ('eight', 8)):
+      with open(f'{self.out}/{name}/summary.json') as f:
+        meta = json.load(f)['meta']
+      self.assertEqual(meta['cells_sharded_over_devices'], devices)
+    a = {c['key']: c for c in _cells(f'{self.out}/one')}
+    b = {c['key']: c for c in _cells(f'{self.out}/eight')}
+    self.assertEqual(set(a), set(b))
+    for key in a:
+      self.assertEqual(a[key]['dead_per_layer'], b[key]['dead_per_layer'])
+      np.testing.assert_allclose(a[key]['loss'], b[key]['loss'], rtol=1e-4)
+
+  @parameterized.parameters(
+    ('--activations=relu,swish', 'unknown swish'),
+    ('--learning_rates=0', '--learning_rates must be > 0'),
+    ('--optimizer=rmsprop', '--optimizer: unknown rmsprop'),
+    ('--steps=30', '--steps must be a positive multiple'),
+    ('--depths=0', '--depths must be >= 1'),
+  )
+  def test_bad_flags(self, flag, message):
+    result = _run(flag, f'--output_dir={self.out}/never')
+    self.assertEqual(result.returncode, 1)
+    lines = result.stderr.strip().splitlines()
+    self.assertLen(lines, 1, result.stderr)
+    self.assertIn(message, lines[0])
+    self.assertFalse(os.path.exists(f'{self.out}/never'))
+
+
+if __name__ == '__main__':
+  absltest.main()
