@@ -165,31 +165,6 @@ def median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
   return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
-def mlp_temp_bytes(act: Fn, layers: int, width: int, batch: int, dtype) -> int:
-  """Compiled temporary memory of one jitted SGD step of an MLP.
-
-  `layers` hidden Dense(width) + act layers and a linear head to 10 outputs;
-  squared loss. Lowered from shapes alone, so nothing is allocated.
-  """
-
-  def loss(params, x, y):
-    h = x
-    for w, b in params[:-1]:
-      h = act(h @ w + b)
-    w, b = params[-1]
-    return jnp.mean((h @ w + b - y) ** 2)
-
-  def step(params, x, y):
-    grads = jax.grad(loss)(params, x, y)
-    return jax.tree.map(lambda p, g: p - 0.01 * g, params, grads)
-
-  sds = lambda *shape: jax.ShapeDtypeStruct(shape, dtype)
-  params = [(sds(width, width), sds(width)) for _ in range(layers)]
-  params.append((sds(width, 10), sds(10)))
-  compiled = jax.jit(step).lower(params, sds(batch, width), sds(batch, 10))
-  return int(compiled.compile().memory_analysis().temp_size_in_bytes)
-
-
 def _fmt(value: float | None, spec: str = '.3f') -> str:
   return '-' if value is None else format(value, spec)
 
@@ -269,10 +244,14 @@ def run(
     if layers:
       logging.info('compiling the MLP step for %s', name)
       row['mlp_temp_bytes'] = {
-        'jaxrelu': mlp_temp_bytes(spec.ours, layers, width, batch, dtype),
+        'jaxrelu': _residuals.mlp_temp_bytes(
+          spec.ours, layers, width, batch, dtype
+        ),
         'jax.nn': None
         if spec.jax_nn is None
-        else mlp_temp_bytes(spec.jax_nn, layers, width, batch, dtype),
+        else _residuals.mlp_temp_bytes(
+          spec.jax_nn, layers, width, batch, dtype
+        ),
       }
     row['targets'] = _targets(spec, row)
     rows[name] = row

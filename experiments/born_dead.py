@@ -101,15 +101,6 @@ def dead_by_depth(
   return jnp.concatenate([first[None], rest])
 
 
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-  """95% Wilson score interval for a binomial proportion."""
-  p = successes / n
-  denom = 1 + z * z / n
-  center = (p + z * z / (2 * n)) / denom
-  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-  return max(0.0, center - half), min(1.0, center + half)
-
-
 def closed_form(width: int, depth: int) -> float:
   return 1.0 - (1.0 - 2.0**-width) ** depth
 
@@ -160,7 +151,7 @@ def run(flag: dict) -> list[dict]:
       seconds = time.perf_counter() - start
       for depth in depths:
         count = int(dead[:, depth - 1].sum())
-        low, high = wilson(count, flag['trials'])
+        low, high = common.wilson(count, flag['trials'])
         rows.append(
           {
             'init': init,
@@ -274,12 +265,7 @@ def plot(rows: list[dict], out_dir: str) -> str:
   axes[0][0].set_ylabel('P(born dead); dotted: 1-(1-2^-N)^L')
   axes[0][0].legend(fontsize=8)
   fig.tight_layout()
-  buf = io.BytesIO()
-  fig.savefig(buf, format='png', dpi=110)
-  plt.close(fig)
-  path = f'{out_dir}/born_dead.png'
-  common.write_bytes_atomic(path, buf.getvalue())
-  return path
+  return common.save_figure(fig, f'{out_dir}/born_dead.png')
 
 
 def main(argv: Sequence[str]) -> int:

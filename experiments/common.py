@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import io
 import json
+import math
 import os
 import platform
 import tempfile
@@ -61,3 +63,23 @@ def provenance(flag_values: dict[str, Any]) -> dict[str, Any]:
     'devices': [str(d) for d in jax.devices()],
     'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
   }
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+  """95% Wilson score interval for a binomial proportion."""
+  p = successes / n
+  denom = 1 + z * z / n
+  center = (p + z * z / (2 * n)) / denom
+  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+  return max(0.0, center - half), min(1.0, center + half)
+
+
+def save_figure(fig, path: str, dpi: int = 110) -> str:
+  """Writes a matplotlib figure to a PNG atomically, closes it, returns path."""
+  import matplotlib.pyplot as plt
+
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
+  plt.close(fig)
+  write_bytes_atomic(path, buf.getvalue())
+  return path

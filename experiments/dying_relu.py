@@ -532,9 +532,14 @@ def _plots(cells, flag):
     im = ax.imshow(grid, vmin=0, vmax=1, cmap='magma', origin='lower')
     ax.set_xticks(range(len(lrs)), [f'{v:g}' for v in lrs])
     ax.set_yticks(range(len(biases)), [f'{v:g}' for v in biases])
-    ax.set(title=act, xlabel='learning rate', ylabel='bias init')
+    ax.set(title=act, xlabel='learning rate')
+  axes[0][0].set_ylabel('bias init')
+  fig.suptitle(
+    'final dead (ReLU) / never-positive (variants) fraction, mean over '
+    'finite seeds; white: every seed diverged'
+  )
   fig.colorbar(im, ax=axes[0].tolist(), label='final dead fraction')
-  _save(fig, f'{flag["output_dir"]}/dead_heatmaps.png')
+  common.save_figure(fig, f'{flag["output_dir"]}/dead_heatmaps.png')
   fig, ax = plt.subplots(figsize=(6, 4))
   for i, lr in enumerate(lrs):
     for ls, b in zip(('-', '--', ':', '-.'), biases, strict=False):
@@ -547,16 +552,7 @@ def _plots(cells, flag):
         )
   ax.set(xlabel='step', ylabel='ReLU dead fraction (mean over layers, seeds)')
   ax.legend(fontsize=7)
-  _save(fig, f'{flag["output_dir"]}/dead_vs_step.png')
-
-
-def _save(fig, path):
-  import matplotlib.pyplot as plt
-
-  buf = io.BytesIO()
-  fig.savefig(buf, format='png', dpi=100, bbox_inches='tight')
-  plt.close(fig)
-  common.write_bytes_atomic(path, buf.getvalue())
+  common.save_figure(fig, f'{flag["output_dir"]}/dead_vs_step.png')
 
 
 def validate(flag: dict) -> str | None:

@@ -730,8 +730,7 @@ def plot(results: list[dict], out_dir: str, tol: dict) -> list[str]:
       'measured (solid) vs theory (dashed); grey = pointwise pass band'
     )
     fig.tight_layout()
-    paths.append(_save(fig, out_dir, filename))
-    plt.close(fig)
+    paths.append(common.save_figure(fig, f'{out_dir}/{filename}'))
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for i, r in enumerate(results):
     if r['role'] not in ('main', 'dropout'):
@@ -746,17 +745,8 @@ def plot(results: list[dict], out_dir: str, tol: dict) -> list[str]:
   ax.legend(fontsize=7)
   ax.set_title('backward pass: gradient norm against depth')
   fig.tight_layout()
-  paths.append(_save(fig, out_dir, 'gradients.png'))
-  plt.close(fig)
+  paths.append(common.save_figure(fig, f'{out_dir}/gradients.png'))
   return paths
-
-
-def _save(fig, out_dir: str, filename: str) -> str:
-  buf = io.BytesIO()
-  fig.savefig(buf, format='png', dpi=110)
-  path = f'{out_dir}/{filename}'
-  common.write_bytes_atomic(path, buf.getvalue())
-  return path
 
 
 def main(argv: Sequence[str]) -> int:

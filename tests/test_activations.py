@@ -16,7 +16,6 @@ from absl.testing import parameterized
 from jax.test_util import check_grads
 
 import jaxrelu
-from experiments.benchmark_activations import mlp_temp_bytes
 from jaxrelu import _residuals
 
 # Typed in from Klambauer et al. (2017), independently of jaxrelu's constants.
@@ -610,8 +609,12 @@ class ResidualMemoryTest(parameterized.TestCase):
   def test_mlp_step_compiled_memory_not_above_jax_nn(self, name):
     # Compiled temporary memory of a jitted SGD step (issue 2, section 3),
     # at a small size; the benchmark measures 16 x 2048 x 1024.
-    ours = mlp_temp_bytes(getattr(jaxrelu, name), 4, 256, 128, jnp.float32)
-    theirs = mlp_temp_bytes(getattr(jax.nn, name), 4, 256, 128, jnp.float32)
+    ours = _residuals.mlp_temp_bytes(
+      getattr(jaxrelu, name), 4, 256, 128, jnp.float32
+    )
+    theirs = _residuals.mlp_temp_bytes(
+      getattr(jax.nn, name), 4, 256, 128, jnp.float32
+    )
     self.assertLessEqual(ours, theirs)
 
   def test_prelu_with_slope_gradient_saves_only_x(self):

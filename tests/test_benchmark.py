@@ -1,26 +1,15 @@
 """A small run of experiments/benchmark_activations.py, end to end."""
 
+import functools
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
+import binaries
 from absl.testing import absltest
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run(*flags: str) -> subprocess.CompletedProcess:
-  return subprocess.run(
-    [sys.executable, '-m', 'experiments.benchmark_activations', *flags],
-    cwd=_REPO,
-    capture_output=True,
-    text=True,
-    timeout=600,
-    check=False,
-  )
+_run = functools.partial(binaries.run, 'experiments.benchmark_activations')
 
 
 class BenchmarkBinaryTest(absltest.TestCase):

@@ -1,29 +1,18 @@
 """experiments/born_dead.py: a small run end to end, and bad flags."""
 
 import csv
+import functools
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
+import binaries
 from absl.testing import absltest, parameterized
 
-from experiments import born_dead
+from experiments import common
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run(*flags):
-  return subprocess.run(
-    [sys.executable, '-m', 'experiments.born_dead', *flags],
-    cwd=_REPO,
-    capture_output=True,
-    text=True,
-    timeout=600,
-    check=False,
-  )
+_run = functools.partial(binaries.run, 'experiments.born_dead')
 
 
 class BornDeadTest(parameterized.TestCase):
@@ -46,7 +35,7 @@ class BornDeadTest(parameterized.TestCase):
     rows = data['results']
     self.assertLen(rows, 4 * 2 * 3)
     cell = {(r['init'], r['width'], r['depth']): r for r in rows}
-    for init in born_dead.INITS:
+    for init in ('he_zero_bias', 'he_random_bias', 'bias_0.01', 'rai'):
       for width in (3, 10):
         p = [cell[(init, width, d)]['probability'] for d in (2, 10, 30)]
         # Prefixes of one network: born dead at depth L stays dead deeper.
@@ -63,10 +52,10 @@ class BornDeadTest(parameterized.TestCase):
 
   def test_wilson_interval(self):
     # Known values: 0 of 100 -> [0, 0.037]; 50 of 100 -> [0.404, 0.596].
-    low, high = born_dead.wilson(0, 100)
+    low, high = common.wilson(0, 100)
     self.assertEqual(low, 0.0)
     self.assertAlmostEqual(high, 0.0370, places=4)
-    low, high = born_dead.wilson(50, 100)
+    low, high = common.wilson(50, 100)
     self.assertAlmostEqual(low, 0.4038, places=4)
     self.assertAlmostEqual(high, 0.5962, places=4)
 
@@ -78,11 +67,7 @@ class BornDeadTest(parameterized.TestCase):
   )
   def test_bad_flags(self, flag, message):
     result = _run(flag, f'--output_dir={self.out}/never')
-    self.assertEqual(result.returncode, 1)
-    lines = result.stderr.strip().splitlines()
-    self.assertLen(lines, 1, result.stderr)
-    self.assertIn(message, lines[0])
-    self.assertFalse(os.path.exists(f'{self.out}/never'))
+    binaries.assert_one_line_error(self, result, message, f'{self.out}/never')
 
 
 if __name__ == '__main__':

@@ -1,16 +1,15 @@
 """experiments/dying_relu.py: small sweeps, resume after interruption, flags."""
 
+import functools
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
+import binaries
 import numpy as np
 from absl.testing import absltest, parameterized
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SMALL = (
   '--activations=relu,leaky_relu,prelu',
   '--learning_rates=0.01,0.5',
@@ -24,15 +23,7 @@ _SMALL = (
 )
 
 
-def _run(*flags):
-  return subprocess.run(
-    [sys.executable, '-m', 'experiments.dying_relu', *flags],
-    cwd=_REPO,
-    capture_output=True,
-    text=True,
-    timeout=900,
-    check=False,
-  )
+_run = functools.partial(binaries.run, 'experiments.dying_relu')
 
 
 def _cells(path):
@@ -110,37 +101,9 @@ class DyingReluTest(parameterized.TestCase):
       '--batch=32',
     )
     env = dict(os.environ, JAX_PLATFORMS='cpu')
-    one = subprocess.run(
-      [
-        sys.executable,
-        '-m',
-        'experiments.dying_relu',
-        *flags,
-        f'--output_dir={self.out}/one',
-      ],
-      cwd=_REPO,
-      capture_output=True,
-      text=True,
-      timeout=600,
-      env=env,
-      check=False,
-    )
+    one = _run(*flags, f'--output_dir={self.out}/one', env=env)
     env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
-    eight = subprocess.run(
-      [
-        sys.executable,
-        '-m',
-        'experiments.dying_relu',
-        *flags,
-        f'--output_dir={self.out}/eight',
-      ],
-      cwd=_REPO,
-      capture_output=True,
-      text=True,
-      timeout=600,
-      env=env,
-      check=False,
-    )
+    eight = _run(*flags, f'--output_dir={self.out}/eight', env=env)
     self.assertEqual(one.returncode, 0, one.stderr[-2000:])
     self.assertEqual(eight.returncode, 0, eight.stderr[-2000:])
     for name, devices in (('one', 1), ('eight', 8)):
@@ -163,11 +126,7 @@ class DyingReluTest(parameterized.TestCase):
   )
   def test_bad_flags(self, flag, message):
     result = _run(flag, f'--output_dir={self.out}/never')
-    self.assertEqual(result.returncode, 1)
-    lines = result.stderr.strip().splitlines()
-    self.assertLen(lines, 1, result.stderr)
-    self.assertIn(message, lines[0])
-    self.assertFalse(os.path.exists(f'{self.out}/never'))
+    binaries.assert_one_line_error(self, result, message, f'{self.out}/never')
 
 
 if __name__ == '__main__':

@@ -1,30 +1,20 @@
 """experiments/selu_deep_stack.py: small runs end to end, flags, sharding."""
 
 import csv
+import functools
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
+import binaries
 import numpy as np
 from absl.testing import absltest, parameterized
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SMALL = ('--depth=60', '--width=256', '--batch=64', '--seeds=2')
 
 
-def _run(*flags: str, env=None) -> subprocess.CompletedProcess:
-  return subprocess.run(
-    [sys.executable, '-m', 'experiments.selu_deep_stack', *flags],
-    cwd=_REPO,
-    capture_output=True,
-    text=True,
-    timeout=900,
-    check=False,
-    env=env,
-  )
+_run = functools.partial(binaries.run, 'experiments.selu_deep_stack')
 
 
 class SeluDeepStackTest(parameterized.TestCase):
@@ -96,11 +86,7 @@ class SeluDeepStackTest(parameterized.TestCase):
   )
   def test_bad_flag_one_line_error_before_computation(self, flag, message):
     result = _run(flag, f'--output_dir={self.out}/never')
-    self.assertEqual(result.returncode, 1)
-    lines = result.stderr.strip().splitlines()
-    self.assertLen(lines, 1, result.stderr)
-    self.assertIn(message, lines[0])
-    self.assertFalse(os.path.exists(f'{self.out}/never'))
+    binaries.assert_one_line_error(self, result, message, f'{self.out}/never')
 
   def test_sharded_run_equals_single_device(self):
     flags = (
