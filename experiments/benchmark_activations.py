@@ -34,6 +34,7 @@ from absl import app, flags, logging
 
 import jaxrelu
 from experiments import common
+from experiments.common import fmt as _fmt
 from jaxrelu import _residuals
 
 Fn = Callable[[jax.Array], jax.Array]
@@ -163,10 +164,6 @@ def time_interleaved(
 def median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
   """Median over repeats of the per-repeat ratio a/b."""
   return statistics.median(x / y for x, y in zip(a, b, strict=True))
-
-
-def _fmt(value: float | None, spec: str = '.3f') -> str:
-  return '-' if value is None else format(value, spec)
 
 
 def _verdict(

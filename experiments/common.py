@@ -83,3 +83,12 @@ def save_figure(fig, path: str, dpi: int = 110) -> str:
   plt.close(fig)
   write_bytes_atomic(path, buf.getvalue())
   return path
+
+
+def fmt(value, spec: str = '.3f') -> str:
+  """A number for a Markdown table: '-' for None, 'inf'/'nan' as such."""
+  if value is None:
+    return '-'
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  return format(value, spec)

@@ -51,6 +51,7 @@ from jax.sharding import PartitionSpec as P
 
 import jaxrelu
 from experiments import common
+from experiments.common import fmt as _fmt
 from jaxrelu import selu_theory
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -465,7 +466,7 @@ def scenarios(flag: dict) -> list[Config]:
     )
   if not flag['scenarios']:
     return configs
-  selu = functools_partial_config(activation='selu', init='lecun_normal')
+  selu = functools.partial(Config, activation='selu', init='lecun_normal')
   configs += [
     selu('selu, weight var 1.1/n', weight_var_scale=1.1, role='control'),
     selu('selu, weight var 0.95/n', weight_var_scale=0.95, role='control'),
@@ -496,10 +497,6 @@ def scenarios(flag: dict) -> list[Config]:
         )
       )
   return configs
-
-
-def functools_partial_config(**fixed):
-  return lambda name, **kw: Config(name=name, **fixed, **kw)
 
 
 def validate(flag: dict) -> str | None:
@@ -612,14 +609,6 @@ def evaluate(cfg, runs, pred, tol: dict) -> dict:
       'predicted_std': pred['std'].tolist(),
     },
   }
-
-
-def _fmt(x, spec='.3f'):
-  if x is None:
-    return '-'
-  if isinstance(x, float) and not math.isfinite(x):
-    return str(x)
-  return format(x, spec)
 
 
 def verdict_table(results: list[dict], tol: dict) -> str:

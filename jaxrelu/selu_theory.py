@@ -56,7 +56,7 @@ def _gaussian_parts(m, s):
   # E[exp(k z); z <= 0] for k = 1, 2, in log space.
   e1_neg = jnp.exp(m + 0.5 * s * s + log_ndtr(-(m + s * s) / s))
   e2_neg = jnp.exp(2.0 * m + 2.0 * s * s + log_ndtr(-(m + 2.0 * s * s) / s))
-  return p_neg, z_pos, z2_pos, e1_neg, e2_neg
+  return p_pos, p_neg, z_pos, z2_pos, e1_neg, e2_neg
 
 
 def selu_moments(
@@ -91,7 +91,7 @@ def selu_moments(
   """
   m = jnp.asarray(mean) * omega
   s = jnp.sqrt(jnp.asarray(var) * tau)
-  p_neg, z_pos, z2_pos, e1_neg, e2_neg = _gaussian_parts(m, s)
+  _, p_neg, z_pos, z2_pos, e1_neg, e2_neg = _gaussian_parts(m, s)
   first = scale * (z_pos + alpha * (e1_neg - p_neg))
   second = scale**2 * (z2_pos + alpha**2 * (e2_neg - 2.0 * e1_neg + p_neg))
   return first, second - first**2
@@ -123,9 +123,7 @@ def selu_backward_gain(
   """
   m = jnp.asarray(mean) * omega
   s = jnp.sqrt(jnp.asarray(var) * tau)
-  u = m / s
-  p_pos = jnp.exp(log_ndtr(u))
-  e2_neg = jnp.exp(2.0 * m + 2.0 * s * s + log_ndtr(-(m + 2.0 * s * s) / s))
+  p_pos, *_, e2_neg = _gaussian_parts(m, s)
   return tau * scale**2 * (p_pos + alpha**2 * e2_neg)
 
 
@@ -265,22 +263,6 @@ def gaussian_expectation(
   """
   z, w = _quadrature(mean, var, 1.0, 1.0, kinks, order)
   return jnp.sum(w * h(z))
-
-
-def activation_moment(
-  fn: Callable[[jax.Array], jax.Array],
-  mean: ArrayLike,
-  var: ArrayLike,
-  statistic: Callable[[jax.Array], jax.Array],
-  *,
-  omega: ArrayLike = 0.0,
-  tau: ArrayLike = 1.0,
-  kinks: tuple[float, ...] = (0.0,),
-  order: int = 64,
-) -> jax.Array:
-  """E[statistic(fn(z))] for z ~ N(mean*omega, var*tau), by quadrature."""
-  z, w = _quadrature(mean, var, omega, tau, kinks, order)
-  return jnp.sum(w * statistic(fn(z)))
 
 
 def activation_moments(
