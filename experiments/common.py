@@ -9,10 +9,13 @@ import math
 import os
 import platform
 import tempfile
+import warnings
+from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
 import jax
+import numpy as np
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -92,3 +95,62 @@ def fmt(value, spec: str = '.3f') -> str:
   if isinstance(value, float) and not math.isfinite(value):
     return str(value)
   return format(value, spec)
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """The records of a JSON-lines file; [] if it does not exist."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def append_jsonl_atomic(path: str, records: Sequence[dict]) -> None:
+  """Appends JSON lines atomically: the old file plus new lines, renamed.
+
+  An interruption leaves either the old file or the new one, never a torn
+  line, so a resumed run can trust every record it reads.
+  """
+  old = ''
+  if os.path.exists(path):
+    with open(path) as f:
+      old = f.read()
+  write_atomic(path, old + ''.join(json.dumps(r) + '\n' for r in records))
+
+
+def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
+  """Paired comparison of a against b: mean difference and Wilcoxon test.
+
+  Returns the number of pairs, the mean difference a - b with a t-based 95%
+  confidence interval, wins/losses/ties of a, the direction of the
+  signed-rank statistic (+1: a tends higher) and the two-sided Wilcoxon
+  signed-rank p-value (zero differences dropped; p = 1 when all tie).
+  """
+  from scipy import stats
+
+  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  d = d[np.isfinite(d)]
+  n = d.size
+  out = {
+    'n': int(n),
+    'mean': float(d.mean()) if n else math.nan,
+    'ci': [math.nan, math.nan],
+    'wins': int((d > 0).sum()),
+    'losses': int((d < 0).sum()),
+    'ties': int((d == 0).sum()),
+    'direction': 0,
+    'p': 1.0,
+  }
+  if n > 1:
+    half = stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)
+    out['ci'] = [out['mean'] - half, out['mean'] + half]
+  nonzero = d[d != 0]
+  if nonzero.size:
+    ranks = stats.rankdata(np.abs(nonzero))
+    r_plus = ranks[nonzero > 0].sum()
+    r_minus = ranks[nonzero < 0].sum()
+    out['direction'] = int(np.sign(r_plus - r_minus))
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')  # scipy's notes on ties and small n
+      out['p'] = float(stats.wilcoxon(nonzero).pvalue)
+  return out

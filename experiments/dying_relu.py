@@ -38,7 +38,6 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 import time
 import zlib
@@ -308,26 +307,7 @@ def run_group(
 
 
 def load_cells(path: str) -> dict[str, dict]:
-  if not os.path.exists(path):
-    return {}
-  cells = {}
-  with open(path) as f:
-    for line in f:
-      if line.strip():
-        record = json.loads(line)
-        cells[record['key']] = record
-  return cells
-
-
-def append_cells(path: str, records: list[dict]) -> None:
-  """Appends JSON lines atomically: the old file plus new lines, renamed."""
-  old = ''
-  if os.path.exists(path):
-    with open(path) as f:
-      old = f.read()
-  common.write_atomic(
-    path, old + ''.join(json.dumps(r) + '\n' for r in records)
-  )
+  return {record['key']: record for record in common.read_jsonl(path)}
 
 
 # ----------------------------------------------------------------------------
@@ -670,7 +650,7 @@ def main(argv: Sequence[str]) -> int:
       record_every=flag['record_every'],
     )
     records = [r for r in records if r['key'] not in cells]
-    append_cells(path, records)
+    common.append_jsonl_atomic(path, records)
     cells.update({r['key']: r for r in records})
     new_groups += 1
     logging.info(

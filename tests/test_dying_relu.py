@@ -26,11 +26,6 @@ _SMALL = (
 _run = functools.partial(binaries.run, 'experiments.dying_relu')
 
 
-def _cells(path):
-  with open(os.path.join(path, 'cells.jsonl')) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 class DyingReluTest(parameterized.TestCase):
   def setUp(self):
     super().setUp()
@@ -38,22 +33,10 @@ class DyingReluTest(parameterized.TestCase):
     self.addCleanup(shutil.rmtree, self.out)
 
   def test_interrupted_and_resumed_equals_uninterrupted(self):
-    whole, parts = f'{self.out}/whole', f'{self.out}/parts'
-    result = _run(*_SMALL, f'--output_dir={whole}')
-    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-    # Interrupt after one group of three, then resume twice.
-    stopped = _run(*_SMALL, '--max_new_groups=1', f'--output_dir={parts}')
-    self.assertEqual(stopped.returncode, 0, stopped.stderr[-3000:])
-    self.assertIn('Stopped after 1 new groups', stopped.stdout)
-    self.assertLen(_cells(parts), 2 * 3)  # one activation's lr x bias cells
-    for _ in range(2):  # the second resume has nothing left to do
-      resumed = _run(*_SMALL, f'--output_dir={parts}')
-      self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
-    a = {c['key']: c for c in _cells(whole)}
-    b_list = _cells(parts)
-    b = {c['key']: c for c in b_list}
-    self.assertLen(b_list, len(b))  # nothing duplicated
-    self.assertEqual(set(a), set(b))  # nothing lost
+    a, b, before_resume, parts = binaries.run_whole_and_resumed(
+      self, 'experiments.dying_relu', _SMALL, self.out
+    )
+    self.assertEqual(before_resume, 2 * 3)  # one activation's lr x bias cells
     self.assertLen(a, 3 * 2 * 3)
     for key in a:
       self.assertEqual(a[key]['dead_per_layer'], b[key]['dead_per_layer'])
@@ -78,7 +61,7 @@ class DyingReluTest(parameterized.TestCase):
     _run(*_SMALL, f'--output_dir={self.out}')
     cells = {
       (c['activation'], c['learning_rate'], c['bias_init']): c
-      for c in _cells(self.out)
+      for c in binaries.read_cells(self.out)
     }
     # At init (record 0), bias -1 kills more ReLU units than bias 0.
     self.assertGreater(
@@ -110,8 +93,8 @@ class DyingReluTest(parameterized.TestCase):
       with open(f'{self.out}/{name}/summary.json') as f:
         meta = json.load(f)['meta']
       self.assertEqual(meta['cells_sharded_over_devices'], devices)
-    a = {c['key']: c for c in _cells(f'{self.out}/one')}
-    b = {c['key']: c for c in _cells(f'{self.out}/eight')}
+    a = {c['key']: c for c in binaries.read_cells(f'{self.out}/one')}
+    b = {c['key']: c for c in binaries.read_cells(f'{self.out}/eight')}
     self.assertEqual(set(a), set(b))
     for key in a:
       self.assertEqual(a[key]['dead_per_layer'], b[key]['dead_per_layer'])

@@ -1,0 +1,866 @@
+r"""The ReLU variants compared on real data: four claims from the literature.
+
+Claims under test, each with its seed spread and a paired test:
+
+1. ELU converges faster and generalizes better than ReLU (Clevert et al.
+   2016).
+2. PReLU beats a fixed leaky slope, and its learned slopes shrink with depth
+   (He et al. 2015).
+3. RReLU regularizes on small data: a smaller train-test gap and a better
+   test accuracy than a fixed leaky slope (Xu et al. 2015).
+4. SELU trains deep plain feed-forward nets, where the others need
+   normalization (Klambauer et al. 2017).
+
+Data: scikit-learn's bundled UCI sets (digits, breast cancer, wine, iris),
+which ship inside the wheel and load offline. Each is split once, stratified
+60/20/20 into train/validation/test by `--split_seed`, and standardized with
+the training statistics. Nothing is downloaded.
+
+Models: plain MLPs (no normalization, no skip connections) with `--depths`
+hidden layers of `--width` units. Hidden weights are truncated-normal
+variance scaling with each activation's `jaxrelu.initializers.gain` (what
+`initializers.for_activation` draws: He for the rectifiers, the unit-scale
+rule for elu/celu, LeCun for selu); LeCun-normal read-out; zero biases.
+`selu` gets alpha dropout (`--alpha_dropout_rate`) after every hidden
+layer, as Klambauer et al. used it; `selu_no_dropout` is the same network
+without it, which separates SELU from its regularizer. PReLU slopes start
+at 0.25 (He et al.), one per layer (`prelu`) or per unit (`prelu_channel`).
+
+Budget: every activation gets the same optimizer (`--optimizer`, default
+Adam), learning rate, steps and minibatches. One compiled program per depth
+trains every activation (`plain_mlp`: the activation is an unbatched
+`lax.switch` index) on every dataset and seed at once (`vmap`; datasets
+padded to common shapes by `uci.pad_datasets`). Hidden layers run under
+`lax.scan`. Seed s draws the same initial noise and the same minibatches
+for every activation (its key depends on dataset, depth and seed only), so
+comparisons between activations are paired.
+
+Measured per seed, every `--record_every` steps: loss and accuracy on the
+full train, validation and test sets (evaluation mode), and the fraction of
+hidden units never positive on the training set (dead, for relu and relu6).
+Reported: test accuracy at the checkpoint of least validation loss (early
+stopping; the headline), final test accuracy, the train-test gap, steps to
+reach `--target_loss` on the training set, dead fractions, learned PReLU
+slopes per layer. Each claim is decided by a two-sided Wilcoxon signed-rank
+test on the paired per-seed differences, pooled over datasets and depths
+(alpha 0.05, no correction for multiple tests; every p-value is printed).
+
+A group is one (activation, depth) over all datasets. Every finished group
+is appended to `cells.jsonl` atomically, and a rerun
+skips finished groups: an interrupted run resumes where it stopped and ends
+equal to an uninterrupted one. Outputs: `cells.jsonl`, `results.csv`,
+`summary.json`, `report.md`, `accuracy_vs_depth.png`, `loss_curves.png` and
+`prelu_slopes.png`.
+
+Usage (from the repo root):
+
+  python -m experiments.compare_variants
+  python -m experiments.compare_variants --datasets=iris \
+      --activations=relu,elu --depths=2,8
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+
+from experiments import common, plain_mlp, uci
+from experiments.plain_mlp import ACTIVATIONS, OPTIMIZERS, PRELU_INIT
+from experiments.uci import DATASETS
+
+# Claim 3 is about small data: training sets under this many examples.
+SMALL_TRAIN = 1000
+ALPHA = 0.05
+
+_DATASETS = flags.DEFINE_list('datasets', list(DATASETS), 'Datasets.')
+_ACTS = flags.DEFINE_list('activations', list(ACTIVATIONS), 'Activations.')
+_DEPTHS = flags.DEFINE_list('depths', ['2', '8', '16', '32'], 'Hidden layers.')
+_WIDTH = flags.DEFINE_integer('width', 32, 'Units per hidden layer.')
+_SEEDS = flags.DEFINE_integer('seeds', 5, 'Seeds per group (vectorized).')
+_STEPS = flags.DEFINE_integer('steps', 400, 'Training steps.')
+_BATCH = flags.DEFINE_integer('batch', 64, 'Minibatch size.')
+_RECORD_EVERY = flags.DEFINE_integer('record_every', 20, 'Steps per record.')
+_LR = flags.DEFINE_float('learning_rate', 0.001, 'Learning rate for all.')
+_OPTIMIZER = flags.DEFINE_string(
+  'optimizer', 'adam', f'One of {OPTIMIZERS} (sgd: momentum 0.9).'
+)
+_TARGET = flags.DEFINE_float(
+  'target_loss', 0.1, 'Training loss that counts as converged.'
+)
+_DROPOUT = flags.DEFINE_float(
+  'alpha_dropout_rate', 0.05, 'Alpha dropout rate for selu, in [0, 1).'
+)
+_CELU_ALPHA = flags.DEFINE_float('celu_alpha', 1.0, 'CELU alpha, > 0.')
+_SPLIT_SEED = flags.DEFINE_integer('split_seed', 0, 'Seed of the data split.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Base PRNG seed for training.')
+_MAX_NEW_GROUPS = flags.DEFINE_integer(
+  'max_new_groups', -1, 'Stop after this many new groups (-1: all).'
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+  'output_dir', 'results/compare_variants', 'Where results go.'
+)
+
+
+def group_key(dataset: str, activation: str, depth: int) -> str:
+  return json.dumps([dataset, activation, depth])
+
+
+@functools.cache
+def _program(depth: int, cfg_json: str):
+  """The compiled trainer for one depth: every activation, dataset, seed.
+
+  Datasets and seeds are flattened onto one `vmap` axis (nested vmaps with
+  an unbatched dataset compiled twice as slowly); the activation index and
+  gain are unbatched arguments, so the program is compiled once per depth.
+  """
+  cfg = json.loads(cfg_json)
+  return jax.jit(
+    jax.vmap(
+      functools.partial(plain_mlp.train_seed, depth=depth, cfg=cfg),
+      in_axes=(0, 0, None, None),
+    )
+  )
+
+
+def run_group(padded, datasets, activation, depth, cfg) -> list[dict]:
+  """All datasets and seeds of one (activation, depth), vectorized."""
+  seeds = cfg['seeds']
+  keys = jnp.concatenate(
+    [plain_mlp.seed_keys(cfg['seed'], ds, depth, seeds) for ds in datasets]
+  )
+  data = {k: np.repeat(v, seeds, axis=0) for k, v in padded.items()}
+  out = _program(depth, json.dumps(cfg, sort_keys=True))(
+    keys,
+    data,
+    jnp.int32(ACTIVATIONS.index(activation)),
+    jnp.float32(plain_mlp.gains(cfg['celu_alpha'])[activation]),
+  )
+  out = jax.tree.map(np.asarray, out)
+  shared = out.pop('slope_shared')
+  if activation == 'prelu':
+    out['slope_mean'], out['slope_std'] = shared, np.zeros_like(shared)
+  elif activation != 'prelu_channel':
+    del out['slope_mean'], out['slope_std']
+  records = []
+  for i, ds in enumerate(datasets):
+    record = {
+      'key': group_key(ds, activation, depth),
+      'dataset': ds,
+      'activation': activation,
+      'depth': depth,
+      'config': cfg,
+      'train_size': int(padded['train_size'][i]),
+    }
+    for name, value in out.items():
+      part = value[i * seeds : (i + 1) * seeds].astype(np.float64)
+      record[name] = np.round(part, 6).tolist()
+    records.append(record)
+  return records
+
+
+# ----------------------------------------------------------------------------
+# Results files.
+
+
+def config_of(flag: dict) -> dict:
+  """The flags that change what a group computes (not which groups run)."""
+  keys = (
+    'width',
+    'seeds',
+    'steps',
+    'batch',
+    'record_every',
+    'learning_rate',
+    'optimizer',
+    'alpha_dropout_rate',
+    'celu_alpha',
+    'split_seed',
+    'seed',
+  )
+  return {k: flag[k] for k in keys}
+
+
+def load_cells(path: str, config: dict) -> dict[str, dict]:
+  """Finished groups; ValueError if they were made with other flags."""
+  cells = {}
+  for record in common.read_jsonl(path):
+    if record['config'] != config:
+      diff = ', '.join(
+        f'--{k}={record["config"].get(k)} there, {v} now'
+        for k, v in config.items()
+        if record['config'].get(k) != v
+      )
+      raise ValueError(
+        f'--output_dir={os.path.dirname(path)} holds results made with '
+        f'other flags ({diff}); use a new --output_dir'
+      )
+    cells[record['key']] = record
+  return cells
+
+
+# ----------------------------------------------------------------------------
+# Per-seed metrics and statistics.
+
+
+def seed_metrics(cell: dict, target_loss: float) -> dict[str, np.ndarray]:
+  """Per-seed scalars of one group (arrays of length seeds)."""
+  val_loss = np.asarray(cell['val_loss'], np.float64)
+  train_loss = np.asarray(cell['train_loss'], np.float64)
+  every = cell['config']['record_every']
+  # Early stopping: the checkpoint of least validation loss. A seed that
+  # diverged keeps its best checkpoint from before the divergence.
+  filled = np.where(np.isfinite(val_loss), val_loss, np.inf)
+  best = np.argmin(filled, axis=1)
+  rows = np.arange(val_loss.shape[0])
+  reached = train_loss <= target_loss
+  # Not reached within the budget: censored one record past the end.
+  censored = cell['config']['steps'] + every
+  steps_to_target = np.where(
+    reached.any(1), np.argmax(reached, axis=1) * every, censored
+  )
+  test_acc = np.asarray(cell['test_acc'])
+  diverged = ~np.isfinite(train_loss).all(1)
+  train_acc = np.asarray(cell['train_acc'])
+  return {
+    'test_acc': test_acc[rows, best],
+    # End-of-training values mean nothing after a divergence: NaN, which
+    # the paired tests and the tables leave out.
+    'final_test_acc': np.where(diverged, np.nan, test_acc[:, -1]),
+    'final_train_acc': np.where(diverged, np.nan, train_acc[:, -1]),
+    'gap': np.where(diverged, np.nan, train_acc[:, -1] - test_acc[:, -1]),
+    'final_train_loss': np.where(diverged, np.nan, train_loss[:, -1]),
+    'steps_to_target': steps_to_target.astype(np.float64),
+    'reached': reached.any(1),
+    'final_dead': np.where(
+      diverged, np.nan, np.asarray(cell['dead'])[:, -1].mean(-1)
+    ),
+    'diverged': diverged,
+  }
+
+
+def verdict(test: dict, claimed_direction: int) -> str:
+  if test['n'] == 0:
+    return 'NOT TESTED'
+  if test['p'] < ALPHA and test['direction'] == claimed_direction:
+    return 'SUPPORTED'
+  if test['p'] < ALPHA:
+    return 'CONTRADICTED'
+  return 'NOT SUPPORTED (no significant difference)'
+
+
+def _describe(test: dict, unit: str = '', spec: str = '+.3f') -> str:
+  lo, hi = test['ci']
+  return (
+    f'mean difference {format(test["mean"], spec)}{unit} (95% CI '
+    f'{format(lo, spec)} to {format(hi, spec)}), wins/losses/ties '
+    f'{test["wins"]}/{test["losses"]}/{test["ties"]} over {test["n"]} pairs, '
+    f'Wilcoxon p = {test["p"]:.2g}'
+  )
+
+
+# ----------------------------------------------------------------------------
+# Report.
+
+
+class _Table:
+  """Per-seed metrics by (dataset, activation, depth), with pairing."""
+
+  def __init__(self, cells, flag):
+    self.flag = flag
+    self.metrics = {
+      (c['dataset'], c['activation'], c['depth']): seed_metrics(
+        c, flag['target_loss']
+      )
+      for c in cells.values()
+    }
+    self.datasets = [d for d in flag['datasets']]
+    self.depths = sorted(int(d) for d in flag['depths'])
+
+  def get(self, dataset, act, depth):
+    return self.metrics.get((dataset, act, depth))
+
+  def pairs(self, a, b, metric, datasets=None, depths=None):
+    """Concatenated per-seed values of a and b where both ran."""
+    xs, ys = [], []
+    for ds in datasets or self.datasets:
+      for depth in depths or self.depths:
+        ma, mb = self.get(ds, a, depth), self.get(ds, b, depth)
+        if ma is not None and mb is not None:
+          xs.append(ma[metric])
+          ys.append(mb[metric])
+    if not xs:
+      return np.zeros(0), np.zeros(0)
+    return np.concatenate(xs), np.concatenate(ys)
+
+  def test(self, a, b, metric, **where):
+    return common.paired_test(*self.pairs(a, b, metric, **where))
+
+
+def _claims(table: _Table, acts: list[str]) -> tuple[list[str], dict]:
+  lines, out = [], {}
+  small = [
+    ds for ds in table.datasets if table.flag['train_sizes'][ds] < SMALL_TRAIN
+  ]
+  deepest = table.depths[-1]
+
+  def record(name, test, direction, text):
+    v = verdict(test, direction)
+    out[name] = {'verdict': v, **test}
+    lines.append(f'- {text}: {_describe(test)}. **{v}.**')
+    return v
+
+  lines.append('### 1. ELU vs ReLU (Clevert et al. 2016)\n')
+  if {'elu', 'relu'} <= set(acts):
+    t = table.test('elu', 'relu', 'steps_to_target')
+    record(
+      'elu_converges_faster',
+      t,
+      -1,
+      f'Steps to training loss {table.flag["target_loss"]:g}, ELU - ReLU '
+      '(never reached counts as one record past the budget)',
+    )
+    t = table.test('elu', 'relu', 'test_acc')
+    record(
+      'elu_generalizes_better',
+      t,
+      +1,
+      'Early-stopped test accuracy, ELU - ReLU',
+    )
+  else:
+    lines.append('- Needs elu and relu in --activations.')
+  lines.append('\n### 2. PReLU vs a fixed leaky slope (He et al. 2015)\n')
+  if 'leaky_relu' in acts:
+    for variant in ('prelu', 'prelu_channel'):
+      if variant in acts:
+        record(
+          f'{variant}_beats_leaky_relu',
+          table.test(variant, 'leaky_relu', 'test_acc'),
+          +1,
+          f'Early-stopped test accuracy, {variant} (slopes learned from '
+          f'{PRELU_INIT}) - leaky_relu (slope 0.01)',
+        )
+  for variant in ('prelu', 'prelu_channel'):
+    if variant not in acts:
+      continue
+    # Per network: mean slope of the deeper half minus the shallower half.
+    deeper, shallower, moved = [], [], []
+    for ds in table.datasets:
+      for depth in table.depths:
+        cell = table.flag['cells'].get(group_key(ds, variant, depth))
+        if cell is None or depth < 4:
+          continue
+        s = np.asarray(cell['slope_mean'])[:, -1]  # (seeds, depth)
+        deeper.append(s[:, depth // 2 :].mean(1))
+        shallower.append(s[:, : depth // 2].mean(1))
+        moved.append(np.abs(s - PRELU_INIT).ravel())
+    if deeper:
+      moved = np.concatenate(moved)
+      moved = moved[np.isfinite(moved)]
+      record(
+        f'{variant}_slopes_shrink_with_depth',
+        common.paired_test(np.concatenate(deeper), np.concatenate(shallower)),
+        -1,
+        f'Learned {variant} slope, deeper half - shallower half of each '
+        'network (depths >= 4; the slopes moved a mean '
+        f'{moved.mean():.3f}, at most {moved.max():.3f}, from their initial '
+        f'{PRELU_INIT})',
+      )
+  lines.append('\n### 3. RReLU on small data (Xu et al. 2015)\n')
+  if {'rrelu', 'leaky_relu'} <= set(acts) and small:
+    lines.append(
+      f'Small datasets (under {SMALL_TRAIN} training examples): '
+      f'{", ".join(small)}. Measured at the end of training, without early '
+      'stopping (itself a regularizer). The comparator is leaky_relu '
+      '(slope 0.01); RReLU evaluates with slope (1/8 + 1/3) / 2.\n'
+    )
+    record(
+      'rrelu_smaller_gap',
+      table.test('rrelu', 'leaky_relu', 'gap', datasets=small),
+      -1,
+      'Train - test accuracy gap, RReLU - leaky_relu',
+    )
+    record(
+      'rrelu_better_test_accuracy',
+      table.test('rrelu', 'leaky_relu', 'final_test_acc', datasets=small),
+      +1,
+      'Final test accuracy, RReLU - leaky_relu',
+    )
+  else:
+    lines.append('- Needs rrelu, leaky_relu and a small dataset.')
+  lines.append(
+    f'\n### 4. SELU in deep plain nets (Klambauer et al. 2017), depth '
+    f'{deepest}\n'
+  )
+  selus = [a for a in ('selu', 'selu_no_dropout') if a in acts]
+  others = [a for a in acts if a not in ('selu', 'selu_no_dropout')]
+  for selu in selus:
+    tests = {}
+    for other in others:
+      tests[other] = t = table.test(selu, other, 'test_acc', depths=[deepest])
+      lines.append(
+        f'- Early-stopped test accuracy, {selu} - {other}: {_describe(t)}.'
+      )
+    beaten_by = [
+      a for a, t in tests.items() if t['p'] < ALPHA and t['direction'] < 0
+    ]
+    beats = [
+      a for a, t in tests.items() if t['p'] < ALPHA and t['direction'] > 0
+    ]
+    if beaten_by:
+      v = 'CONTRADICTED'
+    elif 'relu' in beats:
+      v = 'SUPPORTED'
+    else:
+      v = 'NOT SUPPORTED (no significant difference)'
+    out[f'{selu}_trains_deep_nets'] = {
+      'verdict': v,
+      'depth': deepest,
+      'beats': beats,
+      'beaten_by': beaten_by,
+      'tests': tests,
+    }
+    lines.append(
+      f'- **{selu}**: SUPPORTED if it beats relu at depth {deepest} and '
+      'nothing beats it there; CONTRADICTED if anything beats it. It beats: '
+      f'{", ".join(beats) or "none"}; beaten by: '
+      f'{", ".join(beaten_by) or "none"}. **{v}.**\n'
+    )
+  if len(selus) == 2:
+    lines.append(
+      '- selu and selu_no_dropout are the same network and initialization; '
+      'they differ only by alpha dropout in training.'
+    )
+  if not selus or not others:
+    lines.append('- Needs selu or selu_no_dropout, and another activation.')
+  return lines, out
+
+
+def nanmean(values, axis=None):
+  """Mean over the finite seeds (NaN, silently, when there are none)."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', RuntimeWarning)
+    return np.nanmean(np.asarray(values, np.float64), axis=axis)
+
+
+def _mean_std(values, spec='.3f'):
+  values = np.asarray(values, np.float64)
+  return f'{values.mean():{spec}} +- {values.std():{spec}}'
+
+
+def report(cells: dict[str, dict], flag: dict) -> tuple[str, dict]:
+  """Markdown report: tables, then each claim with numbers and verdict."""
+  acts = [a for a in flag['activations']]
+  flag = {**flag, 'cells': cells}
+  table = _Table(cells, flag)
+  seeds, steps = flag['seeds'], flag['steps']
+  lines = [
+    f'Plain MLPs of width {flag["width"]}, {flag["optimizer"]} '
+    f'(lr {flag["learning_rate"]:g}), {steps} steps of batch '
+    f'{flag["batch"]}, {seeds} seeds paired across activations, split seed '
+    f'{flag["split_seed"]}. Accuracy is mean +- std over seeds. Data: '
+    + ', '.join(
+      f'{ds} ({flag["train_sizes"][ds]} train)' for ds in table.datasets
+    )
+    + '.\n',
+  ]
+
+  def grid(title, cell):
+    """A (dataset, depth) x activation table; cell(metrics) is a string."""
+    lines.extend(
+      [
+        f'## {title}\n',
+        '| dataset | depth | ' + ' | '.join(acts) + ' |',
+        '|---|---|' + '---|' * len(acts),
+      ]
+    )
+    for ds in table.datasets:
+      for depth in table.depths:
+        row = [
+          '-' if (m := table.get(ds, a, depth)) is None else cell(m)
+          for a in acts
+        ]
+        lines.append(f'| {ds} | {depth} | ' + ' | '.join(row) + ' |')
+    lines.append('')
+
+  def steps_cell(m):
+    reached = m['steps_to_target'][m['reached']]
+    median = f'{np.median(reached):.0f}' if reached.size else 'never'
+    return f'{median} ({int(m["reached"].sum())}/{seeds})'
+
+  grid('Early-stopped test accuracy', lambda m: _mean_std(m['test_acc']))
+  grid(
+    f'Steps to training loss {flag["target_loss"]:g} (median; seeds '
+    'reaching it)',
+    steps_cell,
+  )
+  grid(
+    'Final dead (relu, relu6) / never-positive (others) fraction of hidden '
+    'units, on the training set',
+    lambda m: f'{nanmean(m["final_dead"]):.3f}',
+  )
+  slope_acts = [a for a in ('prelu', 'prelu_channel') if a in acts]
+  if slope_acts:
+    lines += [
+      f'## Learned PReLU slopes per hidden layer (init {PRELU_INIT}; mean '
+      'over seeds, and channels for prelu_channel)\n',
+    ]
+    for a in slope_acts:
+      for ds in table.datasets:
+        for depth in table.depths:
+          cell = cells.get(group_key(ds, a, depth))
+          if cell:
+            s = nanmean(np.asarray(cell['slope_mean'])[:, -1], axis=0)
+            lines.append(
+              f'- {a}, {ds}, depth {depth}: ' + ' '.join(f'{v:.2f}' for v in s)
+            )
+  diverged = [
+    f'{ds} {a} depth {depth} ({int(m["diverged"].sum())}/{seeds})'
+    for (ds, a, depth), m in table.metrics.items()
+    if m['diverged'].any()
+  ]
+  lines += [
+    '',
+    '## Divergence\n',
+    (
+      'Non-finite training loss in: ' + ', '.join(diverged) + '. Early '
+      'stopping keeps their best checkpoint from before.'
+      if diverged
+      else 'No run diverged.'
+    ),
+  ]
+  if {'elu', 'celu'} <= set(acts) and flag['celu_alpha'] == 1.0:
+    same = [
+      np.array_equal(table.get(ds, 'elu', d)['test_acc'], m['test_acc'])
+      for (ds, a, d), m in table.metrics.items()
+      if a == 'celu' and table.get(ds, 'elu', d) is not None
+    ]
+    lines.append(
+      f'\nCELU with alpha 1 is ELU. With paired seeds the two gave identical '
+      f'test accuracies in {sum(same)} of {len(same)} groups.'
+    )
+  claim_lines, verdicts = _claims(table, acts)
+  lines += [
+    '',
+    '## Claims\n',
+    'Paired per-seed differences pooled over datasets and depths unless '
+    'stated; two-sided Wilcoxon signed-rank, alpha 0.05, no correction for '
+    'the number of tests.\n',
+    *claim_lines,
+  ]
+  return '\n'.join(lines) + '\n', verdicts
+
+
+def write_outputs(cells: dict[str, dict], flag: dict) -> None:
+  out = flag['output_dir']
+  text, verdicts = report(cells, flag)
+  common.write_atomic(
+    f'{out}/report.md', '# ReLU variants on real data\n\n' + text
+  )
+  fields = [
+    'dataset',
+    'activation',
+    'depth',
+    'seeds',
+    'test_acc_mean',
+    'test_acc_std',
+    'final_test_acc_mean',
+    'final_train_acc_mean',
+    'gap_mean',
+    'final_train_loss_mean',
+    'steps_to_target_median',
+    'reached',
+    'final_dead_mean',
+    'diverged',
+    'slopes',
+  ]
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=fields)
+  writer.writeheader()
+  summary_rows = []
+  for c in cells.values():
+    m = seed_metrics(c, flag['target_loss'])
+    row = {
+      'dataset': c['dataset'],
+      'activation': c['activation'],
+      'depth': c['depth'],
+      'seeds': len(m['test_acc']),
+      'test_acc_mean': m['test_acc'].mean(),
+      'test_acc_std': m['test_acc'].std(),
+      'final_test_acc_mean': nanmean(m['final_test_acc']),
+      'final_train_acc_mean': nanmean(m['final_train_acc']),
+      'gap_mean': nanmean(m['gap']),
+      'final_train_loss_mean': nanmean(m['final_train_loss']),
+      'steps_to_target_median': float(np.median(m['steps_to_target'])),
+      'reached': int(m['reached'].sum()),
+      'final_dead_mean': nanmean(m['final_dead']),
+      'diverged': int(m['diverged'].sum()),
+      'slopes': ' '.join(
+        f'{v:.4f}' for v in nanmean(np.asarray(c['slope_mean'])[:, -1], 0)
+      )
+      if 'slope_mean' in c
+      else '',
+    }
+    row = {
+      k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()
+    }
+    writer.writerow(row)
+    summary_rows.append(row)
+  common.write_atomic(f'{out}/results.csv', buf.getvalue())
+  common.write_json_atomic(
+    f'{out}/summary.json',
+    {
+      'meta': common.provenance(
+        {k: v for k, v in flag.items() if k != 'train_sizes'}
+      ),
+      'train_sizes': flag['train_sizes'],
+      'verdicts': verdicts,
+      'groups': summary_rows,
+    },
+  )
+  _plots(cells, flag)
+  print(text)
+
+
+def _plots(cells, flag):
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  acts, datasets = flag['activations'], flag['datasets']
+  depths = sorted(int(d) for d in flag['depths'])
+  style = {a: f'C{i}' for i, a in enumerate(acts)}
+  fig, axes = plt.subplots(
+    1, len(datasets), figsize=(4 * len(datasets), 3.4), squeeze=False
+  )
+  for ax, ds in zip(axes[0], datasets, strict=True):
+    for a in acts:
+      xs, ms, ss = [], [], []
+      for depth in depths:
+        c = cells.get(group_key(ds, a, depth))
+        if c:
+          acc = seed_metrics(c, flag['target_loss'])['test_acc']
+          xs.append(depth)
+          ms.append(acc.mean())
+          ss.append(acc.std())
+      if xs:
+        ax.errorbar(xs, ms, ss, color=style[a], label=a, capsize=2, lw=1)
+    ax.set_xscale('log', base=2)
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.set(title=ds, xlabel='hidden layers')
+  axes[0][0].set_ylabel('test accuracy (early stopped), mean +- std')
+  axes[0][-1].legend(fontsize=7)
+  common.save_figure(fig, f'{flag["output_dir"]}/accuracy_vs_depth.png')
+
+  fig, axes = plt.subplots(
+    len(datasets),
+    len(depths),
+    figsize=(3.2 * len(depths), 2.6 * len(datasets)),
+    squeeze=False,
+    sharex=True,
+  )
+  for i, ds in enumerate(datasets):
+    for j, depth in enumerate(depths):
+      ax = axes[i][j]
+      for a in acts:
+        c = cells.get(group_key(ds, a, depth))
+        if c:
+          loss = np.asarray(c['train_loss'], np.float64)
+          with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # all-NaN columns: diverged
+            mean = np.nanmean(loss, 0)
+          steps = np.arange(loss.shape[1]) * c['config']['record_every']
+          ax.plot(steps, mean, color=style[a], label=a, lw=1)
+      ax.axhline(flag['target_loss'], color='grey', ls=':', lw=0.8)
+      ax.set_yscale('log')
+      ax.set_title(f'{ds}, depth {depth}', fontsize=9)
+      if i == len(datasets) - 1:
+        ax.set_xlabel('step')
+      if j == 0:
+        ax.set_ylabel('train loss (eval mode)')
+  axes[0][-1].legend(fontsize=6)
+  common.save_figure(fig, f'{flag["output_dir"]}/loss_curves.png')
+
+  slope_acts = [a for a in ('prelu', 'prelu_channel') if a in acts]
+  fig, axes = plt.subplots(
+    1, len(datasets), figsize=(4 * len(datasets), 3.2), squeeze=False
+  )
+  for ax, ds in zip(axes[0], datasets, strict=True):
+    for a in slope_acts:
+      for k, depth in enumerate(depths):
+        c = cells.get(group_key(ds, a, depth))
+        if c:
+          ax.plot(
+            np.arange(1, depth + 1),
+            nanmean(np.asarray(c['slope_mean'])[:, -1], axis=0),
+            '-' if a == 'prelu' else '--',
+            color=f'C{k}',
+            label=f'{a}, depth {depth}',
+            lw=1,
+          )
+    ax.axhline(PRELU_INIT, color='grey', ls=':', lw=0.8)
+    ax.set(title=ds, xlabel='hidden layer')
+  axes[0][0].set_ylabel('learned slope (mean over seeds)')
+  if slope_acts:
+    axes[0][-1].legend(fontsize=6)
+  common.save_figure(fig, f'{flag["output_dir"]}/prelu_slopes.png')
+
+
+# ----------------------------------------------------------------------------
+# Flags and main.
+
+
+def validate(flag: dict) -> str | None:
+  try:
+    depths = [int(v) for v in flag['depths']]
+  except ValueError:
+    return '--depths must be integers'
+  unknown_ds = [d for d in flag['datasets'] if d not in DATASETS]
+  unknown = [a for a in flag['activations'] if a not in ACTIVATIONS]
+  checks = [
+    (
+      not flag['datasets'] or bool(unknown_ds),
+      f'--datasets: unknown {",".join(unknown_ds)}; '
+      f'accepted: {",".join(DATASETS)}',
+    ),
+    (
+      not flag['activations'] or bool(unknown),
+      f'--activations: unknown {",".join(unknown)}; '
+      f'accepted: {",".join(ACTIVATIONS)}',
+    ),
+    (
+      len(set(flag['datasets'])) < len(flag['datasets'])
+      or len(set(flag['activations'])) < len(flag['activations'])
+      or len(set(depths)) < len(depths),
+      '--datasets, --activations and --depths must not repeat a value',
+    ),
+    (not depths or min(depths) < 1, '--depths must be >= 1'),
+    (flag['width'] < 1, '--width must be >= 1'),
+    (flag['seeds'] < 1, '--seeds must be >= 1'),
+    (flag['record_every'] < 1, '--record_every must be >= 1'),
+    (
+      flag['steps'] < flag['record_every']
+      or flag['steps'] % flag['record_every'],
+      '--steps must be a positive multiple of --record_every',
+    ),
+    (flag['batch'] < 1, '--batch must be >= 1'),
+    (
+      not (math.isfinite(flag['learning_rate']) and flag['learning_rate'] > 0),
+      '--learning_rate must be a finite number > 0',
+    ),
+    (
+      flag['optimizer'] not in OPTIMIZERS,
+      f'--optimizer: unknown {flag["optimizer"]}; accepted: sgd,adam',
+    ),
+    (
+      not (math.isfinite(flag['target_loss']) and flag['target_loss'] > 0),
+      '--target_loss must be a finite number > 0',
+    ),
+    (
+      not 0 <= flag['alpha_dropout_rate'] < 1,
+      '--alpha_dropout_rate must be in [0, 1)',
+    ),
+    (
+      not (math.isfinite(flag['celu_alpha']) and flag['celu_alpha'] > 0),
+      '--celu_alpha must be a finite number > 0',
+    ),
+  ]
+  for bad, message in checks:
+    if bad:
+      return message
+  return None
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError('Too many command-line arguments.')
+  flag = {
+    'datasets': _DATASETS.value,
+    'activations': _ACTS.value,
+    'depths': _DEPTHS.value,
+    'width': _WIDTH.value,
+    'seeds': _SEEDS.value,
+    'steps': _STEPS.value,
+    'batch': _BATCH.value,
+    'record_every': _RECORD_EVERY.value,
+    'learning_rate': _LR.value,
+    'optimizer': _OPTIMIZER.value,
+    'target_loss': _TARGET.value,
+    'alpha_dropout_rate': _DROPOUT.value,
+    'celu_alpha': _CELU_ALPHA.value,
+    'split_seed': _SPLIT_SEED.value,
+    'seed': _SEED.value,
+    'output_dir': _OUTPUT_DIR.value,
+  }
+  error = validate(flag)
+  path = f'{flag["output_dir"]}/cells.jsonl'
+  config = config_of(flag)
+  if not error:
+    try:
+      cells = load_cells(path, config)
+    except ValueError as e:
+      error = str(e)
+  if error:
+    print(f'compare_variants: error: {error}', file=sys.stderr)
+    return 1
+  padded = uci.pad_datasets(flag['datasets'], flag['split_seed'])
+  flag['train_sizes'] = dict(
+    zip(flag['datasets'], padded['train_size'].tolist(), strict=True)
+  )
+  groups = [(a, int(d)) for d in flag['depths'] for a in flag['activations']]
+  keys = lambda a, d: [group_key(ds, a, d) for ds in flag['datasets']]
+  todo = [g for g in groups if not all(k in cells for k in keys(*g))]
+  logging.info(
+    '%d groups of %d datasets x %d seeds; %d done before, %d to run',
+    len(groups),
+    len(flag['datasets']),
+    flag['seeds'],
+    len(groups) - len(todo),
+    len(todo),
+  )
+  start = time.perf_counter()
+  for i, (act, depth) in enumerate(todo):
+    if 0 <= _MAX_NEW_GROUPS.value <= i:
+      print(
+        f'Stopped after {i} new groups (--max_new_groups); rerun to resume.'
+      )
+      return 0
+    records = run_group(padded, flag['datasets'], act, depth, config)
+    records = [r for r in records if r['key'] not in cells]
+    common.append_jsonl_atomic(path, records)
+    cells.update({r['key']: r for r in records})
+    elapsed = time.perf_counter() - start
+    logging.info(
+      '[%d/%d] %s depth %d: test acc %s; %.0fs elapsed, ~%.0fs left',
+      i + 1,
+      len(todo),
+      act,
+      depth,
+      ' '.join(
+        f'{r["dataset"]} '
+        f'{np.mean(seed_metrics(r, flag["target_loss"])["test_acc"]):.3f}'
+        for r in records
+      ),
+      elapsed,
+      elapsed / (i + 1) * (len(todo) - i - 1),
+    )
+  wanted = [k for g in groups for k in keys(*g)]
+  write_outputs({k: cells[k] for k in wanted}, flag)
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)

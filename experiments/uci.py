@@ -1,0 +1,100 @@
+"""scikit-learn's bundled UCI datasets, split, standardized and padded.
+
+The four sets ship inside the scikit-learn wheel and load offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DATASETS = ('digits', 'breast_cancer', 'wine', 'iris')
+
+
+def load_dataset(name: str, split_seed: int) -> dict[str, np.ndarray]:
+  """A bundled scikit-learn dataset, split 60/20/20 and standardized.
+
+  The split is stratified by class and fixed by `split_seed`; the mean and
+  standard deviation come from the training part only (constant features
+  are centred and left unscaled).
+  """
+  from sklearn import datasets, model_selection
+
+  x, y = getattr(datasets, f'load_{name}')(return_X_y=True)
+  x_rest, x_test, y_rest, y_test = model_selection.train_test_split(
+    x, y, test_size=0.2, stratify=y, random_state=split_seed
+  )
+  x_train, x_val, y_train, y_val = model_selection.train_test_split(
+    x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=split_seed
+  )
+  mean, std = x_train.mean(0), x_train.std(0)
+  std = np.where(std > 0, std, 1.0)
+  scale = lambda v: ((v - mean) / std).astype(np.float32)
+  return {
+    'x_train': scale(x_train),
+    'y_train': y_train.astype(np.int32),
+    'x_val': scale(x_val),
+    'y_val': y_val.astype(np.int32),
+    'x_test': scale(x_test),
+    'y_test': y_test.astype(np.int32),
+    'classes': int(y.max()) + 1,
+  }
+
+
+PARTS = ('train', 'val', 'test')
+
+
+def pad_datasets(
+  selected: Sequence[str], split_seed: int
+) -> dict[str, np.ndarray]:
+  """The datasets stacked on a leading axis, zero-padded to common shapes.
+
+  One compiled program then trains every dataset at once (`vmap`), which
+  divides compile time by the number of datasets. The padded shapes are
+  the largest over all of DATASETS, not just the selected ones, so a
+  dataset's results do not depend on which others run beside it. Padded
+  features are zero, padded classes are masked out of the logits, padded
+  rows are never sampled and carry zero weight in every metric.
+  """
+  every = {ds: load_dataset(ds, split_seed) for ds in DATASETS}
+  features = max(d['x_train'].shape[1] for d in every.values())
+  classes = max(d['classes'] for d in every.values())
+  rows = {p: max(len(d[f'y_{p}']) for d in every.values()) for p in PARTS}
+  out = {
+    'x_train': [],
+    'y_train': [],
+    'train_size': [],
+    'inputs': [],
+    'class_mask': [],
+    'x_eval': [],
+    'y_eval': [],
+    'part_eval': [],
+  }
+  for d in (every[ds] for ds in selected):
+    pad = lambda a, n: np.pad(
+      a, [(0, n - a.shape[0])] + [(0, 0)] * (a.ndim - 1)
+    )
+    x = {
+      p: np.pad(d[f'x_{p}'], [(0, 0), (0, features - d['x_train'].shape[1])])
+      for p in PARTS
+    }
+    out['x_train'].append(pad(x['train'], rows['train']))
+    out['y_train'].append(pad(d['y_train'], rows['train']))
+    out['train_size'].append(len(d['y_train']))
+    out['inputs'].append(d['x_train'].shape[1])
+    out['class_mask'].append(np.arange(classes) < d['classes'])
+    out['x_eval'].append(np.concatenate([pad(x[p], rows[p]) for p in PARTS]))
+    out['y_eval'].append(
+      np.concatenate([pad(d[f'y_{p}'], rows[p]) for p in PARTS])
+    )
+    # Which part each evaluation row belongs to; -1 for padding.
+    out['part_eval'].append(
+      np.concatenate(
+        [
+          np.where(np.arange(rows[p]) < len(d[f'y_{p}']), i, -1)
+          for i, p in enumerate(PARTS)
+        ]
+      ).astype(np.int32)
+    )
+  return {k: np.stack(v) for k, v in out.items()}

@@ -1,0 +1,280 @@
+"""experiments/compare_variants.py and its helpers (uci, plain_mlp, stats)."""
+
+import functools
+import itertools
+import json
+import math
+import shutil
+import tempfile
+
+import binaries
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from experiments import common, plain_mlp, uci
+
+_SMALL = (
+  '--datasets=iris',
+  '--activations=relu,elu',
+  '--depths=2,3',
+  '--width=16',
+  '--steps=60',
+  '--record_every=20',
+  '--seeds=3',
+  '--learning_rate=0.01',
+)
+
+_run = functools.partial(binaries.run, 'experiments.compare_variants')
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _reference_activation(name, z, slopes, celu_alpha):
+  """Float64 NumPy formulas, written from the papers' definitions."""
+  leaky = lambda a: np.where(z > 0, z, a * z)
+  return {
+    'relu': lambda: np.maximum(z, 0.0),
+    'leaky_relu': lambda: leaky(0.01),
+    'prelu': lambda: leaky(slopes[0]),
+    'prelu_channel': lambda: leaky(slopes),
+    'rrelu': lambda: leaky((1 / 8 + 1 / 3) / 2),  # evaluation slope
+    'elu': lambda: np.where(z > 0, z, np.expm1(z)),
+    'celu': lambda: np.where(z > 0, z, celu_alpha * np.expm1(z / celu_alpha)),
+    'relu6': lambda: np.clip(z, 0.0, 6.0),
+    'selu': lambda: SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(z)),
+    # Alpha dropout acts only in training; evaluation is plain SELU.
+    'selu_no_dropout': lambda: (
+      SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(z))
+    ),
+  }[name]()
+
+
+class PairedTestTest(absltest.TestCase):
+  def test_wilcoxon_p_matches_exhaustive_sign_flips(self):
+    # Distinct magnitudes, no ties: the exact null distribution of W (the
+    # rank sum of the positive differences) is every sign assignment.
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+      d = rng.permutation(np.arange(1, 10)) * rng.choice([-1, 1], 9)
+      mags = np.abs(d)
+      ranks = np.argsort(np.argsort(mags)) + 1
+      w = ranks[d > 0].sum()
+      null = np.array(
+        [
+          ranks[np.array(signs) > 0].sum()
+          for signs in itertools.product([-1, 1], repeat=d.size)
+        ]
+      )
+      p = min(1.0, 2 * min(np.mean(null <= w), np.mean(null >= w)))
+      out = common.paired_test(d, np.zeros_like(d))
+      self.assertAlmostEqual(out['p'], p, places=10)
+      self.assertEqual(out['wins'], int((d > 0).sum()))
+      self.assertEqual(out['losses'], int((d < 0).sum()))
+      self.assertEqual(out['direction'], int(np.sign(2 * w - 45)))
+
+  def test_mean_and_t_interval(self):
+    a = np.array([0.91, 0.95, 0.88, 0.97, 0.93, 0.90, 0.96, 0.94])
+    b = np.array([0.90, 0.91, 0.89, 0.93, 0.90, 0.88, 0.92, 0.93])
+    d = a - b
+    out = common.paired_test(a, b)
+    # t_{0.975, 7} = 2.364624 (standard tables).
+    half = 2.364624 * d.std(ddof=1) / math.sqrt(8)
+    self.assertAlmostEqual(out['mean'], d.mean(), places=12)
+    np.testing.assert_allclose(
+      out['ci'], [d.mean() - half, d.mean() + half], rtol=1e-5
+    )
+    self.assertEqual((out['wins'], out['losses'], out['ties']), (7, 1, 0))
+    self.assertEqual(out['direction'], 1)
+
+  def test_all_ties_and_non_finite_pairs(self):
+    out = common.paired_test([0.5, 0.5, math.nan], [0.5, 0.5, 0.2])
+    self.assertEqual(out['n'], 2)  # the NaN pair is left out
+    self.assertEqual(out['ties'], 2)
+    self.assertEqual(out['p'], 1.0)
+    self.assertEqual(out['direction'], 0)
+
+
+class UciTest(absltest.TestCase):
+  def test_split_is_stratified_disjoint_and_standardized_on_train(self):
+    d = uci.load_dataset('iris', split_seed=0)
+    for part, n in (('train', 90), ('val', 30), ('test', 30)):
+      self.assertLen(d[f'y_{part}'], n)
+      # 50 of each class in iris: stratified parts keep 1/3 each.
+      np.testing.assert_array_equal(np.bincount(d[f'y_{part}']), [n // 3] * 3)
+    np.testing.assert_allclose(d['x_train'].mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(d['x_train'].std(0), 1, atol=1e-5)
+    self.assertGreater(np.abs(d['x_test'].mean(0)).max(), 1e-3)
+    # Wine has no duplicate rows, so its parts must be disjoint and cover
+    # all 178 examples.
+    wine = uci.load_dataset('wine', split_seed=0)
+    rows = [{tuple(r) for r in wine[f'x_{p}']} for p in uci.PARTS]
+    self.assertEqual([len(r) for r in rows], [106, 36, 36])
+    self.assertLen(set.union(*rows), 178)
+    other = uci.load_dataset('iris', split_seed=1)
+    self.assertFalse(np.array_equal(other['y_test'], d['y_test']))
+
+  def test_padding_keeps_every_real_row_and_masks_the_rest(self):
+    padded = uci.pad_datasets(['iris', 'digits'], split_seed=0)
+    iris = uci.load_dataset('iris', 0)
+    self.assertEqual(padded['x_train'].shape[-1], 64)  # digits' features
+    np.testing.assert_array_equal(padded['train_size'], [90, 1077])
+    np.testing.assert_array_equal(padded['inputs'], [4, 64])
+    np.testing.assert_array_equal(padded['class_mask'].sum(-1), [3, 10])
+    np.testing.assert_array_equal(
+      padded['x_train'][0, :90, :4], iris['x_train']
+    )
+    self.assertEqual(np.abs(padded['x_train'][0, :, 4:]).max(), 0)
+    self.assertEqual(np.abs(padded['x_train'][0, 90:]).max(), 0)
+    for i, part in enumerate(uci.PARTS):
+      self.assertEqual(
+        (padded['part_eval'][0] == i).sum(), len(iris[f'y_{part}'])
+      )
+      np.testing.assert_array_equal(
+        padded['y_eval'][0][padded['part_eval'][0] == i], iris[f'y_{part}']
+      )
+
+
+class PlainMlpTest(parameterized.TestCase):
+  @parameterized.parameters(*plain_mlp.ACTIVATIONS)
+  def test_forward_matches_float64_reference(self, activation):
+    rng = np.random.default_rng(1)
+    depth, width, features, n = 3, 6, 5, 7
+    params = {
+      'w_in': rng.normal(size=(features, width)),
+      'b_in': rng.normal(size=width),
+      'w_hidden': rng.normal(size=(depth - 1, width, width)) / 2,
+      'b_hidden': rng.normal(size=(depth - 1, width)),
+      'w_out': rng.normal(size=(width, 3)),
+      'b_out': rng.normal(size=3),
+      'slopes': rng.uniform(0.05, 0.5, size=(depth, width)),
+    }
+    x = 2 * rng.normal(size=(n, features))
+    rows = np.arange(n) < 5
+    logits, top = plain_mlp.forward(
+      jax.tree.map(jnp.float32, params),
+      jnp.float32(x),
+      rows,
+      plain_mlp.ACTIVATIONS.index(activation),
+      rate=0.1,
+      celu_alpha=0.7,
+    )
+    h, tops = x, []
+    layers = [
+      (params['w_in'], params['b_in']),
+      *zip(params['w_hidden'], params['b_hidden'], strict=True),
+    ]
+    for i, (w, b) in enumerate(layers):
+      z = h @ w + b
+      tops.append(z[rows].max(0))
+      h = _reference_activation(activation, z, params['slopes'][i], 0.7)
+    np.testing.assert_allclose(
+      logits, h @ params['w_out'] + params['b_out'], rtol=2e-5, atol=2e-5
+    )
+    np.testing.assert_allclose(top, np.stack(tops), rtol=2e-5, atol=2e-5)
+
+  def test_init_scales_to_true_fan_in_and_pairs_activations(self):
+    padded = uci.pad_datasets(['wine'], split_seed=0)
+    data = jax.tree.map(lambda a: a[0], padded)
+    key = jax.random.key(3)
+    unit = plain_mlp.init_params(key, data, 1.0, depth=3, width=4000)
+    relu = plain_mlp.init_params(key, data, math.sqrt(2), depth=3, width=4000)
+    # Same noise, scaled by the gain: seed s is paired across activations.
+    for name in ('w_in', 'w_hidden'):
+      np.testing.assert_allclose(relu[name], math.sqrt(2) * unit[name], 1e-6)
+    w_in = np.asarray(relu['w_in'])
+    self.assertEqual(np.abs(w_in[13:]).max(), 0)  # wine has 13 features
+    # He: variance 2 / fan_in, with fan_in the 13 real features, not 64.
+    self.assertAlmostEqual(w_in[:13].var() * 13 / 2, 1.0, delta=0.05)
+    self.assertAlmostEqual(
+      float(relu['w_hidden'].var()) * 4000 / 2, 1.0, delta=0.01
+    )
+    gains = plain_mlp.gains(celu_alpha=1.0)
+    self.assertEqual(gains['selu'], 1.0)
+    self.assertAlmostEqual(gains['prelu'], math.sqrt(2 / (1 + 0.25**2)))
+    self.assertEqual(gains['elu'], gains['celu'])
+
+
+class CompareVariantsBinaryTest(parameterized.TestCase):
+  def setUp(self):
+    super().setUp()
+    self.out = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.out)
+
+  def test_small_run_interrupted_and_resumed_equals_uninterrupted(self):
+    a, b, before_resume, parts = binaries.run_whole_and_resumed(
+      self, 'experiments.compare_variants', _SMALL, self.out
+    )
+    self.assertEqual(before_resume, 1)  # one (activation, depth) on iris
+    self.assertLen(a, 2 * 2)
+    for key in a:
+      for curve in ('train_loss', 'test_acc', 'dead'):
+        self.assertEqual(a[key][curve], b[key][curve])
+    # Training works: iris is far above chance (1/3) at depth 2.
+    for act in ('relu', 'elu'):
+      acc = np.asarray(a[json.dumps(['iris', act, 2])]['test_acc'])[:, -1]
+      self.assertGreater(acc.mean(), 0.8)
+    # Outputs.
+    for png in ('accuracy_vs_depth.png', 'loss_curves.png', 'prelu_slopes.png'):
+      with open(f'{parts}/{png}', 'rb') as f:
+        self.assertEqual(f.read(4), b'\x89PNG')
+    with open(f'{parts}/results.csv') as f:
+      self.assertLen(f.read().strip().splitlines(), 1 + 4)
+    with open(f'{parts}/summary.json') as f:
+      summary = json.load(f)
+    for claim in ('elu_converges_faster', 'elu_generalizes_better'):
+      verdict = summary['verdicts'][claim]
+      self.assertIn(
+        verdict['verdict'],
+        (
+          'SUPPORTED',
+          'CONTRADICTED',
+          'NOT SUPPORTED (no significant difference)',
+        ),
+      )
+      self.assertEqual(verdict['n'], 2 * 3)  # depths x seeds, paired
+    with open(f'{parts}/report.md') as f:
+      report = f.read()
+    for text in (
+      '### 1. ELU vs ReLU',
+      'Wilcoxon p =',
+      '### 2. PReLU',
+      '### 4. SELU',
+      'Needs selu or selu_no_dropout',
+    ):
+      self.assertIn(text, report)
+
+  def test_other_flags_into_the_same_output_dir_are_refused(self):
+    flags = ('--datasets=iris', '--activations=relu', '--depths=2')
+    small = ('--width=4', '--steps=20', '--record_every=20', '--seeds=1')
+    first = _run(*flags, *small, f'--output_dir={self.out}')
+    self.assertEqual(first.returncode, 0, first.stderr[-3000:])
+    before = binaries.read_cells(self.out)
+    again = _run(*flags, *small, '--width=5', f'--output_dir={self.out}')
+    self.assertEqual(again.returncode, 1)
+    lines = again.stderr.strip().splitlines()
+    self.assertLen(lines, 1, again.stderr)
+    self.assertIn('--width=4 there, 5 now', lines[0])
+    self.assertEqual(binaries.read_cells(self.out), before)  # nothing lost
+
+  @parameterized.parameters(
+    ('--datasets=iris,mnist', '--datasets: unknown mnist'),
+    ('--activations=relu,swish', '--activations: unknown swish'),
+    ('--depths=0', '--depths must be >= 1'),
+    ('--depths=2,2', 'must not repeat'),
+    ('--learning_rate=-1', '--learning_rate must be a finite number > 0'),
+    ('--optimizer=rmsprop', '--optimizer: unknown rmsprop'),
+    ('--steps=30', '--steps must be a positive multiple'),
+    ('--alpha_dropout_rate=1', '--alpha_dropout_rate must be in [0, 1)'),
+    ('--celu_alpha=0', '--celu_alpha must be a finite number > 0'),
+    ('--target_loss=nan', '--target_loss must be a finite number > 0'),
+  )
+  def test_bad_flags(self, flag, message):
+    result = _run(flag, f'--output_dir={self.out}/never')
+    binaries.assert_one_line_error(self, result, message, f'{self.out}/never')
+
+
+if __name__ == '__main__':
+  absltest.main()
