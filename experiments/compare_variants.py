@@ -85,8 +85,12 @@ from experiments.uci import DATASETS
 SMALL_TRAIN = 1000
 ALPHA = 0.05
 
-_DATASETS = flags.DEFINE_list('datasets', list(DATASETS), 'Datasets.')
-_ACTS = flags.DEFINE_list('activations', list(ACTIVATIONS), 'Activations.')
+_DATASETS = flags.DEFINE_list(
+  'datasets', list(DATASETS), f'Any of {",".join(DATASETS)}.'
+)
+_ACTS = flags.DEFINE_list(
+  'activations', list(ACTIVATIONS), f'Any of {",".join(ACTIVATIONS)}.'
+)
 _DEPTHS = flags.DEFINE_list('depths', ['2', '8', '16', '32'], 'Hidden layers.')
 _WIDTH = flags.DEFINE_integer('width', 32, 'Units per hidden layer.')
 _SEEDS = flags.DEFINE_integer('seeds', 5, 'Seeds per group (vectorized).')
