@@ -123,10 +123,7 @@ def validate(flag: dict) -> str | None:
     (flag['grid_points'] < 2, '--grid_points must be >= 2'),
     (not flag['input_range'] > 0, '--input_range must be > 0'),
   ]
-  for bad, message in checks:
-    if bad:
-      return message
-  return None
+  return common.first_error(checks)
 
 
 def run(flag: dict) -> list[dict]:

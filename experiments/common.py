@@ -97,6 +97,11 @@ def fmt(value, spec: str = '.3f') -> str:
   return format(value, spec)
 
 
+def first_error(checks) -> str | None:
+  """The message of the first (bad, message) pair whose bad is true."""
+  return next((message for bad, message in checks if bad), None)
+
+
 def read_jsonl(path: str) -> list[dict]:
   """The records of a JSON-lines file; [] if it does not exist."""
   if not os.path.exists(path):

@@ -265,11 +265,11 @@ def verdict(test: dict, claimed_direction: int) -> str:
   return 'NOT SUPPORTED (no significant difference)'
 
 
-def _describe(test: dict, unit: str = '', spec: str = '+.3f') -> str:
+def _describe(test: dict) -> str:
   lo, hi = test['ci']
   return (
-    f'mean difference {format(test["mean"], spec)}{unit} (95% CI '
-    f'{format(lo, spec)} to {format(hi, spec)}), wins/losses/ties '
+    f'mean difference {test["mean"]:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), '
+    'wins/losses/ties '
     f'{test["wins"]}/{test["losses"]}/{test["ties"]} over {test["n"]} pairs, '
     f'Wilcoxon p = {test["p"]:.2g}'
   )
@@ -280,9 +280,14 @@ def _describe(test: dict, unit: str = '', spec: str = '+.3f') -> str:
 
 
 class _Table:
-  """Per-seed metrics by (dataset, activation, depth), with pairing."""
+  """Per-seed metrics by (dataset, activation, depth), with pairing.
+
+  Built once per report from the finished cells; the report, the CSV and
+  the plots all read it.
+  """
 
   def __init__(self, cells, flag):
+    self.cells = cells
     self.flag = flag
     self.metrics = {
       (c['dataset'], c['activation'], c['depth']): seed_metrics(
@@ -290,11 +295,18 @@ class _Table:
       )
       for c in cells.values()
     }
-    self.datasets = [d for d in flag['datasets']]
+    self.datasets = list(flag['datasets'])
     self.depths = sorted(int(d) for d in flag['depths'])
 
   def get(self, dataset, act, depth):
     return self.metrics.get((dataset, act, depth))
+
+  def final_slopes(self, dataset, act, depth):
+    """Per-layer final PReLU slope, mean over finite seeds; None if absent."""
+    cell = self.cells.get(group_key(dataset, act, depth))
+    if cell is None or 'slope_mean' not in cell:
+      return None
+    return nanmean(np.asarray(cell['slope_mean'])[:, -1], axis=0)
 
   def pairs(self, a, b, metric, datasets=None, depths=None):
     """Concatenated per-seed values of a and b where both ran."""
@@ -363,7 +375,7 @@ def _claims(table: _Table, acts: list[str]) -> tuple[list[str], dict]:
     deeper, shallower, moved = [], [], []
     for ds in table.datasets:
       for depth in table.depths:
-        cell = table.flag['cells'].get(group_key(ds, variant, depth))
+        cell = table.cells.get(group_key(ds, variant, depth))
         if cell is None or depth < 4:
           continue
         s = np.asarray(cell['slope_mean'])[:, -1]  # (seeds, depth)
@@ -464,11 +476,10 @@ def _mean_std(values, spec='.3f'):
   return f'{values.mean():{spec}} +- {values.std():{spec}}'
 
 
-def report(cells: dict[str, dict], flag: dict) -> tuple[str, dict]:
+def report(table: _Table) -> tuple[str, dict]:
   """Markdown report: tables, then each claim with numbers and verdict."""
-  acts = [a for a in flag['activations']]
-  flag = {**flag, 'cells': cells}
-  table = _Table(cells, flag)
+  flag = table.flag
+  acts = list(flag['activations'])
   seeds, steps = flag['seeds'], flag['steps']
   lines = [
     f'Plain MLPs of width {flag["width"]}, {flag["optimizer"]} '
@@ -524,9 +535,8 @@ def report(cells: dict[str, dict], flag: dict) -> tuple[str, dict]:
     for a in slope_acts:
       for ds in table.datasets:
         for depth in table.depths:
-          cell = cells.get(group_key(ds, a, depth))
-          if cell:
-            s = nanmean(np.asarray(cell['slope_mean'])[:, -1], axis=0)
+          s = table.final_slopes(ds, a, depth)
+          if s is not None:
             lines.append(
               f'- {a}, {ds}, depth {depth}: ' + ' '.join(f'{v:.2f}' for v in s)
             )
@@ -569,7 +579,8 @@ def report(cells: dict[str, dict], flag: dict) -> tuple[str, dict]:
 
 def write_outputs(cells: dict[str, dict], flag: dict) -> None:
   out = flag['output_dir']
-  text, verdicts = report(cells, flag)
+  table = _Table(cells, flag)
+  text, verdicts = report(table)
   common.write_atomic(
     f'{out}/report.md', '# ReLU variants on real data\n\n' + text
   )
@@ -594,12 +605,12 @@ def write_outputs(cells: dict[str, dict], flag: dict) -> None:
   writer = csv.DictWriter(buf, fieldnames=fields)
   writer.writeheader()
   summary_rows = []
-  for c in cells.values():
-    m = seed_metrics(c, flag['target_loss'])
+  for (ds, act, depth), m in table.metrics.items():
+    slopes = table.final_slopes(ds, act, depth)
     row = {
-      'dataset': c['dataset'],
-      'activation': c['activation'],
-      'depth': c['depth'],
+      'dataset': ds,
+      'activation': act,
+      'depth': depth,
       'seeds': len(m['test_acc']),
       'test_acc_mean': m['test_acc'].mean(),
       'test_acc_std': m['test_acc'].std(),
@@ -611,11 +622,7 @@ def write_outputs(cells: dict[str, dict], flag: dict) -> None:
       'reached': int(m['reached'].sum()),
       'final_dead_mean': nanmean(m['final_dead']),
       'diverged': int(m['diverged'].sum()),
-      'slopes': ' '.join(
-        f'{v:.4f}' for v in nanmean(np.asarray(c['slope_mean'])[:, -1], 0)
-      )
-      if 'slope_mean' in c
-      else '',
+      'slopes': '' if slopes is None else ' '.join(f'{v:.4f}' for v in slopes),
     }
     row = {
       k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()
@@ -634,18 +641,18 @@ def write_outputs(cells: dict[str, dict], flag: dict) -> None:
       'groups': summary_rows,
     },
   )
-  _plots(cells, flag)
+  _plots(table)
   print(text)
 
 
-def _plots(cells, flag):
+def _plots(table: _Table):
   import matplotlib
 
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  acts, datasets = flag['activations'], flag['datasets']
-  depths = sorted(int(d) for d in flag['depths'])
+  flag, cells = table.flag, table.cells
+  acts, datasets, depths = flag['activations'], table.datasets, table.depths
   style = {a: f'C{i}' for i, a in enumerate(acts)}
   fig, axes = plt.subplots(
     1, len(datasets), figsize=(4 * len(datasets), 3.4), squeeze=False
@@ -654,9 +661,8 @@ def _plots(cells, flag):
     for a in acts:
       xs, ms, ss = [], [], []
       for depth in depths:
-        c = cells.get(group_key(ds, a, depth))
-        if c:
-          acc = seed_metrics(c, flag['target_loss'])['test_acc']
+        if (m := table.get(ds, a, depth)) is not None:
+          acc = m['test_acc']
           xs.append(depth)
           ms.append(acc.mean())
           ss.append(acc.std())
@@ -705,11 +711,11 @@ def _plots(cells, flag):
   for ax, ds in zip(axes[0], datasets, strict=True):
     for a in slope_acts:
       for k, depth in enumerate(depths):
-        c = cells.get(group_key(ds, a, depth))
-        if c:
+        slopes = table.final_slopes(ds, a, depth)
+        if slopes is not None:
           ax.plot(
             np.arange(1, depth + 1),
-            nanmean(np.asarray(c['slope_mean'])[:, -1], axis=0),
+            slopes,
             '-' if a == 'prelu' else '--',
             color=f'C{k}',
             label=f'{a}, depth {depth}',
@@ -782,10 +788,7 @@ def validate(flag: dict) -> str | None:
       '--celu_alpha must be a finite number > 0',
     ),
   ]
-  for bad, message in checks:
-    if bad:
-      return message
-  return None
+  return common.first_error(checks)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -573,10 +573,7 @@ def validate(flag: dict) -> str | None:
     ),
     (flag['batch'] < 1, '--batch must be >= 1'),
   ]
-  for bad, message in checks:
-    if bad:
-      return message
-  return None
+  return common.first_error(checks)
 
 
 def main(argv: Sequence[str]) -> int:

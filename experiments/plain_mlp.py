@@ -7,6 +7,7 @@ activation in ACTIVATIONS: the activation is an unbatched index into
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 
@@ -45,8 +46,12 @@ def _init_args(activation: str, celu_alpha: float):
   return activation, None
 
 
+@functools.cache
 def gains(celu_alpha: float) -> dict[str, float]:
-  """Each activation's weight gain, from `jaxrelu.initializers.gain`."""
+  """Each activation's weight gain, from `jaxrelu.initializers.gain`.
+
+  Cached: the exponential units' gains come from quadrature.
+  """
   return {a: initializers.gain(*_init_args(a, celu_alpha)) for a in ACTIVATIONS}
 
 

@@ -538,10 +538,7 @@ def validate(flag: dict) -> str | None:
       f'--dtype: unknown {flag["dtype"]}; accepted: {",".join(DTYPES)}',
     ),
   ]
-  for bad, message in checks:
-    if bad:
-      return message
-  return None
+  return common.first_error(checks)
 
 
 def evaluate(cfg, runs, pred, tol: dict) -> dict:

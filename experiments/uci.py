@@ -45,6 +45,10 @@ def load_dataset(name: str, split_seed: int) -> dict[str, np.ndarray]:
 PARTS = ('train', 'val', 'test')
 
 
+def _pad_rows(a: np.ndarray, n: int) -> np.ndarray:
+  return np.pad(a, [(0, n - a.shape[0])] + [(0, 0)] * (a.ndim - 1))
+
+
 def pad_datasets(
   selected: Sequence[str], split_seed: int
 ) -> dict[str, np.ndarray]:
@@ -72,21 +76,20 @@ def pad_datasets(
     'part_eval': [],
   }
   for d in (every[ds] for ds in selected):
-    pad = lambda a, n: np.pad(
-      a, [(0, n - a.shape[0])] + [(0, 0)] * (a.ndim - 1)
-    )
     x = {
       p: np.pad(d[f'x_{p}'], [(0, 0), (0, features - d['x_train'].shape[1])])
       for p in PARTS
     }
-    out['x_train'].append(pad(x['train'], rows['train']))
-    out['y_train'].append(pad(d['y_train'], rows['train']))
+    out['x_train'].append(_pad_rows(x['train'], rows['train']))
+    out['y_train'].append(_pad_rows(d['y_train'], rows['train']))
     out['train_size'].append(len(d['y_train']))
     out['inputs'].append(d['x_train'].shape[1])
     out['class_mask'].append(np.arange(classes) < d['classes'])
-    out['x_eval'].append(np.concatenate([pad(x[p], rows[p]) for p in PARTS]))
+    out['x_eval'].append(
+      np.concatenate([_pad_rows(x[p], rows[p]) for p in PARTS])
+    )
     out['y_eval'].append(
-      np.concatenate([pad(d[f'y_{p}'], rows[p]) for p in PARTS])
+      np.concatenate([_pad_rows(d[f'y_{p}'], rows[p]) for p in PARTS])
     )
     # Which part each evaluation row belongs to; -1 for padding.
     out['part_eval'].append(
