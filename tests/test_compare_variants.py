@@ -246,6 +246,67 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
     ):
       self.assertIn(text, report)
 
+  def test_metrics_from_stored_curves(self):
+    # Hand-made curves for one finished group: the rerun trains nothing
+    # and only reports, so every number below is known in advance.
+    flags = (
+      '--datasets=iris',
+      '--activations=relu',
+      '--depths=2',
+      '--width=4',
+      '--seeds=2',
+      '--steps=40',
+      '--record_every=20',
+    )
+    config = {
+      'width': 4,
+      'seeds': 2,
+      'steps': 40,
+      'batch': 64,
+      'record_every': 20,
+      'learning_rate': 0.001,
+      'optimizer': 'adam',
+      'alpha_dropout_rate': 0.05,
+      'celu_alpha': 1.0,
+      'split_seed': 0,
+      'seed': 0,
+    }
+    nan = math.nan
+    cell = {
+      'key': json.dumps(['iris', 'relu', 2]),
+      'dataset': 'iris',
+      'activation': 'relu',
+      'depth': 2,
+      'config': config,
+      'train_size': 90,
+      # Seed 0 trains; seed 1 diverges after its second record.
+      'train_loss': [[1.0, 0.05, 0.02], [1.0, 0.5, nan]],
+      'val_loss': [[1.0, 0.3, 0.5], [1.0, 0.4, nan]],
+      'train_acc': [[0.3, 1.0, 1.0], [0.3, 0.8, 0.33]],
+      'test_acc': [[0.3, 0.9, 0.8], [0.3, 0.7, 0.33]],
+      'dead': [[[0, 0], [0.25, 0.25], [0.5, 0.5]], [[0, 0], [0, 0], [1, 1]]],
+    }
+    with open(f'{self.out}/cells.jsonl', 'w') as f:
+      f.write(json.dumps(cell) + '\n')
+    result = _run(*flags, f'--output_dir={self.out}')
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(f'{self.out}/summary.json') as f:
+      (row,) = json.load(f)['groups']
+    # Early stopping at the least validation loss (record 1 in both seeds).
+    self.assertAlmostEqual(row['test_acc_mean'], (0.9 + 0.7) / 2)
+    # End-of-training values leave the diverged seed out.
+    self.assertEqual(row['diverged'], 1)
+    self.assertAlmostEqual(row['final_test_acc_mean'], 0.8)
+    self.assertAlmostEqual(row['gap_mean'], 1.0 - 0.8)
+    self.assertAlmostEqual(row['final_dead_mean'], 0.5)
+    # Loss 0.1 reached at step 20 by seed 0; seed 1 never, censored at 60.
+    self.assertEqual(row['reached'], 1)
+    self.assertEqual(row['steps_to_target_median'], (20 + 60) / 2)
+    with open(f'{self.out}/report.md') as f:
+      self.assertIn(
+        'Non-finite training loss in: iris relu depth 2 (1/2)', f.read()
+      )
+
   def test_other_flags_into_the_same_output_dir_are_refused(self):
     flags = ('--datasets=iris', '--activations=relu', '--depths=2')
     small = ('--width=4', '--steps=20', '--record_every=20', '--seeds=1')
