@@ -30,11 +30,11 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags, logging
+from absl import flags, logging
 
 import jaxrelu
-from experiments import common
-from experiments.common import fmt as _fmt
+from experiments import cli, report
+from experiments.report import fmt as _fmt
 from jaxrelu import _residuals
 
 Fn = Callable[[jax.Array], jax.Array]
@@ -327,29 +327,24 @@ def markdown(rows: dict, header: str) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError('Too many command-line arguments.')
-  unknown = sorted(set(_ACTIVATIONS.value) - set(ACTIVATIONS))
-  if unknown:
-    raise app.UsageError(
-      f'--activations: unknown {",".join(unknown)}; '
-      f'accepted: {",".join(ACTIVATIONS)}.'
-    )
-  if _SIZE.value % 1024:
-    raise app.UsageError(
-      f'--size must be a multiple of 1024, got {_SIZE.value}.'
-    )
+  cli.no_arguments(argv)
+  activations = cli.choices('activations', _ACTIVATIONS.value, ACTIVATIONS)
+  cli.require(
+    _SIZE.value % 1024 == 0,
+    f'--size: {_SIZE.value} is not a multiple of 1024',
+  )
+  cli.output_dir(_OUTPUT_DIR.value)
   if _DTYPE.value == 'float64':
     jax.config.update('jax_enable_x64', True)
   dtype = DTYPES[_DTYPE.value]
   rows = run(
-    _ACTIVATIONS.value,
+    activations,
     _SIZE.value,
     dtype,
     _REPEATS.value,
     (_MLP_LAYERS.value, _MLP_WIDTH.value, _MLP_BATCH.value),
   )
-  meta = common.provenance(flags.FLAGS.flag_values_dict())
+  meta = report.provenance(flags.FLAGS.flag_values_dict())
   meta['flags'] = {
     k: meta['flags'][k]
     for k in (
@@ -368,14 +363,19 @@ def main(argv: Sequence[str]) -> int:
     f'{_REPEATS.value} repeats, {meta["devices"][0]}, {meta["date"]}'
   )
   table = markdown(rows, header)
-  common.write_json_atomic(
+  report.write_json(
     f'{_OUTPUT_DIR.value}/results.json', {'meta': meta, 'results': rows}
   )
-  common.write_atomic(f'{_OUTPUT_DIR.value}/results.md', table)
+  report.write_text(f'{_OUTPUT_DIR.value}/results.md', table)
   print(table)
   print(f'Wrote {_OUTPUT_DIR.value}/results.json and results.md')
   return 0
 
 
+def cli_main() -> None:
+  """Console-script entry point."""
+  cli.run(main, 'benchmark_activations')
+
+
 if __name__ == '__main__':
-  app.run(main)
+  cli_main()

@@ -33,25 +33,27 @@ Usage (from the repo root):
 
 from __future__ import annotations
 
-import csv
-import io
+import functools
 import math
-import sys
 import time
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from experiments import common
+from experiments import cli, plots, stats, sweep
+from experiments import report as report_lib
+from experiments.store import Store
 from jaxrelu import initializers
 
 INITS = ('he_zero_bias', 'he_random_bias', 'bias_0.01', 'rai')
 # Lu et al. (2020), depth 10, symmetric init: width -> (low, high) bounds of
 # the reported born-dead probability.
 LU_ET_AL_DEPTH10 = {3: (0.5, 0.7), 5: (0.1, 1.0), 10: (0.0, 0.01)}
+# Bumped when the computation of a cell changes, so old cells are not reused.
+VERSION = 1
 
 _DEPTHS = flags.DEFINE_list('depths', ['2', '5', '10', '20', '50'], 'Depths.')
 _WIDTHS = flags.DEFINE_list('widths', ['2', '3', '5', '10'], 'Widths.')
@@ -105,64 +107,50 @@ def closed_form(width: int, depth: int) -> float:
   return 1.0 - (1.0 - 2.0**-width) ** depth
 
 
-def validate(flag: dict) -> str | None:
-  try:
-    depths = [int(d) for d in flag['depths']]
-    widths = [int(w) for w in flag['widths']]
-  except ValueError:
-    return '--depths and --widths must be comma lists of integers'
-  unknown = [i for i in flag['inits'] if i not in INITS]
-  checks = [
-    (not depths or min(depths) < 1, '--depths must be integers >= 1'),
-    (not widths or min(widths) < 1, '--widths must be integers >= 1'),
-    (
-      bool(unknown),
-      f'--inits: unknown {",".join(unknown)}; accepted: {",".join(INITS)}',
-    ),
-    (flag['trials'] < 10, f'--trials must be >= 10, got {flag["trials"]}'),
-    (flag['grid_points'] < 2, '--grid_points must be >= 2'),
-    (not flag['input_range'] > 0, '--input_range must be > 0'),
-  ]
-  return common.first_error(checks)
-
-
-def run(flag: dict) -> list[dict]:
-  depths = sorted({int(d) for d in flag['depths']})
-  widths = sorted({int(w) for w in flag['widths']})
+def run_cell(init: str, width: int, settings: dict) -> list[dict]:
+  """Born-dead counts at every depth up to max_depth for one (init, width)."""
   grid = jnp.linspace(
-    -flag['input_range'], flag['input_range'], flag['grid_points']
+    -settings['input_range'], settings['input_range'], settings['grid_points']
   )
-  keys = jax.random.split(jax.random.key(flag['seed']), flag['trials'])
+  # The same trial keys for every cell: inits and widths are paired.
+  keys = jax.random.split(jax.random.key(settings['seed']), settings['trials'])
+  fn = jax.jit(
+    jax.vmap(
+      lambda k: dead_by_depth(k, grid, width, settings['max_depth'], init)
+    )
+  )
+  start = time.perf_counter()
+  dead = np.asarray(fn(keys))  # (trials, max_depth)
+  return [
+    {
+      'dead_counts': dead.sum(0).astype(int).tolist(),
+      'seconds': time.perf_counter() - start,
+    }
+  ]
+
+
+def rows_of(outcome: sweep.Outcome, depths: Sequence[int]) -> list[dict]:
+  """One row per stored (init, width) and requested depth."""
   rows = []
-  for init in flag['inits']:
-    for width in widths:
-      fn = jax.jit(
-        jax.vmap(
-          lambda k, width=width, init=init: dead_by_depth(
-            k, grid, width, max(depths), init
-          )
-        )
+  for cell in outcome.results():
+    trials = cell['trials']
+    for depth in depths:
+      count = cell['dead_counts'][depth - 1]
+      low, high = stats.wilson(count, trials)
+      rows.append(
+        {
+          'init': cell['init'],
+          'width': cell['width'],
+          'depth': depth,
+          'trials': trials,
+          'born_dead': count,
+          'probability': count / trials,
+          'ci95_low': low,
+          'ci95_high': high,
+          'closed_form': closed_form(cell['width'], depth),
+          'seconds_for_all_depths': cell['seconds'],
+        }
       )
-      start = time.perf_counter()
-      dead = np.asarray(fn(keys))  # (trials, max_depth)
-      seconds = time.perf_counter() - start
-      for depth in depths:
-        count = int(dead[:, depth - 1].sum())
-        low, high = common.wilson(count, flag['trials'])
-        rows.append(
-          {
-            'init': init,
-            'width': width,
-            'depth': depth,
-            'trials': flag['trials'],
-            'born_dead': count,
-            'probability': count / flag['trials'],
-            'ci95_low': low,
-            'ci95_high': high,
-            'closed_form': closed_form(width, depth),
-            'seconds_for_all_depths': seconds,
-          }
-        )
   return rows
 
 
@@ -229,11 +217,7 @@ def report(rows: list[dict]) -> tuple[str, dict]:
 
 
 def plot(rows: list[dict], out_dir: str) -> str:
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
+  plt = plots.pyplot()
   inits = sorted({r['init'] for r in rows}, key=INITS.index)
   widths = sorted({r['width'] for r in rows})
   fig, axes = plt.subplots(
@@ -258,48 +242,88 @@ def plot(rows: list[dict], out_dir: str) -> str:
         alpha=0.2,
       )
       ax.plot(d, [r['closed_form'] for r in sel], ':', color=f'C{i}')
-    ax.set(title=init, xlabel='depth', xscale='log')
+    plots.log_axis(ax, 'x', sorted({r['depth'] for r in rows}))
+    ax.set(title=init, xlabel='depth')
   axes[0][0].set_ylabel('P(born dead); dotted: 1-(1-2^-N)^L')
   axes[0][0].legend(fontsize=8)
   fig.tight_layout()
-  return common.save_figure(fig, f'{out_dir}/born_dead.png')
+  return plots.save_figure(fig, f'{out_dir}/born_dead.png')
+
+
+def check_flags() -> dict:
+  """Every flag, checked before any compute; UsageError on the first bad."""
+  flag = {
+    'depths': sorted(cli.integers('depths', _DEPTHS.value)),
+    'widths': sorted(cli.integers('widths', _WIDTHS.value)),
+    'inits': cli.choices('inits', _INITS.value, INITS),
+    'trials': _TRIALS.value,
+    'grid_points': _GRID.value,
+    'input_range': cli.number(
+      'input_range', _RANGE.value, low=0, low_open=True
+    ),
+    'seed': _SEED.value,
+  }
+  cli.require(flag['trials'] >= 10, f'--trials: {flag["trials"]} is not >= 10')
+  cli.require(
+    flag['grid_points'] >= 2,
+    f'--grid_points: {flag["grid_points"]} is not >= 2',
+  )
+  flag['task'] = sweep.task_from_flags()
+  flag['output_dir'] = cli.output_dir(_OUTPUT_DIR.value)
+  return flag
+
+
+def groups(flag: dict) -> list[sweep.Group]:
+  """One cell per (init, width): every depth up to the deepest at once."""
+  settings = {
+    k: flag[k] for k in ('trials', 'grid_points', 'input_range', 'seed')
+  }
+  settings['max_depth'] = max(flag['depths'])
+  return [
+    sweep.Group(
+      f'{init} width {width}',
+      [{**settings, 'init': init, 'width': width, 'version': VERSION}],
+      functools.partial(run_cell, init, width, settings),
+    )
+    for init in flag['inits']
+    for width in flag['widths']
+  ]
 
 
 def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError('Too many command-line arguments.')
-  flag = {
-    'depths': _DEPTHS.value,
-    'widths': _WIDTHS.value,
-    'inits': _INITS.value,
-    'trials': _TRIALS.value,
-    'grid_points': _GRID.value,
-    'input_range': _RANGE.value,
-    'seed': _SEED.value,
-    'output_dir': _OUTPUT_DIR.value,
-  }
-  error = validate(flag)
-  if error:
-    print(f'born_dead: error: {error}', file=sys.stderr)
-    return 1
-  rows = run(flag)
-  text, verdicts = report(rows)
-  out = flag['output_dir']
-  common.write_json_atomic(
-    f'{out}/results.json',
-    {'meta': common.provenance(flag), 'verdicts': verdicts, 'results': rows},
+  cli.no_arguments(argv)
+  flag = check_flags()
+  store = Store(flag['output_dir'], 'born_dead')
+  outcome = sweep.run(
+    store, groups(flag), task=flag['task'], compute=not sweep.report_only()
   )
-  buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-  writer.writeheader()
-  writer.writerows(rows)
-  common.write_atomic(f'{out}/results.csv', buf.getvalue())
-  common.write_atomic(f'{out}/results.md', text)
-  path = plot(rows, out)
+  if not sweep.should_report(outcome, flag['task']):
+    return cli.EXIT_HELD
+  rows = rows_of(outcome, flag['depths'])
+  text, verdicts = report(rows)
+  text = sweep.missing_text(outcome) + text
+  out = flag['output_dir']
+  flag_values = {k: v for k, v in flag.items() if k != 'task'}
+  report_lib.write_json(
+    f'{out}/results.json',
+    {
+      'meta': sweep.provenance(flag_values),
+      'verdicts': verdicts,
+      'results': rows,
+    },
+  )
+  report_lib.write_csv(f'{out}/results.csv', rows)
+  report_lib.write_text(f'{out}/results.md', text)
+  path = plot(rows, out) if rows else None
   print(text)
   print(f'Wrote {out}/results.json, results.csv, results.md, {path}')
-  return 0
+  return cli.EXIT_HELD if all(verdicts.values()) else cli.EXIT_NOT_HELD
+
+
+def cli_main() -> None:
+  """Console-script entry point."""
+  cli.run(main, 'born_dead')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli_main()

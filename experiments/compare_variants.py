@@ -61,29 +61,27 @@ Usage (from the repo root):
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
-import math
-import os
-import sys
-import time
 import warnings
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
-from experiments import common, plain_mlp, uci
+from experiments import cli, plain_mlp, plots, stats, sweep, uci
+from experiments import report as report_lib
 from experiments.plain_mlp import ACTIVATIONS, OPTIMIZERS, PRELU_INIT
+from experiments.store import Store
 from experiments.uci import DATASETS
 
 # Claim 3 is about small data: training sets under this many examples.
 SMALL_TRAIN = 1000
 ALPHA = 0.05
+# Bumped when the computation of a cell changes, so old cells are not reused.
+VERSION = 1
 
 _DATASETS = flags.DEFINE_list(
   'datasets', list(DATASETS), f'Any of {",".join(DATASETS)}.'
@@ -110,9 +108,6 @@ _DROPOUT = flags.DEFINE_float(
 _CELU_ALPHA = flags.DEFINE_float('celu_alpha', 1.0, 'CELU alpha, > 0.')
 _SPLIT_SEED = flags.DEFINE_integer('split_seed', 0, 'Seed of the data split.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Base PRNG seed for training.')
-_MAX_NEW_GROUPS = flags.DEFINE_integer(
-  'max_new_groups', -1, 'Stop after this many new groups (-1: all).'
-)
 _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir', 'results/compare_variants', 'Where results go.'
 )
@@ -159,15 +154,8 @@ def run_group(padded, datasets, activation, depth, cfg) -> list[dict]:
   elif activation != 'prelu_channel':
     del out['slope_mean'], out['slope_std']
   records = []
-  for i, ds in enumerate(datasets):
-    record = {
-      'key': group_key(ds, activation, depth),
-      'dataset': ds,
-      'activation': activation,
-      'depth': depth,
-      'config': cfg,
-      'train_size': int(padded['train_size'][i]),
-    }
+  for i in range(len(datasets)):
+    record = {'train_size': int(padded['train_size'][i])}
     for name, value in out.items():
       part = value[i * seeds : (i + 1) * seeds].astype(np.float64)
       record[name] = np.round(part, 6).tolist()
@@ -195,24 +183,6 @@ def config_of(flag: dict) -> dict:
     'seed',
   )
   return {k: flag[k] for k in keys}
-
-
-def load_cells(path: str, config: dict) -> dict[str, dict]:
-  """Finished groups; ValueError if they were made with other flags."""
-  cells = {}
-  for record in common.read_jsonl(path):
-    if record['config'] != config:
-      diff = ', '.join(
-        f'--{k}={record["config"].get(k)} there, {v} now'
-        for k, v in config.items()
-        if record['config'].get(k) != v
-      )
-      raise ValueError(
-        f'--output_dir={os.path.dirname(path)} holds results made with '
-        f'other flags ({diff}); use a new --output_dir'
-      )
-    cells[record['key']] = record
-  return cells
 
 
 # ----------------------------------------------------------------------------
@@ -322,7 +292,7 @@ class _Table:
     return np.concatenate(xs), np.concatenate(ys)
 
   def test(self, a, b, metric, **where):
-    return common.paired_test(*self.pairs(a, b, metric, **where))
+    return stats.paired_test(*self.pairs(a, b, metric, **where))
 
 
 def _claims(table: _Table, acts: list[str]) -> tuple[list[str], dict]:
@@ -387,7 +357,7 @@ def _claims(table: _Table, acts: list[str]) -> tuple[list[str], dict]:
       moved = moved[np.isfinite(moved)]
       record(
         f'{variant}_slopes_shrink_with_depth',
-        common.paired_test(np.concatenate(deeper), np.concatenate(shallower)),
+        stats.paired_test(np.concatenate(deeper), np.concatenate(shallower)),
         -1,
         f'Learned {variant} slope, deeper half - shallower half of each '
         'network (depths >= 4; the slopes moved a mean '
@@ -577,11 +547,17 @@ def report(table: _Table) -> tuple[str, dict]:
   return '\n'.join(lines) + '\n', verdicts
 
 
-def write_outputs(cells: dict[str, dict], flag: dict) -> None:
+def write_outputs(outcome: sweep.Outcome, flag: dict) -> dict:
+  """Report, CSV, summary and plots of the stored cells; the verdicts."""
   out = flag['output_dir']
+  cells = {
+    group_key(c['dataset'], c['activation'], c['depth']): c
+    for c in outcome.results()
+  }
   table = _Table(cells, flag)
   text, verdicts = report(table)
-  common.write_atomic(
+  text = sweep.missing_text(outcome) + text
+  report_lib.write_text(
     f'{out}/report.md', '# ReLU variants on real data\n\n' + text
   )
   fields = [
@@ -601,9 +577,6 @@ def write_outputs(cells: dict[str, dict], flag: dict) -> None:
     'diverged',
     'slopes',
   ]
-  buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=fields)
-  writer.writeheader()
   summary_rows = []
   for (ds, act, depth), m in table.metrics.items():
     slopes = table.final_slopes(ds, act, depth)
@@ -627,15 +600,15 @@ def write_outputs(cells: dict[str, dict], flag: dict) -> None:
     row = {
       k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()
     }
-    writer.writerow(row)
     summary_rows.append(row)
-  common.write_atomic(f'{out}/results.csv', buf.getvalue())
-  common.write_json_atomic(
+  report_lib.write_csv(f'{out}/results.csv', summary_rows, fields)
+  report_lib.write_json(
     f'{out}/summary.json',
     {
-      'meta': common.provenance(
-        {k: v for k, v in flag.items() if k != 'train_sizes'}
+      'meta': sweep.provenance(
+        {k: v for k, v in flag.items() if k not in ('train_sizes', 'task')}
       ),
+      'missing_cells': len(outcome.missing),
       'train_sizes': flag['train_sizes'],
       'verdicts': verdicts,
       'groups': summary_rows,
@@ -643,17 +616,13 @@ def write_outputs(cells: dict[str, dict], flag: dict) -> None:
   )
   _plots(table)
   print(text)
+  return verdicts
 
 
 def _plots(table: _Table):
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
+  plt = plots.pyplot()
   flag, cells = table.flag, table.cells
   acts, datasets, depths = flag['activations'], table.datasets, table.depths
-  style = {a: f'C{i}' for i, a in enumerate(acts)}
   fig, axes = plt.subplots(
     1, len(datasets), figsize=(4 * len(datasets), 3.4), squeeze=False
   )
@@ -667,13 +636,13 @@ def _plots(table: _Table):
           ms.append(acc.mean())
           ss.append(acc.std())
       if xs:
-        ax.errorbar(xs, ms, ss, color=style[a], label=a, capsize=2, lw=1)
+        ax.errorbar(xs, ms, ss, **plots.style(a), label=a, capsize=2, lw=1)
     ax.set_xscale('log', base=2)
     ax.set_xticks(depths, [str(d) for d in depths])
     ax.set(title=ds, xlabel='hidden layers')
   axes[0][0].set_ylabel('test accuracy (early stopped), mean +- std')
   axes[0][-1].legend(fontsize=7)
-  common.save_figure(fig, f'{flag["output_dir"]}/accuracy_vs_depth.png')
+  plots.save_figure(fig, f'{flag["output_dir"]}/accuracy_vs_depth.png')
 
   fig, axes = plt.subplots(
     len(datasets),
@@ -693,7 +662,7 @@ def _plots(table: _Table):
             warnings.simplefilter('ignore')  # all-NaN columns: diverged
             mean = np.nanmean(loss, 0)
           steps = np.arange(loss.shape[1]) * c['config']['record_every']
-          ax.plot(steps, mean, color=style[a], label=a, lw=1)
+          ax.plot(steps, mean, **plots.style(a), label=a, lw=1)
       ax.axhline(flag['target_loss'], color='grey', ls=':', lw=0.8)
       ax.set_yscale('log')
       ax.set_title(f'{ds}, depth {depth}', fontsize=9)
@@ -702,7 +671,7 @@ def _plots(table: _Table):
       if j == 0:
         ax.set_ylabel('train loss (eval mode)')
   axes[0][-1].legend(fontsize=6)
-  common.save_figure(fig, f'{flag["output_dir"]}/loss_curves.png')
+  plots.save_figure(fig, f'{flag["output_dir"]}/loss_curves.png')
 
   slope_acts = [a for a in ('prelu', 'prelu_channel') if a in acts]
   fig, axes = plt.subplots(
@@ -726,148 +695,100 @@ def _plots(table: _Table):
   axes[0][0].set_ylabel('learned slope (mean over seeds)')
   if slope_acts:
     axes[0][-1].legend(fontsize=6)
-  common.save_figure(fig, f'{flag["output_dir"]}/prelu_slopes.png')
+  plots.save_figure(fig, f'{flag["output_dir"]}/prelu_slopes.png')
 
 
 # ----------------------------------------------------------------------------
 # Flags and main.
 
 
-def validate(flag: dict) -> str | None:
-  try:
-    depths = [int(v) for v in flag['depths']]
-  except ValueError:
-    return '--depths must be integers'
-  unknown_ds = [d for d in flag['datasets'] if d not in DATASETS]
-  unknown = [a for a in flag['activations'] if a not in ACTIVATIONS]
-  checks = [
-    (
-      not flag['datasets'] or bool(unknown_ds),
-      f'--datasets: unknown {",".join(unknown_ds)}; '
-      f'accepted: {",".join(DATASETS)}',
-    ),
-    (
-      not flag['activations'] or bool(unknown),
-      f'--activations: unknown {",".join(unknown)}; '
-      f'accepted: {",".join(ACTIVATIONS)}',
-    ),
-    (
-      len(set(flag['datasets'])) < len(flag['datasets'])
-      or len(set(flag['activations'])) < len(flag['activations'])
-      or len(set(depths)) < len(depths),
-      '--datasets, --activations and --depths must not repeat a value',
-    ),
-    (not depths or min(depths) < 1, '--depths must be >= 1'),
-    (flag['width'] < 1, '--width must be >= 1'),
-    (flag['seeds'] < 1, '--seeds must be >= 1'),
-    (flag['record_every'] < 1, '--record_every must be >= 1'),
-    (
-      flag['steps'] < flag['record_every']
-      or flag['steps'] % flag['record_every'],
-      '--steps must be a positive multiple of --record_every',
-    ),
-    (flag['batch'] < 1, '--batch must be >= 1'),
-    (
-      not (math.isfinite(flag['learning_rate']) and flag['learning_rate'] > 0),
-      '--learning_rate must be a finite number > 0',
-    ),
-    (
-      flag['optimizer'] not in OPTIMIZERS,
-      f'--optimizer: unknown {flag["optimizer"]}; accepted: sgd,adam',
-    ),
-    (
-      not (math.isfinite(flag['target_loss']) and flag['target_loss'] > 0),
-      '--target_loss must be a finite number > 0',
-    ),
-    (
-      not 0 <= flag['alpha_dropout_rate'] < 1,
-      '--alpha_dropout_rate must be in [0, 1)',
-    ),
-    (
-      not (math.isfinite(flag['celu_alpha']) and flag['celu_alpha'] > 0),
-      '--celu_alpha must be a finite number > 0',
-    ),
-  ]
-  return common.first_error(checks)
-
-
-def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError('Too many command-line arguments.')
+def check_flags() -> dict:
+  """Every flag, checked before any compute; UsageError on the first bad."""
   flag = {
-    'datasets': _DATASETS.value,
-    'activations': _ACTS.value,
-    'depths': _DEPTHS.value,
+    'datasets': cli.choices('datasets', _DATASETS.value, DATASETS),
+    'activations': cli.choices('activations', _ACTS.value, ACTIVATIONS),
+    'depths': cli.integers('depths', _DEPTHS.value),
     'width': _WIDTH.value,
     'seeds': _SEEDS.value,
     'steps': _STEPS.value,
     'batch': _BATCH.value,
     'record_every': _RECORD_EVERY.value,
-    'learning_rate': _LR.value,
-    'optimizer': _OPTIMIZER.value,
-    'target_loss': _TARGET.value,
-    'alpha_dropout_rate': _DROPOUT.value,
-    'celu_alpha': _CELU_ALPHA.value,
+    'learning_rate': cli.number(
+      'learning_rate', _LR.value, low=0, low_open=True
+    ),
+    'optimizer': cli.choices('optimizer', [_OPTIMIZER.value], OPTIMIZERS)[0],
+    'target_loss': cli.number(
+      'target_loss', _TARGET.value, low=0, low_open=True
+    ),
+    'alpha_dropout_rate': cli.number(
+      'alpha_dropout_rate', _DROPOUT.value, low=0, high=1, high_open=True
+    ),
+    'celu_alpha': cli.number(
+      'celu_alpha', _CELU_ALPHA.value, low=0, low_open=True
+    ),
     'split_seed': _SPLIT_SEED.value,
     'seed': _SEED.value,
-    'output_dir': _OUTPUT_DIR.value,
   }
-  error = validate(flag)
-  path = f'{flag["output_dir"]}/cells.jsonl'
+  for name in ('width', 'seeds', 'batch', 'record_every'):
+    cli.require(flag[name] >= 1, f'--{name}: {flag[name]} is not >= 1')
+  cli.require(
+    flag['steps'] >= flag['record_every']
+    and flag['steps'] % flag['record_every'] == 0,
+    f'--steps: {flag["steps"]} is not a positive multiple of --record_every',
+  )
+  flag['task'] = sweep.task_from_flags()
+  flag['output_dir'] = cli.output_dir(_OUTPUT_DIR.value)
+  return flag
+
+
+@functools.cache
+def _padded(datasets: tuple[str, ...], split_seed: int):
+  return uci.pad_datasets(datasets, split_seed)
+
+
+def groups(flag: dict) -> list[sweep.Group]:
+  """One group per (activation, depth): every dataset and seed at once."""
+  from sklearn import __version__ as sklearn_version
+
   config = config_of(flag)
-  if not error:
-    try:
-      cells = load_cells(path, config)
-    except ValueError as e:
-      error = str(e)
-  if error:
-    print(f'compare_variants: error: {error}', file=sys.stderr)
-    return 1
-  padded = uci.pad_datasets(flag['datasets'], flag['split_seed'])
+  shared = {'config': config, 'sklearn': sklearn_version, 'version': VERSION}
+  datasets = tuple(flag['datasets'])
+  out = []
+  for depth in flag['depths']:
+    for act in flag['activations']:
+      compute = lambda act=act, depth=depth: run_group(
+        _padded(datasets, flag['split_seed']), datasets, act, depth, config
+      )
+      settings = [
+        {**shared, 'dataset': ds, 'activation': act, 'depth': depth}
+        for ds in datasets
+      ]
+      out.append(sweep.Group(f'{act} depth {depth}', settings, compute))
+  return out
+
+
+def main(argv: Sequence[str]) -> int:
+  cli.no_arguments(argv)
+  flag = check_flags()
+  store = Store(flag['output_dir'], 'compare_variants')
+  outcome = sweep.run(
+    store, groups(flag), task=flag['task'], compute=not sweep.report_only()
+  )
+  if not sweep.should_report(outcome, flag['task']):
+    return cli.EXIT_HELD
+  padded = _padded(tuple(flag['datasets']), flag['split_seed'])
   flag['train_sizes'] = dict(
     zip(flag['datasets'], padded['train_size'].tolist(), strict=True)
   )
-  groups = [(a, int(d)) for d in flag['depths'] for a in flag['activations']]
-  keys = lambda a, d: [group_key(ds, a, d) for ds in flag['datasets']]
-  todo = [g for g in groups if not all(k in cells for k in keys(*g))]
-  logging.info(
-    '%d groups of %d datasets x %d seeds; %d done before, %d to run',
-    len(groups),
-    len(flag['datasets']),
-    flag['seeds'],
-    len(groups) - len(todo),
-    len(todo),
-  )
-  start = time.perf_counter()
-  for i, (act, depth) in enumerate(todo):
-    if 0 <= _MAX_NEW_GROUPS.value <= i:
-      print(
-        f'Stopped after {i} new groups (--max_new_groups); rerun to resume.'
-      )
-      return 0
-    records = run_group(padded, flag['datasets'], act, depth, config)
-    records = [r for r in records if r['key'] not in cells]
-    common.append_jsonl_atomic(path, records)
-    cells.update({r['key']: r for r in records})
-    elapsed = time.perf_counter() - start
-    logging.info(
-      '[%d/%d] %s depth %d: test acc %s; %.0fs elapsed, ~%.0fs left',
-      i + 1,
-      len(todo),
-      act,
-      depth,
-      ' '.join(
-        f'{r["dataset"]} '
-        f'{np.mean(seed_metrics(r, flag["target_loss"])["test_acc"]):.3f}'
-        for r in records
-      ),
-      elapsed,
-      elapsed / (i + 1) * (len(todo) - i - 1),
-    )
-  wanted = [k for g in groups for k in keys(*g)]
-  write_outputs({k: cells[k] for k in wanted}, flag)
-  return 0
+  verdicts = write_outputs(outcome, flag)
+  held = all(v['verdict'] == 'SUPPORTED' for v in verdicts.values())
+  return cli.EXIT_HELD if held else cli.EXIT_NOT_HELD
+
+
+def cli_main() -> None:
+  """Console-script entry point."""
+  cli.run(main, 'compare_variants')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli_main()

@@ -34,12 +34,9 @@ Usage (from the repo root):
 
 from __future__ import annotations
 
-import csv
-import io
+import functools
 import json
 import math
-import sys
-import time
 import zlib
 from collections.abc import Sequence
 
@@ -47,10 +44,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app, flags, logging
+from absl import flags
 
 import jaxrelu
-from experiments import common
+from experiments import cli, plots, sweep
+from experiments import report as report_lib
+from experiments.store import Store
 from jaxrelu import diagnostics, initializers
 
 ACTIVATIONS = ('relu', 'leaky_relu', 'prelu', 'rrelu', 'elu', 'selu', 'celu')
@@ -69,14 +68,13 @@ _SEEDS = flags.DEFINE_integer('seeds', 5, 'Seeds per cell.')
 _BATCH = flags.DEFINE_integer('batch', 128, 'Minibatch size.')
 _RECORD_EVERY = flags.DEFINE_integer('record_every', 25, 'Steps per record.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Base PRNG seed.')
-_MAX_NEW_GROUPS = flags.DEFINE_integer(
-  'max_new_groups', -1, 'Stop after this many new groups (-1: all).'
-)
 _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir', 'results/dying_relu', 'Where results go.'
 )
 
 INPUT_DIM, CLASSES, TRAIN, PROBE = 16, 4, 4096, 512
+# Bumped when the computation of a cell changes, so old cells are not reused.
+VERSION = 1
 
 
 def make_data(seed: int):
@@ -197,7 +195,8 @@ def train_cell(
   }
 
 
-def cell_key(activation, depth, width, optimizer, lr, bias) -> str:
+def seed_tag(activation, depth, width, optimizer, lr, bias) -> str:
+  """What a cell's seed keys are folded from (not its store key)."""
   return json.dumps([activation, depth, width, optimizer, lr, bias])
 
 
@@ -229,7 +228,7 @@ def run_group(
       jax.random.split(
         jax.random.fold_in(
           jax.random.key(base_seed),
-          _stable_int(cell_key(activation, depth, width, optimizer, lr, b)),
+          _stable_int(seed_tag(activation, depth, width, optimizer, lr, b)),
         ),
         seeds,
       )
@@ -269,7 +268,7 @@ def run_group(
   )
   out = jax.tree.map(np.asarray, fn(keys, lr_arr, bias_arr))
   records = []
-  for i, (lr, b) in enumerate(grid):
+  for i in range(len(grid)):
     dead = out['dead'][i]  # (seeds, records + 1, depth)
     loss = out['loss'][i]
     # A seed diverged if its loss went non-finite; its dead fraction then
@@ -278,16 +277,6 @@ def run_group(
     final_dead = dead[ok, -1].mean(-1) if ok.any() else np.full(1, np.nan)
     records.append(
       {
-        'key': cell_key(activation, depth, width, optimizer, lr, b),
-        'activation': activation,
-        'depth': depth,
-        'width': width,
-        'optimizer': optimizer,
-        'learning_rate': lr,
-        'bias_init': b,
-        'seeds': seeds,
-        'steps': steps,
-        'record_every': record_every,
         'dead_per_layer': dead.tolist(),
         'accuracy': out['accuracy'][i].tolist(),
         'loss': loss.tolist(),
@@ -304,10 +293,6 @@ def run_group(
       }
     )
   return records
-
-
-def load_cells(path: str) -> dict[str, dict]:
-  return {record['key']: record for record in common.read_jsonl(path)}
 
 
 # ----------------------------------------------------------------------------
@@ -343,7 +328,7 @@ def report(cells: dict[str, dict], flag: dict) -> tuple[str, dict]:
   lines, verdicts = [], {}
 
   def get(act, lr, b, depth, width):
-    return cells.get(cell_key(act, depth, width, flag['optimizer'], lr, b))
+    return cells.get((act, depth, width, lr, b))
 
   for depth in [int(d) for d in flag['depths']]:
     for width in [int(w) for w in flag['widths']]:
@@ -450,54 +435,66 @@ def report(cells: dict[str, dict], flag: dict) -> tuple[str, dict]:
   return '\n'.join(lines) + '\n', verdicts
 
 
-def write_outputs(cells: dict[str, dict], flag: dict) -> None:
+def index(outcome: sweep.Outcome) -> dict[tuple, dict]:
+  """Stored cells by (activation, depth, width, learning rate, bias)."""
+  return {
+    (
+      c['activation'],
+      c['depth'],
+      c['width'],
+      c['learning_rate'],
+      c['bias_init'],
+    ): c
+    for c in outcome.results()
+  }
+
+
+CSV_FIELDS = (
+  'activation',
+  'depth',
+  'width',
+  'optimizer',
+  'learning_rate',
+  'bias_init',
+  'seeds',
+  'final_dead_mean',
+  'final_dead_std',
+  'initial_dead_mean',
+  'initial_full_layer_dead',
+  'final_accuracy_mean',
+  'final_loss_mean',
+  'diverged',
+)
+
+
+def write_outputs(outcome: sweep.Outcome, flag: dict) -> dict:
+  """Report, CSV, summary and plots of the stored cells; the verdicts."""
   out = flag['output_dir']
+  cells = index(outcome)
   text, verdicts = report(cells, flag)
-  common.write_atomic(f'{out}/report.md', '# Dying ReLU\n\n' + text)
-  fields = [
-    'activation',
-    'depth',
-    'width',
-    'optimizer',
-    'learning_rate',
-    'bias_init',
-    'seeds',
-    'final_dead_mean',
-    'final_dead_std',
-    'initial_dead_mean',
-    'initial_full_layer_dead',
-    'final_accuracy_mean',
-    'final_loss_mean',
-    'diverged',
-  ]
-  buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=fields, extrasaction='ignore')
-  writer.writeheader()
-  for c in cells.values():
-    writer.writerow(c)
-  common.write_atomic(f'{out}/cells.csv', buf.getvalue())
+  text = sweep.missing_text(outcome) + text
+  report_lib.write_text(f'{out}/report.md', '# Dying ReLU\n\n' + text)
+  report_lib.write_csv(f'{out}/cells.csv', list(cells.values()), CSV_FIELDS)
   cells_per_group = len(flag['learning_rates']) * len(flag['bias_inits'])
   devices = jax.device_count()
-  meta = common.provenance(flag)
+  meta = sweep.provenance({k: v for k, v in flag.items() if k != 'task'})
   meta['cells_sharded_over_devices'] = (
     devices if devices > 1 and cells_per_group % devices == 0 else 1
   )
-  common.write_json_atomic(
-    f'{out}/summary.json', {'meta': meta, 'verdicts': verdicts}
+  report_lib.write_json(
+    f'{out}/summary.json',
+    {'meta': meta, 'missing_cells': len(outcome.missing), 'verdicts': verdicts},
   )
   _plots(cells, flag)
   print(text)
+  return verdicts
 
 
 def _plots(cells, flag):
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  lrs = sorted(float(v) for v in flag['learning_rates'])
-  biases = sorted(float(v) for v in flag['bias_inits'])
-  depth, width = int(flag['depths'][0]), int(flag['widths'][0])
+  plt = plots.pyplot()
+  lrs = sorted(flag['learning_rates'])
+  biases = sorted(flag['bias_inits'])
+  depth, width = flag['depths'][0], flag['widths'][0]
   acts = flag['activations']
   fig, axes = plt.subplots(
     1, len(acts), figsize=(3 * len(acts), 3), squeeze=False
@@ -506,8 +503,7 @@ def _plots(cells, flag):
     grid = np.full((len(biases), len(lrs)), np.nan)
     for i, b in enumerate(biases):
       for j, lr in enumerate(lrs):
-        c = cells.get(cell_key(act, depth, width, flag['optimizer'], lr, b))
-        if c:
+        if c := cells.get((act, depth, width, lr, b)):
           grid[i, j] = c['final_dead_mean']
     im = ax.imshow(grid, vmin=0, vmax=1, cmap='magma', origin='lower')
     ax.set_xticks(range(len(lrs)), [f'{v:g}' for v in lrs])
@@ -519,150 +515,133 @@ def _plots(cells, flag):
     'finite seeds; white: every seed diverged'
   )
   fig.colorbar(im, ax=axes[0].tolist(), label='final dead fraction')
-  common.save_figure(fig, f'{flag["output_dir"]}/dead_heatmaps.png')
+  plots.save_figure(fig, f'{flag["output_dir"]}/dead_heatmaps.png')
   fig, ax = plt.subplots(figsize=(6, 4))
   for i, lr in enumerate(lrs):
     for ls, b in zip(('-', '--', ':', '-.'), biases, strict=False):
-      c = cells.get(cell_key('relu', depth, width, flag['optimizer'], lr, b))
-      if c:
-        dead = np.asarray(c['dead_per_layer']).mean(-1)  # (seeds, records)
+      if c := cells.get(('relu', depth, width, lr, b)):
+        dead = np.asarray(c['dead_per_layer'], np.float64).mean(-1)
+        mean, last = plots.while_finite(dead, c['loss'])
         steps = np.arange(dead.shape[1]) * c['record_every']
-        ax.plot(
-          steps, dead.mean(0), ls, color=f'C{i}', label=f'lr {lr:g}, bias {b:g}'
+        ax.plot(steps, mean, ls, color=f'C{i}', label=f'lr {lr:g}, bias {b:g}')
+        # A diverged seed ends where its loss went non-finite: a cross at
+        # its last finite dead fraction, never a climb to "all dead".
+        gone = last < dead.shape[1] - 1
+        plots.mark_diverged(
+          ax, steps[last[gone]], dead[gone, last[gone]], color=f'C{i}'
         )
-  ax.set(xlabel='step', ylabel='ReLU dead fraction (mean over layers, seeds)')
+  ax.plot([], [], 'kx', label='seed diverged (curve stops)')
+  ax.set(
+    xlabel='step',
+    ylabel='ReLU dead fraction (mean over layers, finite seeds)',
+  )
   ax.legend(fontsize=7)
-  common.save_figure(fig, f'{flag["output_dir"]}/dead_vs_step.png')
+  plots.save_figure(fig, f'{flag["output_dir"]}/dead_vs_step.png')
 
 
-def validate(flag: dict) -> str | None:
-  try:
-    lrs = [float(v) for v in flag['learning_rates']]
-    biases = [float(v) for v in flag['bias_inits']]
-    depths = [int(v) for v in flag['depths']]
-    widths = [int(v) for v in flag['widths']]
-  except ValueError:
-    return (
-      '--learning_rates/--bias_inits must be numbers and '
-      '--depths/--widths integers'
-    )
-  unknown = [a for a in flag['activations'] if a not in ACTIVATIONS]
-  checks = [
-    (
-      bool(unknown),
-      f'--activations: unknown {",".join(unknown)}; '
-      f'accepted: {",".join(ACTIVATIONS)}',
-    ),
-    (not lrs or min(lrs) <= 0, '--learning_rates must be > 0'),
-    (
-      not biases or not all(map(math.isfinite, biases)),
-      '--bias_inits must be finite numbers',
-    ),
-    (not depths or min(depths) < 1, '--depths must be >= 1'),
-    (not widths or min(widths) < 1, '--widths must be >= 1'),
-    (
-      flag['optimizer'] not in OPTIMIZERS,
-      f'--optimizer: unknown {flag["optimizer"]}; accepted: sgd,adam',
-    ),
-    (flag['seeds'] < 1, '--seeds must be >= 1'),
-    (flag['record_every'] < 1, '--record_every must be >= 1'),
-    (
-      flag['steps'] < flag['record_every']
-      or flag['steps'] % flag['record_every'],
-      '--steps must be a positive multiple of --record_every',
-    ),
-    (flag['batch'] < 1, '--batch must be >= 1'),
-  ]
-  return common.first_error(checks)
-
-
-def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError('Too many command-line arguments.')
+def check_flags() -> dict:
+  """Every flag, checked before any compute; UsageError on the first bad."""
   flag = {
-    'learning_rates': _LRS.value,
-    'bias_inits': _BIASES.value,
-    'activations': _ACTS.value,
-    'depths': _DEPTHS.value,
-    'widths': _WIDTHS.value,
-    'optimizer': _OPTIMIZER.value,
+    'activations': cli.choices('activations', _ACTS.value, ACTIVATIONS),
+    'learning_rates': cli.floats(
+      'learning_rates', _LRS.value, low=0, low_open=True
+    ),
+    'bias_inits': cli.floats('bias_inits', _BIASES.value),
+    'depths': cli.integers('depths', _DEPTHS.value),
+    'widths': cli.integers('widths', _WIDTHS.value),
+    'optimizer': cli.choices('optimizer', [_OPTIMIZER.value], OPTIMIZERS)[0],
     'steps': _STEPS.value,
     'seeds': _SEEDS.value,
     'batch': _BATCH.value,
     'record_every': _RECORD_EVERY.value,
     'seed': _SEED.value,
-    'output_dir': _OUTPUT_DIR.value,
   }
-  error = validate(flag)
-  if error:
-    print(f'dying_relu: error: {error}', file=sys.stderr)
-    return 1
-  lrs = [float(v) for v in flag['learning_rates']]
-  biases = [float(v) for v in flag['bias_inits']]
-  path = f'{flag["output_dir"]}/cells.jsonl'
-  cells = load_cells(path)
-  data = make_data(flag['seed'])
-  groups = [
-    (a, int(d), int(w))
-    for a in flag['activations']
-    for d in flag['depths']
-    for w in flag['widths']
-  ]
-  new_groups = 0
-  start = time.perf_counter()
-  for i, (act, depth, width) in enumerate(groups):
-    wanted = [
-      cell_key(act, depth, width, flag['optimizer'], lr, b)
-      for lr in lrs
-      for b in biases
-    ]
-    if all(k in cells for k in wanted):
-      logging.info(
-        '[%d/%d] %s depth %d width %d: done, skipped',
-        i + 1,
-        len(groups),
-        act,
-        depth,
-        width,
-      )
-      continue
-    if 0 <= _MAX_NEW_GROUPS.value <= new_groups:
-      print(
-        f'Stopped after {new_groups} new groups (--max_new_groups); '
-        'rerun to resume.'
-      )
-      return 0
-    records = run_group(
-      flag['seed'],
-      data,
-      lrs,
-      biases,
-      flag['seeds'],
-      activation=act,
-      depth=depth,
-      width=width,
-      optimizer=flag['optimizer'],
-      steps=flag['steps'],
-      batch=flag['batch'],
-      record_every=flag['record_every'],
-    )
-    records = [r for r in records if r['key'] not in cells]
-    common.append_jsonl_atomic(path, records)
-    cells.update({r['key']: r for r in records})
-    new_groups += 1
-    logging.info(
-      '[%d/%d] %s depth %d width %d: %d cells in %.0fs total',
-      i + 1,
-      len(groups),
-      act,
-      depth,
-      width,
-      len(records),
-      time.perf_counter() - start,
-    )
-  write_outputs(cells, flag)
-  return 0
+  for name in ('seeds', 'batch', 'record_every'):
+    cli.require(flag[name] >= 1, f'--{name}: {flag[name]} is not >= 1')
+  cli.require(
+    flag['steps'] >= flag['record_every']
+    and flag['steps'] % flag['record_every'] == 0,
+    f'--steps: {flag["steps"]} is not a positive multiple of --record_every',
+  )
+  flag['task'] = sweep.task_from_flags()
+  flag['output_dir'] = cli.output_dir(_OUTPUT_DIR.value)
+  return flag
+
+
+def groups(flag: dict) -> list[sweep.Group]:
+  """One group per (activation, depth, width): its lr x bias grid."""
+  shared = {
+    k: flag[k]
+    for k in ('optimizer', 'steps', 'seeds', 'batch', 'record_every', 'seed')
+  }
+  shared['data'] = [INPUT_DIM, CLASSES, TRAIN, PROBE]
+  shared['version'] = VERSION
+  lrs, biases = flag['learning_rates'], flag['bias_inits']
+  out = []
+  for act in flag['activations']:
+    for depth in flag['depths']:
+      for width in flag['widths']:
+        settings = [
+          {
+            **shared,
+            'activation': act,
+            'depth': depth,
+            'width': width,
+            'learning_rate': lr,
+            'bias_init': b,
+          }
+          for lr in lrs
+          for b in biases
+        ]
+        compute = functools.partial(_compute, flag, act, depth, width)
+        out.append(
+          sweep.Group(f'{act} depth {depth} width {width}', settings, compute)
+        )
+  return out
+
+
+@functools.cache
+def _data(seed: int):
+  return make_data(seed)
+
+
+def _compute(flag: dict, act: str, depth: int, width: int) -> list[dict]:
+  return run_group(
+    flag['seed'],
+    _data(flag['seed']),
+    flag['learning_rates'],
+    flag['bias_inits'],
+    flag['seeds'],
+    activation=act,
+    depth=depth,
+    width=width,
+    optimizer=flag['optimizer'],
+    steps=flag['steps'],
+    batch=flag['batch'],
+    record_every=flag['record_every'],
+  )
+
+
+def main(argv: Sequence[str]) -> int:
+  cli.no_arguments(argv)
+  flag = check_flags()
+  store = Store(flag['output_dir'], 'dying_relu')
+  outcome = sweep.run(
+    store, groups(flag), task=flag['task'], compute=not sweep.report_only()
+  )
+  if not sweep.should_report(outcome, flag['task']):
+    return cli.EXIT_HELD
+  verdicts = write_outputs(outcome, flag)
+  # Claim 3 is reported as measured (HELPED / HURT / NO CLEAR EFFECT): the
+  # literature calls it unclear, so it decides no exit status.
+  held = all(v for v in verdicts.values() if isinstance(v, bool))
+  return cli.EXIT_HELD if held else cli.EXIT_NOT_HELD
+
+
+def cli_main() -> None:
+  """Console-script entry point."""
+  cli.run(main, 'dying_relu')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli_main()

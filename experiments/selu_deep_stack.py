@@ -37,21 +37,22 @@ import dataclasses
 import functools
 import io
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from jax.scipy.special import ndtri
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxrelu
-from experiments import common
-from experiments.common import fmt as _fmt
+from experiments import cli, plots, sweep
+from experiments import report as report_lib
+from experiments.report import fmt as _fmt
+from experiments.store import Store
 from jaxrelu import selu_theory
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -117,6 +118,25 @@ _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir', 'results/selu_deep_stack', 'Where results go.'
 )
 _SEED = flags.DEFINE_integer('seed', 0, 'Base PRNG seed.')
+_DISTRIBUTED = flags.DEFINE_boolean(
+  'distributed',
+  False,
+  'One computation over several hosts: call jax.distributed.initialize() '
+  '(with the three flags below where given, else from the cluster '
+  'environment) and shard the batch over every global device; process 0 '
+  'writes the results.',
+)
+_COORDINATOR = flags.DEFINE_string(
+  'coordinator_address', None, 'With --distributed: host:port of process 0.'
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  'num_processes', None, 'With --distributed: how many processes.'
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  'process_id', None, 'With --distributed: this process, in [0, num_processes).'
+)
+# Bumped when the computation of a cell changes, so old cells are not reused.
+VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -499,46 +519,54 @@ def scenarios(flag: dict) -> list[Config]:
   return configs
 
 
-def validate(flag: dict) -> str | None:
-  """A one-line error for the first bad flag, or None."""
-  unknown = [a for a in flag['activations'] if a not in ACTIVATIONS]
-  checks = [
-    (not flag['activations'], '--activations is empty'),
-    (
-      bool(unknown),
-      f'--activations: unknown {",".join(unknown)}; '
-      f'accepted: {",".join(ACTIVATIONS)}',
+def check_flags() -> dict:
+  """Every flag, checked before any compute; UsageError on the first bad."""
+  flag = {
+    'activations': cli.choices('activations', _ACTIVATIONS.value, ACTIVATIONS),
+    'depth': _DEPTH.value,
+    'width': _WIDTH.value,
+    'batch': _BATCH.value,
+    'seeds': _SEEDS.value,
+    'init': cli.choices('init', [_INIT.value], INITS)[0],
+    'weight_var_scale': cli.number(
+      'weight_var_scale', _WEIGHT_VAR_SCALE.value, low=0, low_open=True
     ),
-    (flag['depth'] < 1, f'--depth must be >= 1, got {flag["depth"]}'),
-    (flag['width'] < 1, f'--width must be >= 1, got {flag["width"]}'),
-    (flag['batch'] < 1, f'--batch must be >= 1, got {flag["batch"]}'),
-    (flag['seeds'] < 1, f'--seeds must be >= 1, got {flag["seeds"]}'),
-    (
-      flag['init'] not in INITS,
-      f'--init: unknown {flag["init"]}; accepted: {",".join(INITS)}',
+    'input_mean': cli.number('input_mean', _INPUT_MEAN.value),
+    'input_var': cli.number(
+      'input_var', _INPUT_VAR.value, low=0, low_open=True
     ),
-    (
-      not flag['weight_var_scale'] > 0,
-      f'--weight_var_scale must be > 0, got {flag["weight_var_scale"]}',
+    'dropout': cli.choices('dropout', [_DROPOUT.value], DROPOUTS)[0],
+    'dropout_rate': cli.number(
+      'dropout_rate', _DROPOUT_RATE.value, low=0, high=1, high_open=True
     ),
-    (
-      not flag['input_var'] > 0,
-      f'--input_var must be > 0, got {flag["input_var"]}',
-    ),
-    (
-      flag['dropout'] not in DROPOUTS,
-      f'--dropout: unknown {flag["dropout"]}; accepted: {",".join(DROPOUTS)}',
-    ),
-    (
-      not 0.0 <= flag['dropout_rate'] < 1.0,
-      f'--dropout_rate must be in [0, 1), got {flag["dropout_rate"]}',
-    ),
-    (
-      flag['dtype'] not in DTYPES,
-      f'--dtype: unknown {flag["dtype"]}; accepted: {",".join(DTYPES)}',
-    ),
-  ]
-  return common.first_error(checks)
+    'dtype': cli.choices('dtype', [_DTYPE.value], list(DTYPES))[0],
+    'scenarios': _SCENARIOS.value,
+    'seed': _SEED.value,
+    'distributed': _DISTRIBUTED.value,
+  }
+  for name in ('depth', 'width', 'batch', 'seeds'):
+    cli.require(flag[name] >= 1, f'--{name}: {flag[name]} is not >= 1')
+  cluster = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  cli.require(
+    flag['distributed'] or cluster == (None, None, None),
+    '--coordinator_address, --num_processes and --process_id need '
+    '--distributed',
+  )
+  if _NUM_PROCESSES.value is not None:
+    n = _NUM_PROCESSES.value
+    cli.require(n >= 1, f'--num_processes: {n} is not >= 1')
+    cli.require(
+      _PROCESS_ID.value is not None and 0 <= _PROCESS_ID.value < n,
+      f'--process_id: {_PROCESS_ID.value} is not in [0, {n})',
+    )
+  flag['task'] = sweep.task_from_flags()
+  cli.require(
+    not (flag['distributed'] and flag['task'].count > 1),
+    '--distributed runs one computation over all hosts; it takes no '
+    '--num_tasks (split a sweep over hosts without --distributed)',
+  )
+  flag['output_dir'] = cli.output_dir(_OUTPUT_DIR.value)
+  return flag
 
 
 def evaluate(cfg, runs, pred, tol: dict) -> dict:
@@ -678,11 +706,7 @@ def csv_text(results: list[dict]) -> str:
 
 def plot(results: list[dict], out_dir: str, tol: dict) -> list[str]:
   """Writes the PNG plots atomically; returns their paths."""
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
+  plt = plots.pyplot()
   paths = []
   groups = {
     'stats_main.png': [r for r in results if r['role'] == 'main'],
@@ -695,10 +719,10 @@ def plot(results: list[dict], out_dir: str, tol: dict) -> list[str]:
     if not group:
       continue
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    for i, r in enumerate(group):
+    for r in group:
       p = r['per_layer']
       layers = np.arange(1, len(p['mean']) + 1)
-      color = f'C{i % 10}'
+      color = plots.style(r['name'])['color']
       axes[0].plot(layers, p['mean'], color=color, label=r['name'])
       axes[0].plot(layers, p['predicted_mean'], color=color, ls='--', lw=1)
       axes[1].plot(layers, p['std'], color=color, label=r['name'])
@@ -716,14 +740,17 @@ def plot(results: list[dict], out_dir: str, tol: dict) -> list[str]:
       'measured (solid) vs theory (dashed); grey = pointwise pass band'
     )
     fig.tight_layout()
-    paths.append(common.save_figure(fig, f'{out_dir}/{filename}'))
+    paths.append(plots.save_figure(fig, f'{out_dir}/{filename}'))
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for i, r in enumerate(results):
+  for r in results:
     if r['role'] not in ('main', 'dropout'):
       continue
     g = np.asarray(r['per_layer']['grad_sq_norm'])
     ax.plot(
-      np.arange(1, g.size + 1), g / g[-1], color=f'C{i % 10}', label=r['name']
+      np.arange(1, g.size + 1),
+      g / g[-1],
+      **plots.style(r['name']),
+      label=r['name'],
     )
   ax.set(
     xlabel='layer', ylabel='squared gradient norm / top layer', yscale='log'
@@ -731,88 +758,118 @@ def plot(results: list[dict], out_dir: str, tol: dict) -> list[str]:
   ax.legend(fontsize=7)
   ax.set_title('backward pass: gradient norm against depth')
   fig.tight_layout()
-  paths.append(common.save_figure(fig, f'{out_dir}/gradients.png'))
+  paths.append(plots.save_figure(fig, f'{out_dir}/gradients.png'))
   return paths
 
 
-def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError('Too many command-line arguments.')
-  flag = {
-    'activations': [a.strip() for a in _ACTIVATIONS.value if a.strip()],
-    'depth': _DEPTH.value,
-    'width': _WIDTH.value,
-    'batch': _BATCH.value,
-    'seeds': _SEEDS.value,
-    'init': _INIT.value,
-    'weight_var_scale': _WEIGHT_VAR_SCALE.value,
-    'input_mean': _INPUT_MEAN.value,
-    'input_var': _INPUT_VAR.value,
-    'dropout': _DROPOUT.value,
-    'dropout_rate': _DROPOUT_RATE.value,
-    'dtype': _DTYPE.value,
-    'scenarios': _SCENARIOS.value,
-    'output_dir': _OUTPUT_DIR.value,
-    'seed': _SEED.value,
-  }
-  error = validate(flag)
-  if error:
-    print(f'selu_deep_stack: error: {error}', file=sys.stderr)
-    return 1
-  if flag['dtype'] == 'float64':
-    jax.config.update('jax_enable_x64', True)
-  dtype = DTYPES[flag['dtype']]
-  depth, width, batch, seeds = (
-    flag[k] for k in ('depth', 'width', 'batch', 'seeds')
-  )
-
+def _sharding() -> NamedSharding | None:
+  """The batch axis over every (global) device, when that divides evenly."""
   devices = jax.devices()
-  sharding = None
-  if len(devices) > 1 and batch % len(devices) == 0:
+  if len(devices) > 1 and _BATCH.value % len(devices) == 0:
     # Auto axes: the stack's sharding constraint lets XLA partition the rest.
     mesh = jax.make_mesh(
       (len(devices),), ('batch',), axis_types=(jax.sharding.AxisType.Auto,)
     )
-    sharding = NamedSharding(mesh, P('batch', None))
+    return NamedSharding(mesh, P('batch', None))
+  return None
 
-  tol = tolerances(width, batch, depth, seeds)
-  model = finite_size_model(width, batch)
-  results, timings = [], {}
-  seed_keys = jax.random.split(jax.random.key(flag['seed']), seeds)
-  programs: dict[tuple[str, str], Callable] = {}
-  for cfg in scenarios(flag):
-    program_key = (cfg.activation, cfg.dropout)
-    params = jax.tree.map(jnp.float32, stack_params(cfg, width))
+
+class _Programs:
+  """Compiled stacks by (activation, dropout): numbers alone never recompile."""
+
+  def __init__(self, flag: dict, sharding: NamedSharding | None):
+    self.flag, self.sharding, self.cache = flag, sharding, {}
+    self.seed_keys = jax.random.split(
+      jax.random.key(flag['seed']), flag['seeds']
+    )
+
+  def run_config(self, cfg: Config, tol: dict) -> list[dict]:
+    flag, program_key = self.flag, (cfg.activation, cfg.dropout)
+    params = jax.tree.map(jnp.float32, stack_params(cfg, flag['width']))
     compile_s = 0.0
-    if program_key not in programs:
+    if program_key not in self.cache:
+      replicated = (
+        None
+        if self.sharding is None
+        else NamedSharding(self.sharding.mesh, P())
+      )
       fn = jax.jit(
         jax.vmap(
           functools.partial(
             run_stack,
             activation=cfg.activation,
             dropout=cfg.dropout,
-            depth=depth,
-            width=width,
-            batch=batch,
-            dtype=dtype,
-            sharding=sharding,
+            depth=flag['depth'],
+            width=flag['width'],
+            batch=flag['batch'],
+            dtype=DTYPES[flag['dtype']],
+            sharding=self.sharding,
           ),
           in_axes=(0, None),
-        )
+        ),
+        # Every process gets the (small) statistics whole.
+        out_shardings=replicated,
       )
       start = time.perf_counter()
-      programs[program_key] = fn.lower(seed_keys, params).compile()
+      self.cache[program_key] = fn.lower(self.seed_keys, params).compile()
       compile_s = time.perf_counter() - start
     start = time.perf_counter()
-    runs = jax.block_until_ready(programs[program_key](seed_keys, params))
+    runs = jax.block_until_ready(
+      self.cache[program_key](self.seed_keys, params)
+    )
     run_s = time.perf_counter() - start
-    timings[cfg.name] = {'compile_seconds': compile_s, 'run_seconds': run_s}
     logging.info('%s: compile %.1fs, run %.1fs', cfg.name, compile_s, run_s)
-    pred = predict(cfg, depth, width)
+    pred = predict(cfg, flag['depth'], flag['width'])
     result = evaluate(cfg, runs, pred, tol)
-    result['timing'] = timings[cfg.name]
-    results.append(result)
+    result['timing'] = {'compile_seconds': compile_s, 'run_seconds': run_s}
+    return [result]
 
+
+def groups(flag: dict, programs: _Programs, tol: dict) -> list[sweep.Group]:
+  """One cell per configuration, all seeds in one vectorized run."""
+  shared = {
+    k: flag[k] for k in ('depth', 'width', 'batch', 'seeds', 'dtype', 'seed')
+  }
+  shared['version'] = VERSION
+  return [
+    sweep.Group(
+      cfg.name,
+      [{**shared, 'config': dataclasses.asdict(cfg)}],
+      functools.partial(programs.run_config, cfg, tol),
+    )
+    for cfg in scenarios(flag)
+  ]
+
+
+def main(argv: Sequence[str]) -> int:
+  cli.no_arguments(argv)
+  flag = check_flags()
+  if flag['distributed']:
+    jax.distributed.initialize(
+      coordinator_address=_COORDINATOR.value,
+      num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value,
+    )
+  if flag['dtype'] == 'float64':
+    jax.config.update('jax_enable_x64', True)
+  depth, width, batch, seeds = (
+    flag[k] for k in ('depth', 'width', 'batch', 'seeds')
+  )
+  sharding = _sharding()
+  tol = tolerances(width, batch, depth, seeds)
+  model = finite_size_model(width, batch)
+  writer = jax.process_index() == 0
+  store = Store(flag['output_dir'], 'selu_deep_stack', writer=writer)
+  outcome = sweep.run(
+    store,
+    groups(flag, _Programs(flag, sharding), tol),
+    task=flag['task'],
+    compute=not sweep.report_only(),
+    distributed=flag['distributed'],
+  )
+  if not writer or not sweep.should_report(outcome, flag['task']):
+    return cli.EXIT_HELD
+  results = [c['result'] for c in outcome.cells.values()]
   paper = [r for r in results if r['paper_conditions']]
   claim_holds = bool(paper) and all(r['meets_criterion'] for r in paper)
   table = verdict_table(results, tol)
@@ -825,10 +882,12 @@ def main(argv: Sequence[str]) -> int:
     f'through {depth} layers at width {width}, batch {batch}, {seeds} '
     f'seeds): {verdict}.'
   )
+  summary = sweep.missing_text(outcome) + summary
   out = flag['output_dir']
-  meta = common.provenance(flag)
-  meta['devices_used'] = len(devices) if sharding is not None else 1
-  common.write_json_atomic(
+  meta = sweep.provenance({k: v for k, v in flag.items() if k != 'task'})
+  meta['devices_used'] = len(jax.devices()) if sharding is not None else 1
+  meta['processes'] = jax.process_count()
+  report_lib.write_json(
     f'{out}/results.json',
     {
       'meta': meta,
@@ -838,21 +897,27 @@ def main(argv: Sequence[str]) -> int:
         'derivation': 'experiments/selu_deep_stack.py:finite_size_model',
       },
       'claim_holds': claim_holds,
+      'missing_cells': len(outcome.missing),
       'results': results,
     },
   )
-  common.write_atomic(f'{out}/results.csv', csv_text(results))
-  common.write_atomic(f'{out}/results.md', f'{summary}\n\n{table}')
-  plots = plot(results, out, tol)
+  report_lib.write_text(f'{out}/results.csv', csv_text(results))
+  report_lib.write_text(f'{out}/results.md', f'{summary}\n\n{table}')
+  paths = plot(results, out, tol) if results else []
   print(summary)
   print()
   print(table)
   print(
     f'Wrote {out}/results.json, results.csv, results.md, '
-    + ', '.join(p.split('/')[-1] for p in plots)
+    + ', '.join(p.split('/')[-1] for p in paths)
   )
-  return 0 if claim_holds else 1
+  return cli.EXIT_HELD if claim_holds else cli.EXIT_NOT_HELD
+
+
+def cli_main() -> None:
+  """Console-script entry point."""
+  cli.run(main, 'selu_deep_stack')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli_main()

@@ -4,6 +4,7 @@ import functools
 import itertools
 import json
 import math
+import os
 import shutil
 import tempfile
 
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from experiments import common, plain_mlp, uci
+from experiments import plain_mlp, stats, uci
 
 _SMALL = (
   '--datasets=iris',
@@ -69,7 +70,7 @@ class PairedTestTest(absltest.TestCase):
         ]
       )
       p = min(1.0, 2 * min(np.mean(null <= w), np.mean(null >= w)))
-      out = common.paired_test(d, np.zeros_like(d))
+      out = stats.paired_test(d, np.zeros_like(d))
       self.assertAlmostEqual(out['p'], p, places=10)
       self.assertEqual(out['wins'], int((d > 0).sum()))
       self.assertEqual(out['losses'], int((d < 0).sum()))
@@ -79,7 +80,7 @@ class PairedTestTest(absltest.TestCase):
     a = np.array([0.91, 0.95, 0.88, 0.97, 0.93, 0.90, 0.96, 0.94])
     b = np.array([0.90, 0.91, 0.89, 0.93, 0.90, 0.88, 0.92, 0.93])
     d = a - b
-    out = common.paired_test(a, b)
+    out = stats.paired_test(a, b)
     # t_{0.975, 7} = 2.364624 (standard tables).
     half = 2.364624 * d.std(ddof=1) / math.sqrt(8)
     self.assertAlmostEqual(out['mean'], d.mean(), places=12)
@@ -90,7 +91,7 @@ class PairedTestTest(absltest.TestCase):
     self.assertEqual(out['direction'], 1)
 
   def test_all_ties_and_non_finite_pairs(self):
-    out = common.paired_test([0.5, 0.5, math.nan], [0.5, 0.5, 0.2])
+    out = stats.paired_test([0.5, 0.5, math.nan], [0.5, 0.5, 0.2])
     self.assertEqual(out['n'], 2)  # the NaN pair is left out
     self.assertEqual(out['ties'], 2)
     self.assertEqual(out['p'], 1.0)
@@ -213,8 +214,11 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
       for curve in ('train_loss', 'test_acc', 'dead'):
         self.assertEqual(a[key][curve], b[key][curve])
     # Training works: iris is far above chance (1/3) at depth 2.
+    by_cell = {
+      (c['dataset'], c['activation'], c['depth']): c for c in a.values()
+    }
     for act in ('relu', 'elu'):
-      acc = np.asarray(a[json.dumps(['iris', act, 2])]['test_acc'])[:, -1]
+      acc = np.asarray(by_cell[('iris', act, 2)]['test_acc'])[:, -1]
       self.assertGreater(acc.mean(), 0.8)
     # Outputs.
     for png in ('accuracy_vs_depth.png', 'loss_curves.png', 'prelu_slopes.png'):
@@ -247,8 +251,9 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
       self.assertIn(text, report)
 
   def test_metrics_from_stored_curves(self):
-    # Hand-made curves for one finished group: the rerun trains nothing
-    # and only reports, so every number below is known in advance.
+    # A tiny run stores one cell; its curves are then replaced by hand-made
+    # ones, and a report-only run computes nothing, so every number below
+    # is known in advance.
     flags = (
       '--datasets=iris',
       '--activations=relu',
@@ -257,39 +262,28 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
       '--seeds=2',
       '--steps=40',
       '--record_every=20',
+      f'--output_dir={self.out}',
     )
-    config = {
-      'width': 4,
-      'seeds': 2,
-      'steps': 40,
-      'batch': 64,
-      'record_every': 20,
-      'learning_rate': 0.001,
-      'optimizer': 'adam',
-      'alpha_dropout_rate': 0.05,
-      'celu_alpha': 1.0,
-      'split_seed': 0,
-      'seed': 0,
-    }
+    first = _run(*flags)
+    self.assertIn(first.returncode, (0, 1), first.stderr[-3000:])
+    (path,) = binaries.cell_files(self.out)
+    with open(path) as f:
+      record = json.load(f)
     nan = math.nan
-    cell = {
-      'key': json.dumps(['iris', 'relu', 2]),
-      'dataset': 'iris',
-      'activation': 'relu',
-      'depth': 2,
-      'config': config,
-      'train_size': 90,
-      # Seed 0 trains; seed 1 diverges after its second record.
-      'train_loss': [[1.0, 0.05, 0.02], [1.0, 0.5, nan]],
-      'val_loss': [[1.0, 0.3, 0.5], [1.0, 0.4, nan]],
-      'train_acc': [[0.3, 1.0, 1.0], [0.3, 0.8, 0.33]],
-      'test_acc': [[0.3, 0.9, 0.8], [0.3, 0.7, 0.33]],
-      'dead': [[[0, 0], [0.25, 0.25], [0.5, 0.5]], [[0, 0], [0, 0], [1, 1]]],
-    }
-    with open(f'{self.out}/cells.jsonl', 'w') as f:
-      f.write(json.dumps(cell) + '\n')
-    result = _run(*flags, f'--output_dir={self.out}')
-    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    record['result'].update(
+      {
+        # Seed 0 trains; seed 1 diverges after its second record.
+        'train_loss': [[1.0, 0.05, 0.02], [1.0, 0.5, nan]],
+        'val_loss': [[1.0, 0.3, 0.5], [1.0, 0.4, nan]],
+        'train_acc': [[0.3, 1.0, 1.0], [0.3, 0.8, 0.33]],
+        'test_acc': [[0.3, 0.9, 0.8], [0.3, 0.7, 0.33]],
+        'dead': [[[0, 0], [0.25, 0.25], [0.5, 0.5]], [[0, 0], [0, 0], [1, 1]]],
+      }
+    )
+    with open(path, 'w') as f:
+      f.write(json.dumps(record) + '\n')
+    result = _run(*flags, '--report_only')
+    self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
     with open(f'{self.out}/summary.json') as f:
       (row,) = json.load(f)['groups']
     # Early stopping at the least validation loss (record 1 in both seeds).
@@ -307,30 +301,28 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
         'Non-finite training loss in: iris relu depth 2 (1/2)', f.read()
       )
 
-  def test_other_flags_into_the_same_output_dir_are_refused(self):
-    flags = ('--datasets=iris', '--activations=relu', '--depths=2')
-    small = ('--width=4', '--steps=20', '--record_every=20', '--seeds=1')
-    first = _run(*flags, *small, f'--output_dir={self.out}')
-    self.assertEqual(first.returncode, 0, first.stderr[-3000:])
-    before = binaries.read_cells(self.out)
-    again = _run(*flags, *small, '--width=5', f'--output_dir={self.out}')
-    self.assertEqual(again.returncode, 1)
-    lines = again.stderr.strip().splitlines()
-    self.assertLen(lines, 1, again.stderr)
-    self.assertIn('--width=4 there, 5 now', lines[0])
-    self.assertEqual(binaries.read_cells(self.out), before)  # nothing lost
+  def test_another_binarys_directory_is_refused_before_compute(self):
+    os.makedirs(f'{self.out}/cells')
+    with open(f'{self.out}/store.json', 'w') as f:
+      f.write('{"binary": "dying_relu", "format": 1}\n')
+    result = _run('--datasets=iris', f'--output_dir={self.out}')
+    self.assertEqual(result.returncode, 2, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    self.assertLen(lines, 1, result.stderr)
+    self.assertIn("holds results of 'dying_relu'", lines[0])
+    self.assertEqual(os.listdir(f'{self.out}/cells'), [])
 
   @parameterized.parameters(
     ('--datasets=iris,mnist', '--datasets: unknown mnist'),
     ('--activations=relu,swish', '--activations: unknown swish'),
-    ('--depths=0', '--depths must be >= 1'),
-    ('--depths=2,2', 'must not repeat'),
-    ('--learning_rate=-1', '--learning_rate must be a finite number > 0'),
+    ('--depths=0', '--depths: 0 is not an integer >= 1'),
+    ('--depths=2,2', '--depths repeats 2'),
+    ('--learning_rate=-1', '--learning_rate: -1 is not a finite number > 0'),
     ('--optimizer=rmsprop', '--optimizer: unknown rmsprop'),
-    ('--steps=30', '--steps must be a positive multiple'),
-    ('--alpha_dropout_rate=1', '--alpha_dropout_rate must be in [0, 1)'),
-    ('--celu_alpha=0', '--celu_alpha must be a finite number > 0'),
-    ('--target_loss=nan', '--target_loss must be a finite number > 0'),
+    ('--steps=30', '--steps: 30 is not a positive multiple'),
+    ('--alpha_dropout_rate=1', '--alpha_dropout_rate: 1 is not in [0, 1)'),
+    ('--celu_alpha=0', '--celu_alpha: 0 is not a finite number > 0'),
+    ('--target_loss=nan', '--target_loss: nan is not a finite number > 0'),
   )
   def test_bad_flags(self, flag, message):
     result = _run(flag, f'--output_dir={self.out}/never')

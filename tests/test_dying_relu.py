@@ -87,8 +87,8 @@ class DyingReluTest(parameterized.TestCase):
     one = _run(*flags, f'--output_dir={self.out}/one', env=env)
     env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
     eight = _run(*flags, f'--output_dir={self.out}/eight', env=env)
-    self.assertEqual(one.returncode, 0, one.stderr[-2000:])
-    self.assertEqual(eight.returncode, 0, eight.stderr[-2000:])
+    self.assertIn(one.returncode, (0, 1), one.stderr[-2000:])  # the claims
+    self.assertEqual(eight.returncode, one.returncode, eight.stderr[-2000:])
     for name, devices in (('one', 1), ('eight', 8)):
       with open(f'{self.out}/{name}/summary.json') as f:
         meta = json.load(f)['meta']
@@ -102,10 +102,15 @@ class DyingReluTest(parameterized.TestCase):
 
   @parameterized.parameters(
     ('--activations=relu,swish', 'unknown swish'),
-    ('--learning_rates=0', '--learning_rates must be > 0'),
+    ('--activations=', '--activations must not be empty'),
+    ('--learning_rates=0', '--learning_rates: 0 is not a finite number > 0'),
+    ('--learning_rates=nan', '--learning_rates: nan is not a finite'),
+    ('--learning_rates=inf', '--learning_rates: inf is not a finite'),
+    ('--learning_rates=0.1,0.1', '--learning_rates repeats 0.1'),
+    ('--bias_inits=-inf', '--bias_inits: -inf is not a finite number'),
     ('--optimizer=rmsprop', '--optimizer: unknown rmsprop'),
-    ('--steps=30', '--steps must be a positive multiple'),
-    ('--depths=0', '--depths must be >= 1'),
+    ('--steps=30', '--steps: 30 is not a positive multiple'),
+    ('--depths=0', '--depths: 0 is not an integer >= 1'),
   )
   def test_bad_flags(self, flag, message):
     result = _run(flag, f'--output_dir={self.out}/never')

@@ -75,14 +75,22 @@ class SeluDeepStackTest(parameterized.TestCase):
     self.assertAlmostEqual(control['predicted_final_std'], 1.187, delta=0.002)
 
   @parameterized.named_parameters(
-    ('depth', '--depth=0', '--depth must be >= 1'),
-    ('width', '--width=0', '--width must be >= 1'),
+    ('depth', '--depth=0', '--depth: 0 is not >= 1'),
+    ('width', '--width=0', '--width: 0 is not >= 1'),
     ('activation', '--activations=selu,swish', 'unknown swish'),
+    ('no_activation', '--activations=', '--activations must not be empty'),
+    ('repeated', '--activations=selu,selu', '--activations repeats selu'),
     ('init', '--init=orthogonal', '--init: unknown orthogonal'),
-    ('rate', '--dropout_rate=1.0', r'--dropout_rate must be in [0, 1)'),
-    ('negative_rate', '--dropout_rate=-0.1', '--dropout_rate must be'),
+    ('rate', '--dropout_rate=1.0', r'--dropout_rate: 1 is not in [0, 1)'),
+    ('negative_rate', '--dropout_rate=-0.1', '--dropout_rate: -0.1 is not'),
     ('dropout', '--dropout=gaussian', '--dropout: unknown gaussian'),
-    ('variance', '--input_var=0', '--input_var must be > 0'),
+    ('variance', '--input_var=0', '--input_var: 0 is not a finite number > 0'),
+    ('inf_variance', '--input_var=inf', '--input_var: inf is not a finite'),
+    ('nan_mean', '--input_mean=nan', '--input_mean: nan is not a finite'),
+    ('not_a_number', '--depth=ten', '--depth=ten'),
+    ('unknown_flag', '--dept=10', 'dept'),
+    ('process_id', '--process_id=1', 'need --distributed'),
+    ('tasks', '--num_tasks=0', '--num_tasks: 0 is not an integer >= 1'),
   )
   def test_bad_flag_one_line_error_before_computation(self, flag, message):
     result = _run(flag, f'--output_dir={self.out}/never')

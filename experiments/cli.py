@@ -1,0 +1,208 @@
+"""Command-line plumbing shared by the binaries: flag checks and exit codes.
+
+Exit status of every binary: 0 when every claim held, 1 when one did not,
+2 for a usage error: a bad flag, extra arguments, an unusable
+`--output_dir`, or one that holds another binary's results. A usage error
+is one line on stderr naming the flag and the accepted values, and is
+raised before any compute. `--help` prints the binary's docstring and its
+flags (the same from `python -m experiments.NAME` and a console script)
+and exits 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+
+from absl import app, flags
+
+from experiments.store import StoreError
+
+EXIT_HELD, EXIT_NOT_HELD, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(app.UsageError):
+  """A bad flag or argument: one line on stderr, exit status 2."""
+
+  def __init__(self, message: str):
+    super().__init__(message, exitcode=EXIT_USAGE)
+
+
+def require(ok: bool, message: str) -> None:
+  """Raises UsageError(message) unless ok."""
+  if not ok:
+    raise UsageError(message)
+
+
+def _number_list(name, values, parse, kind) -> list:
+  out = []
+  for text in values:
+    try:
+      out.append(parse(text))
+    except ValueError:
+      raise UsageError(f'--{name}: {text!r} is not {kind}') from None
+  return out
+
+
+def _check_list(name: str, values: list, *, nonempty: bool, unique: bool):
+  require(not nonempty or bool(values), f'--{name} must not be empty')
+  if unique:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    require(not repeated, f'--{name} repeats {",".join(repeated)}')
+
+
+def floats(
+  name: str,
+  values: Iterable[str],
+  *,
+  low: float = -math.inf,
+  high: float = math.inf,
+  low_open: bool = False,
+  nonempty: bool = True,
+  unique: bool = True,
+) -> list[float]:
+  """Parses a comma-list flag of finite numbers in [low, high].
+
+  `low_open` makes the lower end exclusive (low < value). Non-finite values,
+  repeats (unless unique=False) and an empty list are usage errors.
+  """
+  out = _number_list(name, list(values), float, 'a number')
+  _check_list(name, out, nonempty=nonempty, unique=unique)
+  for v in out:
+    in_range = (v > low if low_open else v >= low) and v <= high
+    if not (math.isfinite(v) and in_range):
+      raise UsageError(
+        f'--{name}: {v:g} is not {_range_text(low, high, low_open)}'
+      )
+  return out
+
+
+def integers(
+  name: str,
+  values: Iterable[str],
+  *,
+  low: int = 1,
+  nonempty: bool = True,
+  unique: bool = True,
+) -> list[int]:
+  """Parses a comma-list flag of integers >= low."""
+  out = _number_list(name, list(values), int, 'an integer')
+  _check_list(name, out, nonempty=nonempty, unique=unique)
+  for v in out:
+    require(v >= low, f'--{name}: {v} is not an integer >= {low}')
+  return out
+
+
+def choices(
+  name: str,
+  values: Iterable[str],
+  accepted: Sequence[str],
+  *,
+  nonempty: bool = True,
+  unique: bool = True,
+) -> list[str]:
+  """Checks a comma-list flag of names against the accepted ones."""
+  out = [v.strip() for v in values]
+  _check_list(name, out, nonempty=nonempty, unique=unique)
+  unknown = [v for v in out if v not in accepted]
+  require(
+    not unknown,
+    f'--{name}: unknown {",".join(unknown) or repr("")}; accepted: '
+    f'{",".join(accepted)}',
+  )
+  return out
+
+
+def number(
+  name: str,
+  value: float,
+  *,
+  low: float = -math.inf,
+  high: float = math.inf,
+  low_open: bool = False,
+  high_open: bool = False,
+) -> float:
+  """Checks one finite number flag against its range."""
+  ok_low = value > low if low_open else value >= low
+  ok_high = value < high if high_open else value <= high
+  require(
+    math.isfinite(value) and ok_low and ok_high,
+    f'--{name}: {value:g} is not {_range_text(low, high, low_open, high_open)}',
+  )
+  return value
+
+
+def _range_text(low, high, low_open=False, high_open=False) -> str:
+  if math.isinf(low) and math.isinf(high):
+    return 'a finite number'
+  if math.isinf(high):
+    return f'a finite number {">" if low_open else ">="} {low:g}'
+  if math.isinf(low):
+    return f'a finite number {"<" if high_open else "<="} {high:g}'
+  return (
+    f'in {"(" if low_open else "["}{low:g}, {high:g}{")" if high_open else "]"}'
+  )
+
+
+def output_dir(path: str, name: str = 'output_dir') -> str:
+  """Checks that path can be (or is) a writable directory; returns it.
+
+  Refused: an empty value, an existing file, a directory (or an ancestor)
+  that cannot be written. The directory is created.
+  """
+  require(bool(path.strip()), f'--{name} must not be empty')
+  require(
+    not os.path.exists(path) or os.path.isdir(path),
+    f'--{name}={path} is an existing file, not a directory',
+  )
+  try:
+    os.makedirs(path, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  except OSError as e:
+    raise UsageError(f'--{name}={path} is not writable: {e.strerror}') from None
+  return path
+
+
+def no_arguments(argv: Sequence[str]) -> None:
+  require(len(argv) <= 1, f'unexpected arguments: {" ".join(argv[1:])}')
+
+
+_HELP = ('--help', '-h', '-?', '--helpshort', '--helpfull')
+
+
+def help_text(module) -> str:
+  """The binary's docstring, then its flags and the sweep flags it uses."""
+  parts = [(module.__doc__ or '').strip(), '', 'Flags:']
+  names = [module.__name__]
+  if 'experiments.sweep' in sys.modules:
+    names.append('experiments.sweep')
+  for name in names:
+    parts.append(flags.FLAGS.module_help(name))
+  return '\n'.join(p for p in parts if p is not None) + '\n'
+
+
+def run(main: Callable[[Sequence[str]], int], name: str) -> None:
+  """absl's app.run, with one-line usage errors and exit status 2."""
+  if any(arg in _HELP for arg in sys.argv[1:]):
+    print(help_text(sys.modules[main.__module__]))
+    sys.exit(EXIT_HELD)
+
+  def parse(argv):
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      print(f'{name}: error: {e}', file=sys.stderr)
+      sys.exit(EXIT_USAGE)
+
+  def checked_main(argv):
+    try:
+      return main(argv)
+    except (app.UsageError, StoreError) as e:
+      print(f'{name}: error: {e}', file=sys.stderr)
+      return EXIT_USAGE
+
+  app.run(checked_main, flags_parser=parse)

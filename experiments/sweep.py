@@ -1,0 +1,255 @@
+"""Sweeps of keyed cells: resume, split over machines, report what is stored.
+
+A *cell* is one fully specified computation (every setting that shapes its
+numbers); its *key* is a hash of those settings, the binary's name, and the
+versions of the packages that compute it. A *group* is the cells one
+compiled program computes together (a vectorized grid). A sweep runs, of
+the groups given to this task, those with a cell not yet in the store, and
+stores each new cell once.
+
+Split over N machines or processes with `--num_tasks=N --task_index=i` (or
+under a SLURM job array, from SLURM_ARRAY_TASK_ID/COUNT): task i computes
+groups i, i + N, ... into the shared `--output_dir`. Then one run with
+`--report_only` builds the report from whatever is stored and lists what is
+missing. Without a split, a run computes everything and reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from absl import flags, logging
+
+from experiments import cli, report
+from experiments.store import Store
+
+_NUM_TASKS = flags.DEFINE_integer(
+  'num_tasks',
+  None,
+  'Split the sweep over this many tasks (machines or processes); default 1, '
+  'or SLURM_ARRAY_TASK_COUNT under a SLURM job array.',
+)
+_TASK_INDEX = flags.DEFINE_integer(
+  'task_index',
+  None,
+  'This task, in [0, num_tasks); default 0, or SLURM_ARRAY_TASK_ID minus '
+  'SLURM_ARRAY_TASK_MIN.',
+)
+_REPORT_ONLY = flags.DEFINE_boolean(
+  'report_only',
+  False,
+  'Compute nothing: build the report from the stored cells, listing the '
+  'missing ones.',
+)
+_MAX_NEW_GROUPS = flags.DEFINE_integer(
+  'max_new_groups',
+  -1,
+  'Stop after computing this many groups (-1: all); rerun to resume.',
+)
+
+# Packages whose versions change the numbers a cell holds.
+KEY_PACKAGES = ('jax', 'jaxlib', 'jaxrelu')
+versions = report.versions
+provenance = report.provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  index: int = 0
+  count: int = 1
+
+  def owns(self, group_index: int) -> bool:
+    return group_index % self.count == self.index
+
+
+def task_from_flags() -> Task:
+  """This process's share, from the flags or a SLURM job array."""
+  count, index = _NUM_TASKS.value, _TASK_INDEX.value
+  env = os.environ
+  if count is None and 'SLURM_ARRAY_TASK_COUNT' in env:
+    count = int(env['SLURM_ARRAY_TASK_COUNT'])
+  if index is None and 'SLURM_ARRAY_TASK_ID' in env:
+    index = int(env['SLURM_ARRAY_TASK_ID']) - int(
+      env.get('SLURM_ARRAY_TASK_MIN', 0)
+    )
+  count = 1 if count is None else count
+  index = 0 if index is None else index
+  cli.require(count >= 1, f'--num_tasks: {count} is not an integer >= 1')
+  cli.require(
+    0 <= index < count,
+    f'--task_index: {index} is not in [0, {count}) (--num_tasks={count})',
+  )
+  cli.require(
+    _MAX_NEW_GROUPS.value >= -1,
+    f'--max_new_groups: {_MAX_NEW_GROUPS.value} is not -1 or an integer >= 0',
+  )
+  return Task(index, count)
+
+
+def report_only() -> bool:
+  return _REPORT_ONLY.value
+
+
+def cell_key(binary: str, settings: dict[str, Any]) -> str:
+  """A stable hash of everything that shapes a cell's numbers."""
+  identity = {
+    'binary': binary,
+    'settings': settings,
+    'versions': {p: versions()[p] for p in KEY_PACKAGES},
+  }
+  text = json.dumps(identity, sort_keys=True, separators=(',', ':'))
+  return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclasses.dataclass
+class Group:
+  """Cells computed together: `compute()` returns their results in order."""
+
+  label: str
+  settings: list[dict[str, Any]]
+  compute: Callable[[], Sequence[dict[str, Any]]]
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What a sweep left: every stored cell of the sweep, and the rest."""
+
+  cells: dict[str, dict]  # key -> stored record, in the groups' order
+  missing: list[tuple[str, dict]]  # (group label, settings) not stored
+  computed_groups: int
+  stopped_early: bool
+
+  def results(self) -> list[dict]:
+    """Each stored cell's settings merged with its result."""
+    return [{**c['settings'], **c['result']} for c in self.cells.values()]
+
+
+def run(
+  store: Store,
+  groups: Sequence[Group],
+  *,
+  task: Task,
+  compute: bool = True,
+  max_new_groups: int | None = None,
+  distributed: bool = False,
+) -> Outcome:
+  """Computes this task's unfinished groups and stores their new cells.
+
+  Args:
+    store: where cells go (shared by all tasks).
+    groups: the whole sweep, in a fixed order (the same in every task).
+    task: this process's share.
+    compute: False for a report-only run.
+    max_new_groups: stop after this many computed groups (None: the flag).
+    distributed: every process of a multi-host computation calls this with
+      the same groups; what to compute is decided by process 0 (the one
+      whose store writes) and broadcast, so all run the same programs.
+
+  Returns:
+    Every cell of the sweep found in the store afterwards, and the missing.
+  """
+  if max_new_groups is None:
+    max_new_groups = _MAX_NEW_GROUPS.value
+  keys = [[cell_key(store.binary, s) for s in g.settings] for g in groups]
+  mine = [i for i in range(len(groups)) if task.owns(i)]
+  needed = [not all(store.has(k) for k in keys[i]) for i in mine]
+  if distributed:
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    needed = multihost_utils.broadcast_one_to_all(np.array(needed, bool))
+  todo = [i for i, need in zip(mine, needed, strict=True) if need]
+  total_cells = sum(len(keys[i]) for i in mine)
+  todo_cells = sum(len(keys[i]) for i in todo)
+  done_groups, stopped = 0, False
+  if compute:
+    logging.info(
+      'task %d/%d: %d groups (%d cells); %d cells stored before, %d to run',
+      task.index,
+      task.count,
+      len(mine),
+      total_cells,
+      total_cells - todo_cells,
+      todo_cells,
+    )
+    start, cells_run = time.perf_counter(), 0
+    for i in todo:
+      if 0 <= max_new_groups <= done_groups:
+        stopped = True
+        break
+      group = groups[i]
+      results = list(group.compute())
+      if len(results) != len(group.settings):
+        raise RuntimeError(f'{group.label}: {len(results)} results')
+      for key, settings, result in zip(
+        keys[i], group.settings, results, strict=True
+      ):
+        store.put(
+          {
+            'key': key,
+            'binary': store.binary,
+            'settings': settings,
+            'result': result,
+            'provenance': provenance(),
+          }
+        )
+      done_groups += 1
+      cells_run += len(results)
+      elapsed = time.perf_counter() - start
+      logging.info(
+        '[%d/%d cells] %s done; %.0fs elapsed, ~%.0fs left',
+        total_cells - todo_cells + cells_run,
+        total_cells,
+        group.label,
+        elapsed,
+        elapsed / cells_run * (todo_cells - cells_run),
+      )
+  cells, missing = {}, []
+  for group, group_keys in zip(groups, keys, strict=True):
+    for key, settings in zip(group_keys, group.settings, strict=True):
+      record = store.get(key)
+      if record is None:
+        missing.append((group.label, settings))
+      else:
+        cells[key] = record
+  return Outcome(cells, missing, done_groups, stopped)
+
+
+def missing_text(outcome: Outcome, limit: int = 20) -> str:
+  """Markdown lines naming the cells the report lacks ('' if none)."""
+  if not outcome.missing:
+    return ''
+  total = len(outcome.missing) + len(outcome.cells)
+  lines = [
+    f'**Incomplete: {len(outcome.missing)} of {total} cells are not in the '
+    'store**; the numbers below use the stored cells only. Missing:'
+  ]
+  for label, settings in outcome.missing[:limit]:
+    lines.append(f'- {label}: {json.dumps(settings, sort_keys=True)}')
+  if len(outcome.missing) > limit:
+    lines.append(f'- ... and {len(outcome.missing) - limit} more')
+  return '\n'.join(lines) + '\n'
+
+
+def should_report(outcome: Outcome, task: Task) -> bool:
+  """Whether this run builds the report; says why not when it does not."""
+  if outcome.stopped_early:
+    print(
+      f'Stopped after {outcome.computed_groups} new groups '
+      '(--max_new_groups); rerun to resume.'
+    )
+    return False
+  if task.count > 1 and not report_only():
+    print(
+      f'Task {task.index} of {task.count}: done ({outcome.computed_groups} '
+      'groups computed). Build the report with --report_only once every '
+      'task has finished.'
+    )
+    return False
+  return True
