@@ -34,7 +34,6 @@ Usage (from the repo root):
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Sequence
 
@@ -43,10 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from experiments import cli, plots, stats, sweep
+from experiments import cli, model, plots, stats, sweep
 from experiments import report as report_lib
 from experiments.store import Store
-from jaxrelu import initializers
 
 INITS = ('he_zero_bias', 'he_random_bias', 'bias_0.01', 'rai')
 # Lu et al. (2020), depth 10, symmetric init: width -> (low, high) bounds of
@@ -69,44 +67,6 @@ _OUTPUT_DIR = flags.DEFINE_string(
 )
 
 
-def _layer(key, fan_in: int, fan_out: int, init: str):
-  """Weight (fan_in, fan_out) and bias (fan_out,) for one Dense layer."""
-  if init == 'rai':
-    return initializers.rai(key, fan_in, fan_out)
-  k_w, k_b = jax.random.split(key)
-  std = math.sqrt(2.0 / fan_in)
-  w = std * jax.random.normal(k_w, (fan_in, fan_out))
-  if init == 'he_zero_bias':
-    b = jnp.zeros(fan_out)
-  elif init == 'he_random_bias':
-    b = std * jax.random.normal(k_b, (fan_out,))
-  else:  # bias_0.01
-    b = jnp.full(fan_out, 0.01)
-  return w, b
-
-
-def dead_by_depth(
-  key: jax.Array, grid: jax.Array, width: int, depth: int, init: str
-) -> jax.Array:
-  """Bool (depth,): whether hidden layer l (1-based l = i + 1) is constant."""
-  k_first, k_rest = jax.random.split(key)
-  w, b = _layer(k_first, 1, width, init)
-  h = jax.nn.relu(grid[:, None] @ w + b)
-
-  def step(h, k):
-    w, b = _layer(k, width, width, init)
-    h = jax.nn.relu(h @ w + b)
-    return h, jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
-
-  first = jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
-  _, rest = jax.lax.scan(step, h, jax.random.split(k_rest, depth - 1))
-  return jnp.concatenate([first[None], rest])
-
-
-def closed_form(width: int, depth: int) -> float:
-  return 1.0 - (1.0 - 2.0**-width) ** depth
-
-
 def run_cell(init: str, width: int, settings: dict) -> list[dict]:
   """Born-dead counts at every depth up to max_depth for one (init, width)."""
   grid = jnp.linspace(
@@ -116,7 +76,7 @@ def run_cell(init: str, width: int, settings: dict) -> list[dict]:
   keys = jax.random.split(jax.random.key(settings['seed']), settings['trials'])
   fn = jax.jit(
     jax.vmap(
-      lambda k: dead_by_depth(k, grid, width, settings['max_depth'], init)
+      lambda k: model.dead_by_depth(k, grid, width, settings['max_depth'], init)
     )
   )
   start = time.perf_counter()
@@ -147,7 +107,7 @@ def rows_of(outcome: sweep.Outcome, depths: Sequence[int]) -> list[dict]:
           'probability': count / trials,
           'ci95_low': low,
           'ci95_high': high,
-          'closed_form': closed_form(cell['width'], depth),
+          'closed_form': model.born_dead_bound(cell['width'], depth),
           'seconds_for_all_depths': cell['seconds'],
         }
       )
@@ -217,37 +177,32 @@ def report(rows: list[dict]) -> tuple[str, dict]:
 
 
 def plot(rows: list[dict], out_dir: str) -> str:
-  plt = plots.pyplot()
   inits = sorted({r['init'] for r in rows}, key=INITS.index)
   widths = sorted({r['width'] for r in rows})
-  fig, axes = plt.subplots(
-    1, len(inits), figsize=(4.2 * len(inits), 4), sharey=True, squeeze=False
-  )
-  for ax, init in zip(axes[0], inits, strict=True):
+  panels = []
+  for init in inits:
+    lines = []
     for i, width in enumerate(widths):
       sel = [r for r in rows if r['init'] == init and r['width'] == width]
-      d = [r['depth'] for r in sel]
-      ax.plot(
-        d,
-        [r['probability'] for r in sel],
-        'o-',
-        color=f'C{i}',
-        label=f'width {width}',
+      depth = [r['depth'] for r in sel]
+      band = ([r['ci95_low'] for r in sel], [r['ci95_high'] for r in sel])
+      p = [r['probability'] for r in sel]
+      lines.append(
+        plots.Line(depth, p, f'width {width}', f'C{i}', marker='o', band=band)
       )
-      ax.fill_between(
-        d,
-        [r['ci95_low'] for r in sel],
-        [r['ci95_high'] for r in sel],
-        color=f'C{i}',
-        alpha=0.2,
+      closed = [r['closed_form'] for r in sel]
+      lines.append(plots.Line(depth, closed, None, f'C{i}', ':'))
+    panels.append(
+      plots.Panel(
+        lines,
+        title=init,
+        xlabel='depth',
+        ylabel='P(born dead), 95% CI; dotted: 1-(1-2^-N)^L',
+        xlog=sorted({r['depth'] for r in rows}),
+        ylim=(-0.02, 1.02),
       )
-      ax.plot(d, [r['closed_form'] for r in sel], ':', color=f'C{i}')
-    plots.log_axis(ax, 'x', sorted({r['depth'] for r in rows}))
-    ax.set(title=init, xlabel='depth')
-  axes[0][0].set_ylabel('P(born dead); dotted: 1-(1-2^-N)^L')
-  axes[0][0].legend(fontsize=8)
-  fig.tight_layout()
-  return plots.save_figure(fig, f'{out_dir}/born_dead.png')
+    )
+  return plots.figure(panels, f'{out_dir}/born_dead.png', size=(4.2, 4))
 
 
 def check_flags() -> dict:

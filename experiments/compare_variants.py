@@ -30,7 +30,7 @@ Budget: every activation gets the same optimizer (`--optimizer`, default
 Adam), learning rate, steps and minibatches. One compiled program per depth
 trains every activation (`plain_mlp`: the activation is an unbatched
 `lax.switch` index) on every dataset and seed at once (`vmap`; datasets
-padded to common shapes by `uci.pad_datasets`). Hidden layers run under
+padded to common shapes by `data.pad_datasets`). Hidden layers run under
 `lax.scan`. Seed s draws the same initial noise and the same minibatches
 for every activation (its key depends on dataset, depth and seed only), so
 comparisons between activations are paired.
@@ -63,19 +63,16 @@ from __future__ import annotations
 
 import functools
 import json
-import warnings
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from experiments import cli, plain_mlp, plots, stats, sweep, uci
+from experiments import cli, data, model, plots, stats, sweep
 from experiments import report as report_lib
-from experiments.plain_mlp import ACTIVATIONS, OPTIMIZERS, PRELU_INIT
+from experiments.data import DATASETS
+from experiments.model import ACTIVATIONS, OPTIMIZERS, PRELU_INIT
 from experiments.store import Store
-from experiments.uci import DATASETS
 
 # Claim 3 is about small data: training sets under this many examples.
 SMALL_TRAIN = 1000
@@ -117,56 +114,6 @@ def group_key(dataset: str, activation: str, depth: int) -> str:
   return json.dumps([dataset, activation, depth])
 
 
-@functools.cache
-def _program(depth: int, cfg_json: str):
-  """The compiled trainer for one depth: every activation, dataset, seed.
-
-  Datasets and seeds are flattened onto one `vmap` axis (nested vmaps with
-  an unbatched dataset compiled twice as slowly); the activation index and
-  gain are unbatched arguments, so the program is compiled once per depth.
-  """
-  cfg = json.loads(cfg_json)
-  return jax.jit(
-    jax.vmap(
-      functools.partial(plain_mlp.train_seed, depth=depth, cfg=cfg),
-      in_axes=(0, 0, None, None),
-    )
-  )
-
-
-def run_group(padded, datasets, activation, depth, cfg) -> list[dict]:
-  """All datasets and seeds of one (activation, depth), vectorized."""
-  seeds = cfg['seeds']
-  keys = jnp.concatenate(
-    [plain_mlp.seed_keys(cfg['seed'], ds, depth, seeds) for ds in datasets]
-  )
-  data = {k: np.repeat(v, seeds, axis=0) for k, v in padded.items()}
-  out = _program(depth, json.dumps(cfg, sort_keys=True))(
-    keys,
-    data,
-    jnp.int32(ACTIVATIONS.index(activation)),
-    jnp.float32(plain_mlp.gains(cfg['celu_alpha'])[activation]),
-  )
-  out = jax.tree.map(np.asarray, out)
-  shared = out.pop('slope_shared')
-  if activation == 'prelu':
-    out['slope_mean'], out['slope_std'] = shared, np.zeros_like(shared)
-  elif activation != 'prelu_channel':
-    del out['slope_mean'], out['slope_std']
-  records = []
-  for i in range(len(datasets)):
-    record = {'train_size': int(padded['train_size'][i])}
-    for name, value in out.items():
-      part = value[i * seeds : (i + 1) * seeds].astype(np.float64)
-      record[name] = np.round(part, 6).tolist()
-    records.append(record)
-  return records
-
-
-# ----------------------------------------------------------------------------
-# Results files.
-
-
 def config_of(flag: dict) -> dict:
   """The flags that change what a group computes (not which groups run)."""
   keys = (
@@ -189,110 +136,25 @@ def config_of(flag: dict) -> dict:
 # Per-seed metrics and statistics.
 
 
-def seed_metrics(cell: dict, target_loss: float) -> dict[str, np.ndarray]:
-  """Per-seed scalars of one group (arrays of length seeds)."""
-  val_loss = np.asarray(cell['val_loss'], np.float64)
-  train_loss = np.asarray(cell['train_loss'], np.float64)
-  every = cell['config']['record_every']
-  # Early stopping: the checkpoint of least validation loss. A seed that
-  # diverged keeps its best checkpoint from before the divergence.
-  filled = np.where(np.isfinite(val_loss), val_loss, np.inf)
-  best = np.argmin(filled, axis=1)
-  rows = np.arange(val_loss.shape[0])
-  reached = train_loss <= target_loss
-  # Not reached within the budget: censored one record past the end.
-  censored = cell['config']['steps'] + every
-  steps_to_target = np.where(
-    reached.any(1), np.argmax(reached, axis=1) * every, censored
-  )
-  test_acc = np.asarray(cell['test_acc'])
-  diverged = ~np.isfinite(train_loss).all(1)
-  train_acc = np.asarray(cell['train_acc'])
-  return {
-    'test_acc': test_acc[rows, best],
-    # End-of-training values mean nothing after a divergence: NaN, which
-    # the paired tests and the tables leave out.
-    'final_test_acc': np.where(diverged, np.nan, test_acc[:, -1]),
-    'final_train_acc': np.where(diverged, np.nan, train_acc[:, -1]),
-    'gap': np.where(diverged, np.nan, train_acc[:, -1] - test_acc[:, -1]),
-    'final_train_loss': np.where(diverged, np.nan, train_loss[:, -1]),
-    'steps_to_target': steps_to_target.astype(np.float64),
-    'reached': reached.any(1),
-    'final_dead': np.where(
-      diverged, np.nan, np.asarray(cell['dead'])[:, -1].mean(-1)
-    ),
-    'diverged': diverged,
-  }
-
-
-def verdict(test: dict, claimed_direction: int) -> str:
-  if test['n'] == 0:
-    return 'NOT TESTED'
-  if test['p'] < ALPHA and test['direction'] == claimed_direction:
-    return 'SUPPORTED'
-  if test['p'] < ALPHA:
-    return 'CONTRADICTED'
-  return 'NOT SUPPORTED (no significant difference)'
-
-
-def _describe(test: dict) -> str:
-  lo, hi = test['ci']
-  return (
-    f'mean difference {test["mean"]:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), '
-    'wins/losses/ties '
-    f'{test["wins"]}/{test["losses"]}/{test["ties"]} over {test["n"]} pairs, '
-    f'Wilcoxon p = {test["p"]:.2g}'
-  )
-
-
-# ----------------------------------------------------------------------------
-# Report.
-
-
-class _Table:
-  """Per-seed metrics by (dataset, activation, depth), with pairing.
-
-  Built once per report from the finished cells; the report, the CSV and
-  the plots all read it.
-  """
+class _Table(stats.SeedTable):
+  """The stored cells' per-seed metrics, read by the report, CSV and plots."""
 
   def __init__(self, cells, flag):
-    self.cells = cells
-    self.flag = flag
-    self.metrics = {
-      (c['dataset'], c['activation'], c['depth']): seed_metrics(
+    metrics = {
+      (c['dataset'], c['activation'], c['depth']): stats.curve_metrics(
         c, flag['target_loss']
       )
       for c in cells.values()
     }
-    self.datasets = list(flag['datasets'])
-    self.depths = sorted(int(d) for d in flag['depths'])
-
-  def get(self, dataset, act, depth):
-    return self.metrics.get((dataset, act, depth))
+    super().__init__(metrics, flag['datasets'], flag['depths'])
+    self.cells, self.flag = cells, flag
 
   def final_slopes(self, dataset, act, depth):
     """Per-layer final PReLU slope, mean over finite seeds; None if absent."""
     cell = self.cells.get(group_key(dataset, act, depth))
     if cell is None or 'slope_mean' not in cell:
       return None
-    return nanmean(np.asarray(cell['slope_mean'])[:, -1], axis=0)
-
-  def pairs(self, a, b, metric, datasets=None, depths=None):
-    """Concatenated per-seed values of a and b where both ran."""
-    xs, ys = [], []
-    for ds in datasets or self.datasets:
-      for depth in depths or self.depths:
-        ma, mb = self.get(ds, a, depth), self.get(ds, b, depth)
-        if ma is not None and mb is not None:
-          xs.append(ma[metric])
-          ys.append(mb[metric])
-    if not xs:
-      return np.zeros(0), np.zeros(0)
-    return np.concatenate(xs), np.concatenate(ys)
-
-  def test(self, a, b, metric, **where):
-    return stats.paired_test(*self.pairs(a, b, metric, **where))
+    return stats.nanmean(np.asarray(cell['slope_mean'])[:, -1], axis=0)
 
 
 def _claims(table: _Table, acts: list[str]) -> tuple[list[str], dict]:
@@ -303,9 +165,9 @@ def _claims(table: _Table, acts: list[str]) -> tuple[list[str], dict]:
   deepest = table.depths[-1]
 
   def record(name, test, direction, text):
-    v = verdict(test, direction)
+    v = stats.verdict(test, direction, ALPHA)
     out[name] = {'verdict': v, **test}
-    lines.append(f'- {text}: {_describe(test)}. **{v}.**')
+    lines.append(f'- {text}: {stats.describe(test)}. **{v}.**')
     return v
 
   lines.append('### 1. ELU vs ReLU (Clevert et al. 2016)\n')
@@ -397,7 +259,7 @@ def _claims(table: _Table, acts: list[str]) -> tuple[list[str], dict]:
     for other in others:
       tests[other] = t = table.test(selu, other, 'test_acc', depths=[deepest])
       lines.append(
-        f'- Early-stopped test accuracy, {selu} - {other}: {_describe(t)}.'
+        f'- Early-stopped test accuracy, {selu} - {other}: {stats.describe(t)}.'
       )
     beaten_by = [
       a for a, t in tests.items() if t['p'] < ALPHA and t['direction'] < 0
@@ -432,18 +294,6 @@ def _claims(table: _Table, acts: list[str]) -> tuple[list[str], dict]:
   if not selus or not others:
     lines.append('- Needs selu or selu_no_dropout, and another activation.')
   return lines, out
-
-
-def nanmean(values, axis=None):
-  """Mean over the finite seeds (NaN, silently, when there are none)."""
-  with warnings.catch_warnings():
-    warnings.simplefilter('ignore', RuntimeWarning)
-    return np.nanmean(np.asarray(values, np.float64), axis=axis)
-
-
-def _mean_std(values, spec='.3f'):
-  values = np.asarray(values, np.float64)
-  return f'{values.mean():{spec}} +- {values.std():{spec}}'
 
 
 def report(table: _Table) -> tuple[str, dict]:
@@ -485,7 +335,7 @@ def report(table: _Table) -> tuple[str, dict]:
     median = f'{np.median(reached):.0f}' if reached.size else 'never'
     return f'{median} ({int(m["reached"].sum())}/{seeds})'
 
-  grid('Early-stopped test accuracy', lambda m: _mean_std(m['test_acc']))
+  grid('Early-stopped test accuracy', lambda m: stats.mean_std(m['test_acc']))
   grid(
     f'Steps to training loss {flag["target_loss"]:g} (median; seeds '
     'reaching it)',
@@ -494,7 +344,7 @@ def report(table: _Table) -> tuple[str, dict]:
   grid(
     'Final dead (relu, relu6) / never-positive (others) fraction of hidden '
     'units, on the training set',
-    lambda m: f'{nanmean(m["final_dead"]):.3f}',
+    lambda m: f'{stats.nanmean(m["final_dead"]):.3f}',
   )
   slope_acts = [a for a in ('prelu', 'prelu_channel') if a in acts]
   if slope_acts:
@@ -587,13 +437,13 @@ def write_outputs(outcome: sweep.Outcome, flag: dict) -> dict:
       'seeds': len(m['test_acc']),
       'test_acc_mean': m['test_acc'].mean(),
       'test_acc_std': m['test_acc'].std(),
-      'final_test_acc_mean': nanmean(m['final_test_acc']),
-      'final_train_acc_mean': nanmean(m['final_train_acc']),
-      'gap_mean': nanmean(m['gap']),
-      'final_train_loss_mean': nanmean(m['final_train_loss']),
+      'final_test_acc_mean': stats.nanmean(m['final_test_acc']),
+      'final_train_acc_mean': stats.nanmean(m['final_train_acc']),
+      'gap_mean': stats.nanmean(m['gap']),
+      'final_train_loss_mean': stats.nanmean(m['final_train_loss']),
       'steps_to_target_median': float(np.median(m['steps_to_target'])),
       'reached': int(m['reached'].sum()),
-      'final_dead_mean': nanmean(m['final_dead']),
+      'final_dead_mean': stats.nanmean(m['final_dead']),
       'diverged': int(m['diverged'].sum()),
       'slopes': '' if slopes is None else ' '.join(f'{v:.4f}' for v in slopes),
     }
@@ -620,82 +470,78 @@ def write_outputs(outcome: sweep.Outcome, flag: dict) -> dict:
 
 
 def _plots(table: _Table):
-  plt = plots.pyplot()
-  flag, cells = table.flag, table.cells
+  flag, out = table.flag, table.flag['output_dir']
   acts, datasets, depths = flag['activations'], table.datasets, table.depths
-  fig, axes = plt.subplots(
-    1, len(datasets), figsize=(4 * len(datasets), 3.4), squeeze=False
-  )
-  for ax, ds in zip(axes[0], datasets, strict=True):
+  panels = []
+  for ds in datasets:
+    lines = []
     for a in acts:
-      xs, ms, ss = [], [], []
-      for depth in depths:
-        if (m := table.get(ds, a, depth)) is not None:
-          acc = m['test_acc']
-          xs.append(depth)
-          ms.append(acc.mean())
-          ss.append(acc.std())
-      if xs:
-        ax.errorbar(xs, ms, ss, **plots.style(a), label=a, capsize=2, lw=1)
-    ax.set_xscale('log', base=2)
-    ax.set_xticks(depths, [str(d) for d in depths])
-    ax.set(title=ds, xlabel='hidden layers')
-  axes[0][0].set_ylabel('test accuracy (early stopped), mean +- std')
-  axes[0][-1].legend(fontsize=7)
-  plots.save_figure(fig, f'{flag["output_dir"]}/accuracy_vs_depth.png')
-
-  fig, axes = plt.subplots(
-    len(datasets),
-    len(depths),
-    figsize=(3.2 * len(depths), 2.6 * len(datasets)),
-    squeeze=False,
-    sharex=True,
-  )
-  for i, ds in enumerate(datasets):
-    for j, depth in enumerate(depths):
-      ax = axes[i][j]
+      ran = [d for d in depths if table.get(ds, a, d) is not None]
+      acc = [table.get(ds, a, d)['test_acc'] for d in ran]
+      if ran:
+        means, stds = [v.mean() for v in acc], [v.std() for v in acc]
+        lines.append(plots.Line.of(a, ran, means, yerr=stds))
+    panels.append(
+      plots.Panel(
+        lines,
+        title=ds,
+        xlabel='hidden layers',
+        ylabel='test accuracy (early stopped), mean +- std',
+        xlog=depths,
+        xlog_base=2,
+      )
+    )
+  plots.figure(panels, f'{out}/accuracy_vs_depth.png', size=(4, 3.4))
+  panels = []
+  for ds in datasets:
+    for depth in depths:
+      lines = []
       for a in acts:
-        c = cells.get(group_key(ds, a, depth))
-        if c:
+        if c := table.cells.get(group_key(ds, a, depth)):
           loss = np.asarray(c['train_loss'], np.float64)
-          with warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # all-NaN columns: diverged
-            mean = np.nanmean(loss, 0)
+          mean, last = plots.while_finite(loss, loss[:, 1:])
           steps = np.arange(loss.shape[1]) * c['config']['record_every']
-          ax.plot(steps, mean, **plots.style(a), label=a, lw=1)
-      ax.axhline(flag['target_loss'], color='grey', ls=':', lw=0.8)
-      ax.set_yscale('log')
-      ax.set_title(f'{ds}, depth {depth}', fontsize=9)
-      if i == len(datasets) - 1:
-        ax.set_xlabel('step')
-      if j == 0:
-        ax.set_ylabel('train loss (eval mode)')
-  axes[0][-1].legend(fontsize=6)
-  plots.save_figure(fig, f'{flag["output_dir"]}/loss_curves.png')
-
-  slope_acts = [a for a in ('prelu', 'prelu_channel') if a in acts]
-  fig, axes = plt.subplots(
-    1, len(datasets), figsize=(4 * len(datasets), 3.2), squeeze=False
+          gone = last < loss.shape[1] - 1
+          stops = (steps[last[gone]], mean[last[gone]])
+          lines.append(plots.Line.of(a, steps, mean, stops=stops))
+      panels.append(
+        plots.Panel(
+          lines,
+          title=f'{ds}, depth {depth}',
+          xlabel='step',
+          ylabel='train loss (x: a seed diverged)',
+          hline=flag['target_loss'],
+          ylog=True,
+        )
+      )
+  plots.figure(
+    panels, f'{out}/loss_curves.png', ncols=len(depths), size=(3.2, 2.6)
   )
-  for ax, ds in zip(axes[0], datasets, strict=True):
-    for a in slope_acts:
-      for k, depth in enumerate(depths):
-        slopes = table.final_slopes(ds, a, depth)
-        if slopes is not None:
-          ax.plot(
-            np.arange(1, depth + 1),
-            slopes,
-            '-' if a == 'prelu' else '--',
-            color=f'C{k}',
-            label=f'{a}, depth {depth}',
-            lw=1,
-          )
-    ax.axhline(PRELU_INIT, color='grey', ls=':', lw=0.8)
-    ax.set(title=ds, xlabel='hidden layer')
-  axes[0][0].set_ylabel('learned slope (mean over seeds)')
-  if slope_acts:
-    axes[0][-1].legend(fontsize=6)
-  plots.save_figure(fig, f'{flag["output_dir"]}/prelu_slopes.png')
+  panels = []
+  for ds in datasets:
+    lines = [
+      plots.Line(
+        np.arange(1, depth + 1),
+        slopes,
+        label=f'{a}, depth {depth}',
+        color=f'C{k}',
+        linestyle='-' if a == 'prelu' else '--',
+      )
+      for a in ('prelu', 'prelu_channel')
+      if a in acts
+      for k, depth in enumerate(depths)
+      if (slopes := table.final_slopes(ds, a, depth)) is not None
+    ]
+    panels.append(
+      plots.Panel(
+        lines,
+        title=ds,
+        xlabel='hidden layer',
+        ylabel='learned slope (mean over seeds)',
+        hline=PRELU_INIT,
+      )
+    )
+  plots.figure(panels, f'{out}/prelu_slopes.png')
 
 
 # ----------------------------------------------------------------------------
@@ -743,7 +589,7 @@ def check_flags() -> dict:
 
 @functools.cache
 def _padded(datasets: tuple[str, ...], split_seed: int):
-  return uci.pad_datasets(datasets, split_seed)
+  return data.pad_datasets(datasets, split_seed)
 
 
 def groups(flag: dict) -> list[sweep.Group]:
@@ -756,7 +602,7 @@ def groups(flag: dict) -> list[sweep.Group]:
   out = []
   for depth in flag['depths']:
     for act in flag['activations']:
-      compute = lambda act=act, depth=depth: run_group(
+      compute = lambda act=act, depth=depth: model.train_datasets(
         _padded(datasets, flag['split_seed']), datasets, act, depth, config
       )
       settings = [

@@ -43,14 +43,11 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import flags
 
-import jaxrelu
-from experiments import cli, plots, sweep
+from experiments import cli, data, model, plots, sweep
 from experiments import report as report_lib
 from experiments.store import Store
-from jaxrelu import diagnostics, initializers
 
 ACTIVATIONS = ('relu', 'leaky_relu', 'prelu', 'rrelu', 'elu', 'selu', 'celu')
 OPTIMIZERS = ('sgd', 'adam')
@@ -72,127 +69,8 @@ _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir', 'results/dying_relu', 'Where results go.'
 )
 
-INPUT_DIM, CLASSES, TRAIN, PROBE = 16, 4, 4096, 512
 # Bumped when the computation of a cell changes, so old cells are not reused.
-VERSION = 1
-
-
-def make_data(seed: int):
-  """Teacher-labelled data: N(0, I) inputs, labels from a random tanh MLP."""
-  k_x, k_p, k_t1, k_t2 = jax.random.split(jax.random.key(seed), 4)
-  w1 = jax.random.normal(k_t1, (INPUT_DIM, 64)) / math.sqrt(INPUT_DIM)
-  w2 = jax.random.normal(k_t2, (64, CLASSES)) / math.sqrt(64)
-  teacher = lambda x: jnp.argmax(jnp.tanh(x @ w1 * 2.0) @ w2, -1)
-  x = jax.random.normal(k_x, (TRAIN, INPUT_DIM))
-  probe = jax.random.normal(k_p, (PROBE, INPUT_DIM))
-  return x, teacher(x), probe, teacher(probe)
-
-
-def _activation(name: str, slope, key, train: bool):
-  if name == 'prelu':
-    return lambda z: jaxrelu.prelu(z, slope)
-  if name == 'rrelu':
-    if train:
-      return lambda z: jaxrelu.rrelu(z, key)
-    return lambda z: jaxrelu.rrelu(z, deterministic=True)
-  return getattr(jaxrelu, name)
-
-
-def init_params(key, activation: str, depth: int, width: int, bias):
-  init = initializers.for_activation(activation)
-  sizes = [INPUT_DIM] + [width] * depth + [CLASSES]
-  keys = jax.random.split(key, len(sizes) - 1)
-  layers = []
-  for i, k in enumerate(keys):
-    hidden = i < depth
-    w = (init if hidden else jax.nn.initializers.lecun_normal())(
-      k, (sizes[i], sizes[i + 1])
-    )
-    b = jnp.full((sizes[i + 1],), bias if hidden else 0.0)
-    layers.append({'w': w, 'b': b})
-  params = {'layers': layers}
-  if activation == 'prelu':
-    params['slopes'] = jnp.full((depth,), 0.25)
-  return params
-
-
-def forward(params, x, activation: str, key=None, train=False):
-  """Logits and the hidden pre-activations (one array per layer)."""
-  layers = params['layers']
-  keys = (
-    jax.random.split(key, len(layers))
-    if key is not None
-    else [None] * len(layers)
-  )
-  pre = []
-  h = x
-  for i, layer in enumerate(layers[:-1]):
-    z = h @ layer['w'] + layer['b']
-    pre.append(z)
-    slope = params['slopes'][i] if 'slopes' in params else None
-    h = _activation(activation, slope, keys[i], train)(z)
-  return h @ layers[-1]['w'] + layers[-1]['b'], pre
-
-
-def train_cell(
-  key,
-  lr,
-  bias,
-  data,
-  *,
-  activation,
-  depth,
-  width,
-  optimizer,
-  steps,
-  batch,
-  record_every,
-):
-  """One seed of one configuration: records of dead fractions and losses."""
-  x, y, probe, probe_y = data
-  k_init, k_train = jax.random.split(key)
-  params = init_params(k_init, activation, depth, width, bias)
-  tx = optax.scale_by_adam() if optimizer == 'adam' else optax.identity()
-  opt_state = tx.init(params)
-
-  def probe_stats(params):
-    logits, pre = forward(params, probe, activation)
-    dead = jnp.stack(
-      [jnp.mean(d) for d in jax.tree.leaves(diagnostics.dead_fraction(pre))]
-    )
-    acc = jnp.mean(jnp.argmax(logits, -1) == probe_y)
-    return dead, acc, logits
-
-  def loss_fn(params, xb, yb, k):
-    logits, _ = forward(params, xb, activation, k, train=True)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-  def step(carry, k):
-    params, opt_state = carry
-    k_batch, k_noise = jax.random.split(k)
-    idx = jax.random.randint(k_batch, (batch,), 0, x.shape[0])
-    loss, grads = jax.value_and_grad(loss_fn)(params, x[idx], y[idx], k_noise)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
-    return (params, opt_state), loss
-
-  def chunk(carry, k):
-    carry, losses = jax.lax.scan(step, carry, jax.random.split(k, record_every))
-    dead, acc, _ = probe_stats(carry[0])
-    return carry, (dead, acc, jnp.mean(losses))
-
-  dead0, acc0, logits0 = probe_stats(params)
-  (params, _), (dead, acc, loss) = jax.lax.scan(
-    chunk, (params, opt_state), jax.random.split(k_train, steps // record_every)
-  )
-  slopes = params.get('slopes', jnp.zeros((0,)))
-  return {
-    'dead': jnp.concatenate([dead0[None], dead]),  # (records + 1, depth)
-    'accuracy': jnp.concatenate([acc0[None], acc]),
-    'loss': loss,
-    'born_dead': diagnostics.born_dead(logits0),
-    'final_slopes': slopes,
-  }
+VERSION = 2
 
 
 def seed_tag(activation, depth, width, optimizer, lr, bias) -> str:
@@ -206,7 +84,7 @@ def _stable_int(text: str) -> int:
 
 def run_group(
   base_seed,
-  data,
+  dataset,
   lrs,
   biases,
   seeds,
@@ -235,42 +113,31 @@ def run_group(
       for lr, b in grid
     ]
   )  # (cells, seeds)
-  devices = jax.device_count()
-  if devices > 1 and len(grid) % devices == 0:
-    # Spread the cells over all devices; GSPMD partitions the vmap.
-    mesh = jax.make_mesh(
-      (devices,), ('cells',), axis_types=(jax.sharding.AxisType.Auto,)
-    )
-    sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec('cells')
-    )
-    keys, lr_arr, bias_arr = jax.device_put((keys, lr_arr, bias_arr), sharding)
-  fn = jax.jit(
-    jax.vmap(
-      jax.vmap(
-        lambda k, lr, b: train_cell(
-          k,
-          lr,
-          b,
-          data,
-          activation=activation,
-          depth=depth,
-          width=width,
-          optimizer=optimizer,
-          steps=steps,
-          batch=batch,
-          record_every=record_every,
-        ),
-        in_axes=(0, None, None),
-      ),
-      in_axes=(0, 0, 0),
-    )
+  cfg = {
+    'width': width,
+    'steps': steps,
+    'batch': batch,
+    'record_every': record_every,
+    'optimizer': optimizer,
+    'momentum': 0.0,  # plain SGD
+    'alpha_dropout_rate': 0.0,
+    'celu_alpha': 1.0,
+    'parts': data.TEACHER_PARTS,
+    'dead_part': 0,  # units are judged on the probe set
+  }
+  out = model.train_grid(
+    keys,
+    lr_arr,
+    bias_arr,
+    dataset,
+    activation=activation,
+    depth=depth,
+    cfg=cfg,
   )
-  out = jax.tree.map(np.asarray, fn(keys, lr_arr, bias_arr))
   records = []
   for i in range(len(grid)):
     dead = out['dead'][i]  # (seeds, records + 1, depth)
-    loss = out['loss'][i]
+    loss = out['probe_loss'][i][:, 1:]  # after each chunk of training
     # A seed diverged if its loss went non-finite; its dead fraction then
     # measures divergence, not dying units.
     ok = np.isfinite(loss).all(-1)
@@ -278,16 +145,21 @@ def run_group(
     records.append(
       {
         'dead_per_layer': dead.tolist(),
-        'accuracy': out['accuracy'][i].tolist(),
+        'accuracy': out['probe_acc'][i].tolist(),
         'loss': loss.tolist(),
-        'born_dead': out['born_dead'][i].tolist(),
-        'final_slopes': out['final_slopes'][i].tolist(),
+        'born_dead': out['born_dead'][i][:, 0].tolist(),
+        # Learned PReLU slope of each hidden layer, per seed.
+        'final_slopes': (
+          out['slope_shared'][i][:, -1].tolist()
+          if activation == 'prelu'
+          else []
+        ),
         'finite_seeds': ok.tolist(),
         'final_dead_mean': float(final_dead.mean()),
         'final_dead_std': float(final_dead.std()),
         'initial_dead_mean': float(dead[:, 0].mean()),
         'initial_full_layer_dead': float((dead[:, 0] == 1.0).any(-1).mean()),
-        'final_accuracy_mean': float(out['accuracy'][i][:, -1].mean()),
+        'final_accuracy_mean': float(out['probe_acc'][i][:, -1].mean()),
         'final_loss_mean': float(loss[ok, -1].mean()) if ok.any() else None,
         'diverged': int((~ok).sum()),
       }
@@ -491,52 +363,49 @@ def write_outputs(outcome: sweep.Outcome, flag: dict) -> dict:
 
 
 def _plots(cells, flag):
-  plt = plots.pyplot()
-  lrs = sorted(flag['learning_rates'])
-  biases = sorted(flag['bias_inits'])
+  out = flag['output_dir']
+  lrs, biases = sorted(flag['learning_rates']), sorted(flag['bias_inits'])
   depth, width = flag['depths'][0], flag['widths'][0]
-  acts = flag['activations']
-  fig, axes = plt.subplots(
-    1, len(acts), figsize=(3 * len(acts), 3), squeeze=False
-  )
-  for ax, act in zip(axes[0], acts, strict=True):
-    grid = np.full((len(biases), len(lrs)), np.nan)
+  grids = {}
+  for act in flag['activations']:
+    grids[act] = np.full((len(biases), len(lrs)), np.nan)
     for i, b in enumerate(biases):
       for j, lr in enumerate(lrs):
         if c := cells.get((act, depth, width, lr, b)):
-          grid[i, j] = c['final_dead_mean']
-    im = ax.imshow(grid, vmin=0, vmax=1, cmap='magma', origin='lower')
-    ax.set_xticks(range(len(lrs)), [f'{v:g}' for v in lrs])
-    ax.set_yticks(range(len(biases)), [f'{v:g}' for v in biases])
-    ax.set(title=act, xlabel='learning rate')
-  axes[0][0].set_ylabel('bias init')
-  fig.suptitle(
-    'final dead (ReLU) / never-positive (variants) fraction, mean over '
-    'finite seeds; white: every seed diverged'
+          grids[act][i, j] = c['final_dead_mean']
+  plots.heatmaps(
+    grids,
+    [f'{v:g}' for v in lrs],
+    [f'{v:g}' for v in biases],
+    f'{out}/dead_heatmaps.png',
+    xlabel='learning rate',
+    ylabel='bias init',
+    label='final dead fraction',
+    title='final dead (ReLU) / never-positive (variants) fraction, mean over '
+    'finite seeds; white: every seed diverged',
   )
-  fig.colorbar(im, ax=axes[0].tolist(), label='final dead fraction')
-  plots.save_figure(fig, f'{flag["output_dir"]}/dead_heatmaps.png')
-  fig, ax = plt.subplots(figsize=(6, 4))
+  lines = []
   for i, lr in enumerate(lrs):
-    for ls, b in zip(('-', '--', ':', '-.'), biases, strict=False):
+    for style, b in zip(('-', '--', ':', '-.'), biases, strict=False):
       if c := cells.get(('relu', depth, width, lr, b)):
         dead = np.asarray(c['dead_per_layer'], np.float64).mean(-1)
         mean, last = plots.while_finite(dead, c['loss'])
         steps = np.arange(dead.shape[1]) * c['record_every']
-        ax.plot(steps, mean, ls, color=f'C{i}', label=f'lr {lr:g}, bias {b:g}')
-        # A diverged seed ends where its loss went non-finite: a cross at
+        # A diverged seed stops where its loss went non-finite: a cross at
         # its last finite dead fraction, never a climb to "all dead".
         gone = last < dead.shape[1] - 1
-        plots.mark_diverged(
-          ax, steps[last[gone]], dead[gone, last[gone]], color=f'C{i}'
+        stops = (steps[last[gone]], dead[gone, last[gone]])
+        label = f'lr {lr:g}, bias {b:g}'
+        lines.append(
+          plots.Line(steps, mean, label, f'C{i}', style, stops=stops)
         )
-  ax.plot([], [], 'kx', label='seed diverged (curve stops)')
-  ax.set(
+  panel = plots.Panel(
+    lines,
+    title='x: a seed diverged (it leaves the mean from there on)',
     xlabel='step',
     ylabel='ReLU dead fraction (mean over layers, finite seeds)',
   )
-  ax.legend(fontsize=7)
-  plots.save_figure(fig, f'{flag["output_dir"]}/dead_vs_step.png')
+  plots.figure([panel], f'{out}/dead_vs_step.png', size=(6, 4))
 
 
 def check_flags() -> dict:
@@ -574,7 +443,12 @@ def groups(flag: dict) -> list[sweep.Group]:
     k: flag[k]
     for k in ('optimizer', 'steps', 'seeds', 'batch', 'record_every', 'seed')
   }
-  shared['data'] = [INPUT_DIM, CLASSES, TRAIN, PROBE]
+  shared['data'] = [
+    data.TEACHER_INPUTS,
+    data.TEACHER_CLASSES,
+    data.TEACHER_TRAIN,
+    data.TEACHER_PROBE,
+  ]
   shared['version'] = VERSION
   lrs, biases = flag['learning_rates'], flag['bias_inits']
   out = []
@@ -601,14 +475,14 @@ def groups(flag: dict) -> list[sweep.Group]:
 
 
 @functools.cache
-def _data(seed: int):
-  return make_data(seed)
+def _dataset(seed: int):
+  return data.teacher_dataset(seed)
 
 
 def _compute(flag: dict, act: str, depth: int, width: int) -> list[dict]:
   return run_group(
     flag['seed'],
-    _data(flag['seed']),
+    _dataset(flag['seed']),
     flag['learning_rates'],
     flag['bias_inits'],
     flag['seeds'],

@@ -7,7 +7,9 @@ the step they went non-finite), never as dead. Log axes label their ticks.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import math
 from collections.abc import Sequence
 
 from experiments.store import write_bytes_atomic
@@ -107,3 +109,132 @@ def save_figure(fig, path: str, dpi: int = 110) -> str:
   pyplot().close(fig)
   write_bytes_atomic(path, buf.getvalue())
   return path
+
+
+@dataclasses.dataclass
+class Line:
+  """One curve of a panel.
+
+  `yerr` draws error bars, `band` = (low, high) a shaded interval, and
+  `stops` = (xs, ys) crosses where seeds diverged (the curve excludes them
+  from there on).
+  """
+
+  x: Sequence[float]
+  y: Sequence[float]
+  label: str | None = None
+  color: str | None = None
+  linestyle: str = '-'
+  marker: str | None = None
+  yerr: Sequence[float] | None = None
+  band: tuple[Sequence[float], Sequence[float]] | None = None
+  stops: tuple[Sequence[float], Sequence[float]] | None = None
+
+  @classmethod
+  def of(cls, name: str, x, y, **kwargs) -> Line:
+    """A line in the fixed style of activation `name`, labelled by it."""
+    return cls(x, y, **{'label': name, **style(name), **kwargs})
+
+
+@dataclasses.dataclass
+class Panel:
+  """One subplot: its lines, labels, reference line/band and axis scales."""
+
+  lines: list[Line]
+  title: str = ''
+  xlabel: str = ''
+  ylabel: str = ''
+  hline: float | None = None
+  hspan: tuple[float, float] | None = None
+  xlog: Sequence[float] | None = None  # log x axis labelled at these ticks
+  xlog_base: float = 10
+  ylog: bool = False
+  ylim: tuple[float, float] | None = None
+
+
+def figure(
+  panels: Sequence[Panel],
+  path: str,
+  *,
+  ncols: int | None = None,
+  size: tuple[float, float] = (4.0, 3.2),
+  suptitle: str | None = None,
+) -> str:
+  """Draws panels on a grid (row-major), writes the PNG; returns path."""
+  plt = pyplot()
+  ncols = ncols or len(panels)
+  nrows = max(1, math.ceil(len(panels) / ncols))
+  fig, axes = plt.subplots(
+    nrows,
+    ncols,
+    figsize=(size[0] * ncols, size[1] * nrows),
+    squeeze=False,
+  )
+  flat = axes.ravel()
+  labelled = [
+    i for i, p in enumerate(panels) if any(ln.label for ln in p.lines)
+  ]
+  for i, (ax, panel) in enumerate(zip(flat, panels, strict=False)):
+    for line in panel.lines:
+      kw = {'color': line.color, 'linestyle': line.linestyle, 'lw': 1}
+      if line.yerr is not None:
+        ax.errorbar(
+          line.x, line.y, line.yerr, label=line.label, capsize=2, **kw
+        )
+      else:
+        ax.plot(line.x, line.y, marker=line.marker, label=line.label, **kw)
+      if line.band is not None:
+        ax.fill_between(line.x, *line.band, color=line.color, alpha=0.2)
+      if line.stops is not None:
+        mark_diverged(ax, *line.stops, color=line.color)
+    if panel.hline is not None:
+      ax.axhline(panel.hline, color='grey', ls=':', lw=0.8)
+    if panel.hspan is not None:
+      ax.axhspan(*panel.hspan, color='0.85')
+    if panel.xlog is not None:
+      log_axis(ax, 'x', panel.xlog, panel.xlog_base)
+    if panel.ylog:
+      ax.set_yscale('log')
+    if panel.ylim is not None:
+      ax.set_ylim(panel.ylim)
+    ax.set_title(panel.title, fontsize=9)
+    # Axis labels on the outer panels only; one legend, on the last panel.
+    if i // ncols == nrows - 1 or i + ncols >= len(panels):
+      ax.set_xlabel(panel.xlabel)
+    if i % ncols == 0:
+      ax.set_ylabel(panel.ylabel)
+    if labelled and i == labelled[-1]:
+      ax.legend(fontsize=6)
+  for ax in flat[len(panels) :]:
+    ax.set_visible(False)
+  if suptitle:
+    fig.suptitle(suptitle)
+  fig.tight_layout()
+  return save_figure(fig, path)
+
+
+def heatmaps(
+  grids: dict,
+  xticks: Sequence[str],
+  yticks: Sequence[str],
+  path: str,
+  *,
+  xlabel: str,
+  ylabel: str,
+  label: str,
+  title: str = '',
+) -> str:
+  """One [0, 1] heatmap per named grid (rows: y, columns: x); NaN is white."""
+  plt = pyplot()
+  fig, axes = plt.subplots(
+    1, len(grids), figsize=(3 * len(grids), 3), squeeze=False
+  )
+  for ax, (name, grid) in zip(axes[0], grids.items(), strict=True):
+    image = ax.imshow(grid, vmin=0, vmax=1, cmap='magma', origin='lower')
+    ax.set_xticks(range(len(xticks)), xticks)
+    ax.set_yticks(range(len(yticks)), yticks)
+    ax.set(title=name, xlabel=xlabel)
+  axes[0][0].set_ylabel(ylabel)
+  fig.suptitle(title)
+  fig.colorbar(image, ax=axes[0].tolist(), label=label)
+  return save_figure(fig, path)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from experiments import plain_mlp, stats, uci
+from experiments import data, model, stats
 
 _SMALL = (
   '--datasets=iris',
@@ -100,7 +100,7 @@ class PairedTestTest(absltest.TestCase):
 
 class UciTest(absltest.TestCase):
   def test_split_is_stratified_disjoint_and_standardized_on_train(self):
-    d = uci.load_dataset('iris', split_seed=0)
+    d = data.load_dataset('iris', split_seed=0)
     for part, n in (('train', 90), ('val', 30), ('test', 30)):
       self.assertLen(d[f'y_{part}'], n)
       # 50 of each class in iris: stratified parts keep 1/3 each.
@@ -110,16 +110,16 @@ class UciTest(absltest.TestCase):
     self.assertGreater(np.abs(d['x_test'].mean(0)).max(), 1e-3)
     # Wine has no duplicate rows, so its parts must be disjoint and cover
     # all 178 examples.
-    wine = uci.load_dataset('wine', split_seed=0)
-    rows = [{tuple(r) for r in wine[f'x_{p}']} for p in uci.PARTS]
+    wine = data.load_dataset('wine', split_seed=0)
+    rows = [{tuple(r) for r in wine[f'x_{p}']} for p in data.PARTS]
     self.assertEqual([len(r) for r in rows], [106, 36, 36])
     self.assertLen(set.union(*rows), 178)
-    other = uci.load_dataset('iris', split_seed=1)
+    other = data.load_dataset('iris', split_seed=1)
     self.assertFalse(np.array_equal(other['y_test'], d['y_test']))
 
   def test_padding_keeps_every_real_row_and_masks_the_rest(self):
-    padded = uci.pad_datasets(['iris', 'digits'], split_seed=0)
-    iris = uci.load_dataset('iris', 0)
+    padded = data.pad_datasets(['iris', 'digits'], split_seed=0)
+    iris = data.load_dataset('iris', 0)
     self.assertEqual(padded['x_train'].shape[-1], 64)  # digits' features
     np.testing.assert_array_equal(padded['train_size'], [90, 1077])
     np.testing.assert_array_equal(padded['inputs'], [4, 64])
@@ -129,7 +129,7 @@ class UciTest(absltest.TestCase):
     )
     self.assertEqual(np.abs(padded['x_train'][0, :, 4:]).max(), 0)
     self.assertEqual(np.abs(padded['x_train'][0, 90:]).max(), 0)
-    for i, part in enumerate(uci.PARTS):
+    for i, part in enumerate(data.PARTS):
       self.assertEqual(
         (padded['part_eval'][0] == i).sum(), len(iris[f'y_{part}'])
       )
@@ -139,7 +139,7 @@ class UciTest(absltest.TestCase):
 
 
 class PlainMlpTest(parameterized.TestCase):
-  @parameterized.parameters(*plain_mlp.ACTIVATIONS)
+  @parameterized.parameters(*model.ACTIVATIONS)
   def test_forward_matches_float64_reference(self, activation):
     rng = np.random.default_rng(1)
     depth, width, features, n = 3, 6, 5, 7
@@ -154,11 +154,11 @@ class PlainMlpTest(parameterized.TestCase):
     }
     x = 2 * rng.normal(size=(n, features))
     rows = np.arange(n) < 5
-    logits, top = plain_mlp.forward(
+    logits, top = model.forward(
       jax.tree.map(jnp.float32, params),
       jnp.float32(x),
       rows,
-      plain_mlp.ACTIVATIONS.index(activation),
+      model.ACTIVATIONS.index(activation),
       rate=0.1,
       celu_alpha=0.7,
     )
@@ -177,11 +177,11 @@ class PlainMlpTest(parameterized.TestCase):
     np.testing.assert_allclose(top, np.stack(tops), rtol=2e-5, atol=2e-5)
 
   def test_init_scales_to_true_fan_in_and_pairs_activations(self):
-    padded = uci.pad_datasets(['wine'], split_seed=0)
-    data = jax.tree.map(lambda a: a[0], padded)
+    padded = data.pad_datasets(['wine'], split_seed=0)
+    wine = jax.tree.map(lambda a: a[0], padded)
     key = jax.random.key(3)
-    unit = plain_mlp.init_params(key, data, 1.0, depth=3, width=4000)
-    relu = plain_mlp.init_params(key, data, math.sqrt(2), depth=3, width=4000)
+    unit = model.init_params(key, wine, 1.0, depth=3, width=4000)
+    relu = model.init_params(key, wine, math.sqrt(2), depth=3, width=4000)
     # Same noise, scaled by the gain: seed s is paired across activations.
     for name in ('w_in', 'w_hidden'):
       np.testing.assert_allclose(relu[name], math.sqrt(2) * unit[name], 1e-6)
@@ -192,7 +192,7 @@ class PlainMlpTest(parameterized.TestCase):
     self.assertAlmostEqual(
       float(relu['w_hidden'].var()) * 4000 / 2, 1.0, delta=0.01
     )
-    gains = plain_mlp.gains(celu_alpha=1.0)
+    gains = model.gains(celu_alpha=1.0)
     self.assertEqual(gains['selu'], 1.0)
     self.assertAlmostEqual(gains['prelu'], math.sqrt(2 / (1 + 0.25**2)))
     self.assertEqual(gains['elu'], gains['celu'])

@@ -58,7 +58,18 @@ class DyingReluTest(parameterized.TestCase):
       self.assertIn(claim, report)
 
   def test_bias_minus_one_kills_units_at_initialisation(self):
-    _run(*_SMALL, f'--output_dir={self.out}')
+    _run(
+      '--activations=relu,prelu',
+      '--learning_rates=0.01',
+      '--bias_inits=-1,0',
+      '--depths=4',
+      '--widths=16',
+      '--steps=20',
+      '--record_every=20',
+      '--seeds=4',
+      '--batch=32',
+      f'--output_dir={self.out}',
+    )
     cells = {
       (c['activation'], c['learning_rate'], c['bias_init']): c
       for c in binaries.read_cells(self.out)
@@ -69,7 +80,7 @@ class DyingReluTest(parameterized.TestCase):
       cells[('relu', 0.01, 0.0)]['initial_dead_mean'],
     )
     # PReLU slopes are learned and recorded, one per hidden layer.
-    self.assertLen(cells[('prelu', 0.01, 0.0)]['final_slopes'][0], 2)
+    self.assertLen(cells[('prelu', 0.01, 0.0)]['final_slopes'][0], 4)
 
   def test_cells_spread_over_eight_devices_match_one_device(self):
     flags = (

@@ -1,6 +1,7 @@
-"""scikit-learn's bundled UCI datasets, split, standardized and padded.
+"""The data of the experiments: bundled UCI sets, and a teacher task.
 
-The four sets ship inside the scikit-learn wheel and load offline.
+scikit-learn's four UCI sets ship inside its wheel and load offline; the
+teacher task is generated in code. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -101,3 +102,37 @@ def pad_datasets(
       ).astype(np.int32)
     )
   return {k: np.stack(v) for k, v in out.items()}
+
+
+# The teacher task of experiments.dying_relu: sizes of its parts.
+TEACHER_INPUTS, TEACHER_CLASSES, TEACHER_TRAIN, TEACHER_PROBE = 16, 4, 4096, 512
+TEACHER_PARTS = ('probe',)
+
+
+def teacher_dataset(seed: int) -> dict[str, np.ndarray]:
+  """A classification task labelled by a seeded random teacher network.
+
+  Inputs are N(0, I) in 16 dimensions; the label is the argmax of a random
+  tanh MLP (16 -> 64 -> 4). Generated in code, nothing downloaded. The
+  layout is `pad_datasets`' for one dataset, with one evaluation part: a
+  held-out probe set of 512 inputs.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  k_x, k_p, k_t1, k_t2 = jax.random.split(jax.random.key(seed), 4)
+  w1 = jax.random.normal(k_t1, (TEACHER_INPUTS, 64)) / np.sqrt(TEACHER_INPUTS)
+  w2 = jax.random.normal(k_t2, (64, TEACHER_CLASSES)) / np.sqrt(64)
+  teacher = lambda x: jnp.argmax(jnp.tanh(x @ w1 * 2.0) @ w2, -1)
+  x = jax.random.normal(k_x, (TEACHER_TRAIN, TEACHER_INPUTS))
+  probe = jax.random.normal(k_p, (TEACHER_PROBE, TEACHER_INPUTS))
+  return {
+    'x_train': np.asarray(x),
+    'y_train': np.asarray(teacher(x), np.int32),
+    'train_size': np.int32(TEACHER_TRAIN),
+    'inputs': np.int32(TEACHER_INPUTS),
+    'class_mask': np.ones(TEACHER_CLASSES, bool),
+    'x_eval': np.asarray(probe),
+    'y_eval': np.asarray(teacher(probe), np.int32),
+    'part_eval': np.zeros(TEACHER_PROBE, np.int32),
+  }

@@ -1,0 +1,426 @@
+"""The one MLP and trainer of the experiments, and SELU's deep stack.
+
+`train_seed` trains a plain MLP (no normalization, no skip connections)
+and records curves of every metric; `experiments.compare_variants` and
+`experiments.dying_relu` both use it. One compiled program trains every
+activation in ACTIVATIONS: the activation is an unbatched index into
+`lax.switch`, so the program runs one branch and compiles once per depth.
+The learning rate and the hidden-bias init are traced arguments, so a grid
+of them runs vectorized (`vmap`) in the same program.
+
+`dead_by_depth` is `experiments.born_dead`'s: a deep, narrow ReLU network
+on a 1-D input grid, and whether each of its layers is constant.
+
+SELU's deep stack (random Dense + activation layers, statistics per layer
+and the backward pass) is in `experiments.selu_stack`, with its criterion.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxrelu
+from experiments.data import PARTS
+from jaxrelu import initializers
+
+ACTIVATIONS = (
+  'relu',
+  'leaky_relu',
+  'prelu',
+  'prelu_channel',
+  'rrelu',
+  'elu',
+  'celu',
+  'relu6',
+  'selu',
+  'selu_no_dropout',
+)
+OPTIMIZERS = ('sgd', 'adam')
+PRELU_INIT = 0.25
+
+
+def _init_args(activation: str, celu_alpha: float):
+  """(name, param) for `initializers.for_activation`."""
+  if activation in ('prelu', 'prelu_channel'):
+    return 'prelu', PRELU_INIT
+  if activation == 'celu':
+    return 'celu', celu_alpha
+  if activation == 'selu_no_dropout':
+    return 'selu', None
+  return activation, None
+
+
+@functools.cache
+def gains(celu_alpha: float) -> dict[str, float]:
+  """Each activation's weight gain, from `jaxrelu.initializers.gain`.
+
+  Cached: the exponential units' gains come from quadrature.
+  """
+  return {a: initializers.gain(*_init_args(a, celu_alpha)) for a in ACTIVATIONS}
+
+
+def init_params(key, data, gain, bias_init=0.0, *, depth, width):
+  """Plain MLP parameters; hidden-to-hidden layers stacked for `lax.scan`.
+
+  Hidden weights are truncated-normal variance scaling with `gain` squared,
+  which is exactly `initializers.for_activation` for the activation whose
+  gain this is. The key is split the same way for every activation, so seed
+  s starts from the same noise, scaled by each activation's gain: the
+  comparisons are paired. The input layer is drawn at the padded width and
+  rescaled to the dataset's true fan-in; rows of padded features are zero.
+  PReLU slopes (one per unit; the shared variant reads column 0) start at
+  0.25 and stay there for the other activations, which do not read them.
+  Hidden biases start at `bias_init`, the read-out's at 0.
+  """
+  unit = jax.nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal')
+  init = lambda k, shape: gain * unit(k, shape)
+  k_in, k_hidden, k_out = jax.random.split(key, 3)
+  features = data['x_train'].shape[-1]
+  classes = data['class_mask'].shape[-1]
+  real = jnp.arange(features) < data['inputs']
+  w_in = init(k_in, (features, width)) * jnp.sqrt(features / data['inputs'])
+  return {
+    'w_in': jnp.where(real[:, None], w_in, 0.0),
+    'b_in': jnp.full((width,), bias_init, jnp.float32),
+    'w_hidden': jax.vmap(lambda k: init(k, (width, width)))(
+      jax.random.split(k_hidden, depth - 1)
+    ),
+    'b_hidden': jnp.full((depth - 1, width), bias_init, jnp.float32),
+    'w_out': jax.nn.initializers.lecun_normal()(k_out, (width, classes)),
+    'b_out': jnp.zeros((classes,)),
+    'slopes': jnp.full((depth, width), PRELU_INIT),
+  }
+
+
+def _activation(name, *, train, rate, celu_alpha):
+  """f(z, slopes, key) for one activation; slopes are one layer's row."""
+  if name == 'prelu':
+    return lambda z, s, k: jaxrelu.prelu(z, s[:1])
+  if name == 'prelu_channel':
+    return lambda z, s, k: jaxrelu.prelu(z, s)
+  if name == 'rrelu':
+    return lambda z, s, k: jaxrelu.rrelu(z, k, deterministic=not train)
+  if name == 'celu':
+    return lambda z, s, k: jaxrelu.celu(z, celu_alpha)
+  if name == 'selu' and train and rate > 0:
+    return lambda z, s, k: jaxrelu.alpha_dropout(jaxrelu.selu(z), rate, k)
+  fn = jaxrelu.selu if name == 'selu_no_dropout' else getattr(jaxrelu, name)
+  return lambda z, s, k: fn(z)
+
+
+def forward(params, x, rows, act_index, *, rate, celu_alpha, key=None):
+  """Logits, and each hidden unit's largest pre-activation over `rows`.
+
+  `act_index` picks the activation from ACTIVATIONS with `lax.switch`. It
+  is never batched, so the switch stays a conditional that runs one
+  branch, and one compiled program serves every activation. With a key,
+  the network runs in training mode (random RReLU slopes, alpha dropout);
+  without one, in evaluation mode.
+  """
+  depth = params['b_hidden'].shape[0] + 1
+  train = key is not None
+  keys = jax.random.split(key, depth) if train else None
+  branches = [
+    _activation(a, train=train, rate=rate, celu_alpha=celu_alpha)
+    for a in ACTIVATIONS
+  ]
+
+  def layer(h, xs):
+    w, b, s, k = xs
+    z = h @ w + b
+    top = jnp.max(jnp.where(rows[:, None], z, -jnp.inf), axis=0)
+    # Rematerialized: otherwise the backward pass keeps the union of every
+    # branch's residuals.
+    h = jax.checkpoint(
+      lambda z, s, k: jax.lax.switch(act_index, branches, z, s, k)
+    )(z, s, k)
+    return h, top
+
+  first = lambda a: None if a is None else a[0]
+  rest = lambda a: None if a is None else a[1:]
+  slopes = params['slopes']
+  h, top = layer(x, (params['w_in'], params['b_in'], slopes[0], first(keys)))
+  h, tops = jax.lax.scan(
+    layer,
+    h,
+    (params['w_hidden'], params['b_hidden'], slopes[1:], rest(keys)),
+  )
+  logits = h @ params['w_out'] + params['b_out']
+  return logits, jnp.concatenate([top[None], tops])
+
+
+def _direction(name: str, momentum: float):
+  """The optimizer's update direction; the step is -learning_rate times it.
+
+  With the learning rate applied outside, it can be traced (and vmapped);
+  the arithmetic is optax.adam's and optax.sgd's exactly.
+  """
+  if name == 'adam':
+    return optax.scale_by_adam()
+  return optax.trace(decay=momentum) if momentum else optax.identity()
+
+
+def train_seed(
+  key, data, act_index, gain, learning_rate, bias_init=0.0, *, depth, cfg
+):
+  """One seed on one (padded) dataset: curves of every metric.
+
+  Args:
+    key: the seed's key (init noise, minibatches, RReLU/dropout noise).
+    data: one dataset as `experiments.data` makes it: training rows and the
+      evaluation rows, each tagged with its part (an index into
+      cfg['parts']).
+    act_index: index into ACTIVATIONS (unbatched: one branch runs).
+    gain: the hidden weights' init gain.
+    learning_rate, bias_init: traced; may be vmapped.
+    depth: hidden layers.
+    cfg: width, steps, batch, record_every, optimizer ('sgd' or 'adam'),
+      momentum (for sgd), alpha_dropout_rate, celu_alpha, parts (names of
+      the evaluation parts) and dead_part (the part units are judged on).
+
+  Returns:
+    Every `record_every` steps, and before the first: loss and accuracy on
+    each evaluation part (evaluation mode), the fraction of hidden units
+    never positive on the dead_part (per layer), whether the output is
+    constant there (born dead), and the PReLU slopes per layer (mean and
+    std over units). Each of shape (records + 1, ...).
+  """
+  model = dict(rate=cfg['alpha_dropout_rate'], celu_alpha=cfg['celu_alpha'])
+  mask = data['class_mask']
+  k_init, k_train = jax.random.split(key)
+  params = init_params(
+    k_init, data, gain, bias_init, depth=depth, width=cfg['width']
+  )
+  tx = _direction(cfg['optimizer'], cfg.get('momentum', 0.0))
+
+  def xent(logits, labels):
+    logits = jnp.where(mask, logits, -1e9)  # padded classes
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels), (
+      jnp.argmax(logits, -1) == labels
+    )
+
+  def evaluate(params):
+    part = data['part_eval']
+    judged = part == cfg['dead_part']
+    logits, top = forward(params, data['x_eval'], judged, act_index, **model)
+    loss, correct = xent(logits, data['y_eval'])
+    out = {}
+    for i, name in enumerate(cfg['parts']):
+      weight = (part == i) / jnp.sum(part == i)
+      out[f'{name}_loss'] = jnp.sum(weight * loss)
+      out[f'{name}_acc'] = jnp.sum(weight * correct)
+    # Never positive on the whole judged part: dead for relu and relu6.
+    out['dead'] = jnp.mean(top <= 0.0, axis=-1)  # (depth,)
+    first = logits[jnp.argmax(judged)]
+    out['born_dead'] = jnp.all(
+      jnp.where(judged[:, None], logits == first, True)
+    )
+    out['slope_mean'] = params['slopes'].mean(-1)
+    out['slope_std'] = params['slopes'].std(-1)
+    out['slope_shared'] = params['slopes'][:, 0]  # what prelu reads
+    return out
+
+  def loss_fn(params, xb, yb, k):
+    every_row = jnp.ones(xb.shape[:1], bool)
+    logits, _ = forward(params, xb, every_row, act_index, key=k, **model)
+    return xent(logits, yb)[0].mean()
+
+  def step(carry, k):
+    params, opt_state = carry
+    k_batch, k_noise = jax.random.split(k)
+    idx = jax.random.randint(k_batch, (cfg['batch'],), 0, data['train_size'])
+    grads = jax.grad(loss_fn)(
+      params, data['x_train'][idx], data['y_train'][idx], k_noise
+    )
+    direction, opt_state = tx.update(grads, opt_state, params)
+    params = jax.tree.map(lambda p, d: p - learning_rate * d, params, direction)
+    return (params, opt_state), None
+
+  records = cfg['steps'] // cfg['record_every']
+
+  def chunk(carry, xs):
+    index, k = xs
+    metrics = evaluate(carry[0])
+    # Record, then train; after the last record there is nothing to train.
+    carry = jax.lax.cond(
+      index < records,
+      lambda c: jax.lax.scan(step, c, jax.random.split(k, cfg['record_every']))[
+        0
+      ],
+      lambda c: c,
+      carry,
+    )
+    return carry, metrics
+
+  _, curves = jax.lax.scan(
+    chunk,
+    (params, tx.init(params)),
+    (jnp.arange(records + 1), jax.random.split(k_train, records + 1)),
+  )
+  return curves  # each of shape (records + 1, ...)
+
+
+def seed_keys(base_seed: int, dataset: str, depth: int, seeds: int):
+  """Per-seed keys shared by all activations: comparisons are paired."""
+  tag = zlib.crc32(json.dumps([dataset, depth]).encode())
+  return jax.random.split(
+    jax.random.fold_in(jax.random.key(base_seed), tag), seeds
+  )
+
+
+@functools.cache
+def _datasets_program(depth: int, cfg_json: str):
+  """The compiled trainer for one depth: every activation, dataset, seed.
+
+  Datasets and seeds are flattened onto one `vmap` axis (nested vmaps with
+  an unbatched dataset compiled twice as slowly); the activation index and
+  gain are unbatched arguments, so the program is compiled once per depth.
+  """
+  # SGD runs with momentum 0.9; units are judged on the training part.
+  cfg = {
+    **json.loads(cfg_json),
+    'momentum': 0.9,
+    'parts': PARTS,
+    'dead_part': 0,
+  }
+  return jax.jit(
+    jax.vmap(
+      functools.partial(train_seed, depth=depth, cfg=cfg),
+      in_axes=(0, 0, None, None, None),
+    )
+  )
+
+
+def train_datasets(padded, datasets, activation, depth, cfg) -> list[dict]:
+  """All datasets and seeds of one (activation, depth), vectorized.
+
+  Args:
+    padded: `experiments.data.pad_datasets` of the datasets.
+    datasets: their names, in order.
+    activation: one of ACTIVATIONS.
+    depth: hidden layers.
+    cfg: width, seeds, steps, batch, record_every, learning_rate,
+      optimizer, alpha_dropout_rate, celu_alpha, seed.
+
+  Returns:
+    Per dataset: its training-set size and each curve, per seed.
+  """
+  seeds = cfg['seeds']
+  keys = jnp.concatenate(
+    [seed_keys(cfg['seed'], ds, depth, seeds) for ds in datasets]
+  )
+  repeated = {k: np.repeat(v, seeds, axis=0) for k, v in padded.items()}
+  out = _datasets_program(depth, json.dumps(cfg, sort_keys=True))(
+    keys,
+    repeated,
+    jnp.int32(ACTIVATIONS.index(activation)),
+    jnp.float32(gains(cfg['celu_alpha'])[activation]),
+    jnp.float32(cfg['learning_rate']),
+  )
+  out = jax.tree.map(np.asarray, out)
+  del out['born_dead']
+  shared = out.pop('slope_shared')
+  if activation == 'prelu':
+    out['slope_mean'], out['slope_std'] = shared, np.zeros_like(shared)
+  elif activation != 'prelu_channel':
+    del out['slope_mean'], out['slope_std']
+  records = []
+  for i in range(len(datasets)):
+    record = {'train_size': int(padded['train_size'][i])}
+    for name, value in out.items():
+      part = value[i * seeds : (i + 1) * seeds].astype(np.float64)
+      record[name] = np.round(part, 6).tolist()
+    records.append(record)
+  return records
+
+
+def train_grid(
+  keys, learning_rates, bias_inits, dataset, *, activation, depth, cfg
+):
+  """A grid of (learning rate, bias init) cells, each over seeds, vectorized.
+
+  Args:
+    keys: (cells, seeds) keys.
+    learning_rates, bias_inits: (cells,) each.
+    dataset: one dataset (`experiments.data` layout), shared by all cells.
+    activation: one of ACTIVATIONS (its weight gain from `gains`).
+    depth: hidden layers.
+    cfg: as `train_seed` takes it.
+
+  Returns:
+    `train_seed`'s curves, each with leading axes (cells, seeds), as NumPy.
+    With several devices and a cell count they divide, the cells are
+    spread over them (GSPMD partitions the vmap).
+  """
+  devices = jax.device_count()
+  if devices > 1 and len(learning_rates) % devices == 0:
+    mesh = jax.make_mesh(
+      (devices,), ('cells',), axis_types=(jax.sharding.AxisType.Auto,)
+    )
+    sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('cells')
+    )
+    keys, learning_rates, bias_inits = jax.device_put(
+      (keys, learning_rates, bias_inits), sharding
+    )
+  train = functools.partial(
+    train_seed,
+    data=jax.tree.map(jnp.asarray, dataset),
+    act_index=jnp.int32(ACTIVATIONS.index(activation)),
+    gain=jnp.float32(gains(cfg['celu_alpha'])[activation]),
+    depth=depth,
+    cfg=cfg,
+  )
+  per_seed = jax.vmap(
+    lambda k, lr, b: train(k, learning_rate=lr, bias_init=b),
+    in_axes=(0, None, None),
+  )
+  fn = jax.jit(jax.vmap(per_seed))
+  return jax.tree.map(np.asarray, fn(keys, learning_rates, bias_inits))
+
+
+def _born_dead_layer(key, fan_in: int, fan_out: int, init: str):
+  """Weight (fan_in, fan_out) and bias (fan_out,) for one Dense layer."""
+  if init == 'rai':
+    return initializers.rai(key, fan_in, fan_out)
+  k_w, k_b = jax.random.split(key)
+  std = math.sqrt(2.0 / fan_in)
+  w = std * jax.random.normal(k_w, (fan_in, fan_out))
+  if init == 'he_zero_bias':
+    b = jnp.zeros(fan_out)
+  elif init == 'he_random_bias':
+    b = std * jax.random.normal(k_b, (fan_out,))
+  else:  # bias_0.01
+    b = jnp.full(fan_out, 0.01)
+  return w, b
+
+
+def dead_by_depth(
+  key: jax.Array, grid: jax.Array, width: int, depth: int, init: str
+) -> jax.Array:
+  """Bool (depth,): whether hidden layer l (1-based l = i + 1) is constant."""
+  k_first, k_rest = jax.random.split(key)
+  w, b = _born_dead_layer(k_first, 1, width, init)
+  h = jax.nn.relu(grid[:, None] @ w + b)
+
+  def step(h, k):
+    w, b = _born_dead_layer(k, width, width, init)
+    h = jax.nn.relu(h @ w + b)
+    return h, jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
+
+  first = jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
+  _, rest = jax.lax.scan(step, h, jax.random.split(k_rest, depth - 1))
+  return jnp.concatenate([first[None], rest])
+
+
+def born_dead_bound(width: int, depth: int) -> float:
+  """1 - (1 - 2^-N)^L: some layer of N units dead, each with chance 1/2."""
+  return 1.0 - (1.0 - 2.0**-width) ** depth
