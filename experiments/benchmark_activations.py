@@ -9,7 +9,7 @@ order so that drift and noise hit all of them alike. Also: residual bytes per
 element saved for the backward pass, and the compiled temporary memory of a
 jitted training step of an MLP.
 
-Usage (from the repo root):
+Usage (from the repo root; `jaxrelu-benchmark-activations` once installed):
 
   python -m experiments.benchmark_activations
   python -m experiments.benchmark_activations --size=1048576 --repeats=5 \

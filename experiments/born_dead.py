@@ -25,7 +25,11 @@ estimate gets a 95% Wilson interval, beside the closed form
 1 - (1 - 2^-N)^L (at least one layer of N units dead, each unit dead with
 probability 1/2 independently) and beside Lu et al.'s figures.
 
-Usage (from the repo root):
+Each (init, width) is a cell of `experiments.store` (a rerun resumes).
+Exit status: 0 when every claim held, 1 when one did not, 2 for a usage
+error.
+
+Usage (from the repo root; `jaxrelu-born-dead` once installed):
 
   python -m experiments.born_dead
   python -m experiments.born_dead --trials=10000 --depths=5,10,20,50
@@ -44,7 +48,6 @@ from absl import flags
 
 from experiments import cli, model, plots, stats, sweep
 from experiments import report as report_lib
-from experiments.store import Store
 
 INITS = ('he_zero_bias', 'he_random_bias', 'bias_0.01', 'rai')
 # Lu et al. (2020), depth 10, symmetric init: width -> (low, high) bounds of
@@ -223,9 +226,7 @@ def check_flags() -> dict:
     flag['grid_points'] >= 2,
     f'--grid_points: {flag["grid_points"]} is not >= 2',
   )
-  flag['task'] = sweep.task_from_flags()
-  flag['output_dir'] = cli.output_dir(_OUTPUT_DIR.value)
-  return flag
+  return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
 
 
 def groups(flag: dict) -> list[sweep.Group]:
@@ -248,11 +249,8 @@ def groups(flag: dict) -> list[sweep.Group]:
 def main(argv: Sequence[str]) -> int:
   cli.no_arguments(argv)
   flag = check_flags()
-  store = Store(flag['output_dir'], 'born_dead')
-  outcome = sweep.run(
-    store, groups(flag), task=flag['task'], compute=not sweep.report_only()
-  )
-  if not sweep.should_report(outcome, flag['task']):
+  outcome = sweep.run_binary('born_dead', flag, groups(flag))
+  if outcome is None:
     return cli.EXIT_HELD
   rows = rows_of(outcome, flag['depths'])
   text, verdicts = report(rows)

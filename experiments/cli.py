@@ -167,6 +167,21 @@ def output_dir(path: str, name: str = 'output_dir') -> str:
   return path
 
 
+def at_least(flag: dict, names: Sequence[str], low: int = 1) -> None:
+  """Each flag[name] is an integer >= low."""
+  for name in names:
+    require(flag[name] >= low, f'--{name}: {flag[name]} is not >= {low}')
+
+
+def record_schedule(flag: dict) -> None:
+  """--steps is a positive multiple of --record_every (both >= 1)."""
+  at_least(flag, ('steps', 'record_every'))
+  require(
+    flag['steps'] % flag['record_every'] == 0,
+    f'--steps: {flag["steps"]} is not a positive multiple of --record_every',
+  )
+
+
 def no_arguments(argv: Sequence[str]) -> None:
   require(len(argv) <= 1, f'unexpected arguments: {" ".join(argv[1:])}')
 

@@ -45,14 +45,15 @@ slopes per layer. Each claim is decided by a two-sided Wilcoxon signed-rank
 test on the paired per-seed differences, pooled over datasets and depths
 (alpha 0.05, no correction for multiple tests; every p-value is printed).
 
-A group is one (activation, depth) over all datasets. Every finished group
-is appended to `cells.jsonl` atomically, and a rerun
-skips finished groups: an interrupted run resumes where it stopped and ends
-equal to an uninterrupted one. Outputs: `cells.jsonl`, `results.csv`,
-`summary.json`, `report.md`, `accuracy_vs_depth.png`, `loss_curves.png` and
-`prelu_slopes.png`.
+A group is one (activation, depth) over all datasets; a cell is one
+dataset of it, stored by `experiments.store` under a key of every setting,
+so a rerun resumes and `--num_tasks`/`--report_only` split the sweep.
+Outputs: `cells/`, `results.csv`, `summary.json`, `report.md`,
+`accuracy_vs_depth.png`, `loss_curves.png` and `prelu_slopes.png`. Exit
+status: 0 when every claim was SUPPORTED, 1 otherwise, 2 for a usage
+error.
 
-Usage (from the repo root):
+Usage (from the repo root; `jaxrelu-compare-variants` once installed):
 
   python -m experiments.compare_variants
   python -m experiments.compare_variants --datasets=iris \
@@ -72,7 +73,6 @@ from experiments import cli, data, model, plots, stats, sweep
 from experiments import report as report_lib
 from experiments.data import DATASETS
 from experiments.model import ACTIVATIONS, OPTIMIZERS, PRELU_INIT
-from experiments.store import Store
 
 # Claim 3 is about small data: training sets under this many examples.
 SMALL_TRAIN = 1000
@@ -312,23 +312,21 @@ def report(table: _Table) -> tuple[str, dict]:
     + '.\n',
   ]
 
+  rows = [(ds, depth) for ds in table.datasets for depth in table.depths]
+
   def grid(title, cell):
     """A (dataset, depth) x activation table; cell(metrics) is a string."""
     lines.extend(
-      [
-        f'## {title}\n',
-        '| dataset | depth | ' + ' | '.join(acts) + ' |',
-        '|---|---|' + '---|' * len(acts),
-      ]
+      report_lib.grid(
+        title,
+        rows,
+        acts,
+        ('dataset', 'depth'),
+        lambda row, a: (
+          None if (m := table.get(row[0], a, row[1])) is None else cell(m)
+        ),
+      )
     )
-    for ds in table.datasets:
-      for depth in table.depths:
-        row = [
-          '-' if (m := table.get(ds, a, depth)) is None else cell(m)
-          for a in acts
-        ]
-        lines.append(f'| {ds} | {depth} | ' + ' | '.join(row) + ' |')
-    lines.append('')
 
   def steps_cell(m):
     reached = m['steps_to_target'][m['reached']]
@@ -575,16 +573,9 @@ def check_flags() -> dict:
     'split_seed': _SPLIT_SEED.value,
     'seed': _SEED.value,
   }
-  for name in ('width', 'seeds', 'batch', 'record_every'):
-    cli.require(flag[name] >= 1, f'--{name}: {flag[name]} is not >= 1')
-  cli.require(
-    flag['steps'] >= flag['record_every']
-    and flag['steps'] % flag['record_every'] == 0,
-    f'--steps: {flag["steps"]} is not a positive multiple of --record_every',
-  )
-  flag['task'] = sweep.task_from_flags()
-  flag['output_dir'] = cli.output_dir(_OUTPUT_DIR.value)
-  return flag
+  cli.at_least(flag, ('width', 'seeds', 'batch'))
+  cli.record_schedule(flag)
+  return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
 
 
 @functools.cache
@@ -616,11 +607,8 @@ def groups(flag: dict) -> list[sweep.Group]:
 def main(argv: Sequence[str]) -> int:
   cli.no_arguments(argv)
   flag = check_flags()
-  store = Store(flag['output_dir'], 'compare_variants')
-  outcome = sweep.run(
-    store, groups(flag), task=flag['task'], compute=not sweep.report_only()
-  )
-  if not sweep.should_report(outcome, flag['task']):
+  outcome = sweep.run_binary('compare_variants', flag, groups(flag))
+  if outcome is None:
     return cli.EXIT_HELD
   padded = _padded(tuple(flag['datasets']), flag['split_seed'])
   flag['train_sizes'] = dict(

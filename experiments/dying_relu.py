@@ -19,14 +19,15 @@ vectorized (`vmap`) in one compiled program per (activation, depth, width,
 optimizer) group. When several devices are present, the vectorized axis is
 spread over them.
 
-Every finished cell (one configuration, all seeds) is appended to
-`cells.jsonl` atomically: the file is rewritten to a temporary and renamed.
-A rerun skips finished cells, and keys depend only on the cell, so an
-interrupted and resumed sweep equals an uninterrupted one. Outputs:
-`cells.jsonl`, `cells.csv`, `report.md`, `dead_heatmaps.png` and
-`dead_vs_step.png`.
+The model is `experiments.model`'s MLP and trainer (plain SGD or Adam); a
+cell is one (activation, depth, width, learning rate, bias init) over all
+seeds, stored by `experiments.store` under a key of every setting, so a
+rerun resumes and `--num_tasks`/`--report_only` split the sweep (see
+`experiments.sweep`). Outputs: `cells/`, `cells.csv`, `summary.json`,
+`report.md`, `dead_heatmaps.png` and `dead_vs_step.png`. Exit status: 0
+when claims 1, 2 and 4 held, 1 when one did not, 2 for a usage error.
 
-Usage (from the repo root):
+Usage (from the repo root; `jaxrelu-dying-relu` once installed):
 
   python -m experiments.dying_relu
   python -m experiments.dying_relu --learning_rates=0.01,1.0 --steps=1000
@@ -47,7 +48,6 @@ from absl import flags
 
 from experiments import cli, data, model, plots, sweep
 from experiments import report as report_lib
-from experiments.store import Store
 
 ACTIVATIONS = ('relu', 'leaky_relu', 'prelu', 'rrelu', 'elu', 'selu', 'celu')
 OPTIMIZERS = ('sgd', 'adam')
@@ -425,16 +425,9 @@ def check_flags() -> dict:
     'record_every': _RECORD_EVERY.value,
     'seed': _SEED.value,
   }
-  for name in ('seeds', 'batch', 'record_every'):
-    cli.require(flag[name] >= 1, f'--{name}: {flag[name]} is not >= 1')
-  cli.require(
-    flag['steps'] >= flag['record_every']
-    and flag['steps'] % flag['record_every'] == 0,
-    f'--steps: {flag["steps"]} is not a positive multiple of --record_every',
-  )
-  flag['task'] = sweep.task_from_flags()
-  flag['output_dir'] = cli.output_dir(_OUTPUT_DIR.value)
-  return flag
+  cli.at_least(flag, ('seeds', 'batch'))
+  cli.record_schedule(flag)
+  return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
 
 
 def groups(flag: dict) -> list[sweep.Group]:
@@ -499,11 +492,8 @@ def _compute(flag: dict, act: str, depth: int, width: int) -> list[dict]:
 def main(argv: Sequence[str]) -> int:
   cli.no_arguments(argv)
   flag = check_flags()
-  store = Store(flag['output_dir'], 'dying_relu')
-  outcome = sweep.run(
-    store, groups(flag), task=flag['task'], compute=not sweep.report_only()
-  )
-  if not sweep.should_report(outcome, flag['task']):
+  outcome = sweep.run_binary('dying_relu', flag, groups(flag))
+  if outcome is None:
     return cli.EXIT_HELD
   verdicts = write_outputs(outcome, flag)
   # Claim 3 is reported as measured (HELPED / HURT / NO CLEAR EFFECT): the

@@ -36,6 +36,24 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def grid(title: str, rows, columns, header, value) -> list[str]:
+  """A '## title' Markdown table: one row per rows item, one column each.
+
+  `header` names the row-label columns, each rows item is a tuple of those
+  labels, and value(row, column) is the cell text ('-' when None).
+  """
+  lines = [
+    f'## {title}\n',
+    '| ' + ' | '.join([*header, *columns]) + ' |',
+    '|' + '---|' * (len(header) + len(columns)),
+  ]
+  for row in rows:
+    cells = [value(row, c) for c in columns]
+    text = [*map(str, row), *('-' if v is None else v for v in cells)]
+    lines.append('| ' + ' | '.join(text) + ' |')
+  return [*lines, '']
+
+
 def csv_text(rows: Sequence[dict], fields: Sequence[str] | None = None) -> str:
   buf = io.StringIO()
   fields = list(fields or (rows[0] if rows else []))

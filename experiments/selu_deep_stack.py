@@ -22,9 +22,12 @@ sampling error at width n and batch b. Scenarios beyond the main sweep
 versus standard dropout.
 
 Exit status 0 when SELU under the paper's conditions meets the criterion,
-1 when it does not or a flag is bad.
+1 when it does not, 2 for a usage error. Each configuration is a cell of
+`experiments.store` (a rerun resumes). `--distributed` runs one
+computation over several hosts: the batch is sharded over every global
+device and process 0 writes.
 
-Usage (from the repo root):
+Usage (from the repo root; `jaxrelu-selu-deep-stack` once installed):
 
   python -m experiments.selu_deep_stack
   python -m experiments.selu_deep_stack --depth=1000 --width=256 --seeds=8
@@ -53,7 +56,6 @@ from experiments.selu_stack import (
   finite_size_model,
   tolerances,
 )
-from experiments.store import Store
 
 _ACTIVATIONS = flags.DEFINE_list(
   'activations',
@@ -183,8 +185,7 @@ def check_flags() -> dict:
     'seed': _SEED.value,
     'distributed': _DISTRIBUTED.value,
   }
-  for name in ('depth', 'width', 'batch', 'seeds'):
-    cli.require(flag[name] >= 1, f'--{name}: {flag[name]} is not >= 1')
+  cli.at_least(flag, ('depth', 'width', 'batch', 'seeds'))
   cluster = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   cli.require(
     flag['distributed'] or cluster == (None, None, None),
@@ -198,14 +199,12 @@ def check_flags() -> dict:
       _PROCESS_ID.value is not None and 0 <= _PROCESS_ID.value < n,
       f'--process_id: {_PROCESS_ID.value} is not in [0, {n})',
     )
-  flag['task'] = sweep.task_from_flags()
   cli.require(
-    not (flag['distributed'] and flag['task'].count > 1),
+    not (flag['distributed'] and sweep.task_from_flags().count > 1),
     '--distributed runs one computation over all hosts; it takes no '
     '--num_tasks (split a sweep over hosts without --distributed)',
   )
-  flag['output_dir'] = cli.output_dir(_OUTPUT_DIR.value)
-  return flag
+  return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
 
 
 def _sharding() -> NamedSharding | None:
@@ -256,15 +255,14 @@ def main(argv: Sequence[str]) -> int:
   tol = tolerances(width, batch, depth, seeds)
   model = finite_size_model(width, batch)
   writer = jax.process_index() == 0
-  store = Store(flag['output_dir'], 'selu_deep_stack', writer=writer)
-  outcome = sweep.run(
-    store,
+  outcome = sweep.run_binary(
+    'selu_deep_stack',
+    flag,
     groups(flag, selu_stack.Programs(flag, sharding), tol),
-    task=flag['task'],
-    compute=not sweep.report_only(),
     distributed=flag['distributed'],
+    writer=writer,
   )
-  if not writer or not sweep.should_report(outcome, flag['task']):
+  if outcome is None or not writer:
     return cli.EXIT_HELD
   results = [c['result'] for c in outcome.cells.values()]
   paper = [r for r in results if r['paper_conditions']]

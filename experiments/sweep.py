@@ -237,6 +237,40 @@ def missing_text(outcome: Outcome, limit: int = 20) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def placement(output_dir: str) -> dict:
+  """This process's task and the checked output directory, as flag entries.
+
+  Checked last among a binary's flags: creating the directory is the first
+  thing a run writes.
+  """
+  return {'task': task_from_flags(), 'output_dir': cli.output_dir(output_dir)}
+
+
+def run_binary(
+  binary: str,
+  flag: dict,
+  groups: Sequence[Group],
+  *,
+  distributed: bool = False,
+  writer: bool = True,
+) -> Outcome | None:
+  """A binary's sweep into flag['output_dir']; the outcome when it reports.
+
+  None when this run builds no report: it stopped early
+  (--max_new_groups) or it is one task of several (the report comes from a
+  --report_only run).
+  """
+  store = Store(flag['output_dir'], binary, writer=writer)
+  outcome = run(
+    store,
+    groups,
+    task=flag['task'],
+    compute=not report_only(),
+    distributed=distributed,
+  )
+  return outcome if should_report(outcome, flag['task']) else None
+
+
 def should_report(outcome: Outcome, task: Task) -> bool:
   """Whether this run builds the report; says why not when it does not."""
   if outcome.stopped_early:
