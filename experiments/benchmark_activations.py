@@ -108,11 +108,11 @@ _REPEATS = flags.DEFINE_integer(
 _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir', 'results/benchmark', 'Where results.json/.md go.'
 )
+_MLP = flags.DEFINE_boolean(
+  'mlp', True, 'Also measure the compiled memory of an MLP training step.'
+)
 _MLP_LAYERS = flags.DEFINE_integer(
-  'mlp_layers',
-  16,
-  'Hidden layers of the MLP step (0 skips it).',
-  lower_bound=0,
+  'mlp_layers', 16, 'Hidden layers of the MLP step.', lower_bound=1
 )
 _MLP_WIDTH = flags.DEFINE_integer(
   'mlp_width', 2048, 'MLP width.', lower_bound=1
@@ -342,7 +342,11 @@ def main(argv: Sequence[str]) -> int:
     _SIZE.value,
     dtype,
     _REPEATS.value,
-    (_MLP_LAYERS.value, _MLP_WIDTH.value, _MLP_BATCH.value),
+    (
+      _MLP_LAYERS.value if _MLP.value else 0,
+      _MLP_WIDTH.value,
+      _MLP_BATCH.value,
+    ),
   )
   meta = report.provenance(flags.FLAGS.flag_values_dict())
   meta['flags'] = {
@@ -353,6 +357,7 @@ def main(argv: Sequence[str]) -> int:
       'activations',
       'repeats',
       'output_dir',
+      'mlp',
       'mlp_layers',
       'mlp_width',
       'mlp_batch',

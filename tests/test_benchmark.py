@@ -58,9 +58,12 @@ class BenchmarkBinaryTest(absltest.TestCase):
       (['--size=1000'], 'size'),
       (['--repeats=1'], 'repeats'),
       (['--dtype=int8'], 'dtype'),
+      (['--mlp_layers=0'], 'mlp_layers'),
+      (['--activations=relu,relu'], '--activations repeats relu'),
     ):
       result = _run(*flags, '--output_dir=/nonexistent/never-written')
-      self.assertNotEqual(result.returncode, 0, flags)
+      self.assertEqual(result.returncode, 2, flags)
+      self.assertLen(result.stderr.strip().splitlines(), 1, result.stderr)
       self.assertIn(message, result.stderr, flags)
       self.assertNotIn('Traceback', result.stderr, flags)
 
