@@ -28,7 +28,7 @@ at 0.25 (He et al.), one per layer (`prelu`) or per unit (`prelu_channel`).
 
 Budget: every activation gets the same optimizer (`--optimizer`, default
 Adam), learning rate, steps and minibatches. One compiled program per depth
-trains every activation (`plain_mlp`: the activation is an unbatched
+trains every activation (`experiments.model`: the activation is an unbatched
 `lax.switch` index) on every dataset and seed at once (`vmap`; datasets
 padded to common shapes by `data.pad_datasets`). Hidden layers run under
 `lax.scan`. Seed s draws the same initial noise and the same minibatches
