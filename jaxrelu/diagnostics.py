@@ -9,6 +9,14 @@ Pre-activations come as a pytree of arrays (one leaf per layer), each of
 shape (batch, ...units); axis 0 is the probe axis, every other axis indexes
 units. Everything here is pure and jittable.
 
+Models that do not expose their pre-activations need no change:
+`activation_stats(fn)` runs any JAX function (a linen ``apply``, an nnx or
+Equinox module, plain jnp code) and reports, for every rectifier it applies,
+per-unit counts (`UnitStats`): the active fraction, dead and ReDo-dormant
+units, and the fraction of inputs that pass no gradient. `recycle_units`
+revives dead or dormant units of Dense/Linear chains (ReDo), resetting their
+optimizer state too.
+
 Examples:
   >>> import jax.numpy as jnp
   >>> from jaxrelu import diagnostics
@@ -24,6 +32,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
+
+# Unit statistics of any model, unchanged, and their remedy (ReDo).
+from jaxrelu._redo import recycle_units as recycle_units
+from jaxrelu._unit_report import plot_dead_fraction as plot_dead_fraction
+from jaxrelu._unit_report import report_table as report_table
+from jaxrelu._unit_trace import DORMANT_TAU as DORMANT_TAU
+from jaxrelu._unit_trace import UnitStats as UnitStats
+from jaxrelu._unit_trace import activation_stats as activation_stats
+from jaxrelu._unit_trace import merge_unit_stats as merge_unit_stats
+from jaxrelu._unit_trace import unit_stats_init as unit_stats_init
 
 PyTree = Any
 

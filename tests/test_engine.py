@@ -485,6 +485,7 @@ class WheelTest(absltest.TestCase):
       commands,
       [
         'jaxrelu-benchmark-activations',
+        'jaxrelu-benchmark-unit-stats',
         'jaxrelu-born-dead',
         'jaxrelu-compare-variants',
         'jaxrelu-dying-relu',

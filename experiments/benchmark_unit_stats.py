@@ -1,0 +1,285 @@
+r"""Overhead of collecting unit statistics inside a jitted training step.
+
+Claim (issue 11): a jitted SGD step of the MLP of benchmark_activations that
+also collects `jaxrelu.diagnostics.activation_stats` for every rectifier
+(and folds them into a running total, the streaming form) costs at most
+1.2x the plain step.
+
+Method: the plain step and the step with statistics are compiled once each,
+plus an A/A control (the plain step jitted a second time, whose ratio to the
+plain step is the noise floor). Each repeat times every variant once, in an
+order rotated by one per repeat, each sample running --steps chained steps;
+the reported ratio is the median over repeats of the per-repeat ratio. The
+compiled temporary memory of both programs is recorded too.
+
+Usage (from the repo root):
+
+  python -m experiments.benchmark_unit_stats
+  python -m experiments.benchmark_unit_stats --layers=2 --width=64 \
+      --batch=8 --steps=2 --repeats=3 --activations=relu
+
+Writes results.json (with flags and versions) and results.md to
+--output_dir, atomically. Exit status 0 when every activation met the
+target (--target, default the claim's 1.2), 1 when one did not, 2 for a
+bad flag.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from absl import flags, logging
+
+import jaxrelu
+from experiments import cli, report
+from jaxrelu import diagnostics
+
+Act = Callable[[jax.Array], jax.Array]
+
+ACTIVATIONS: dict[str, Act] = {
+  'relu': jaxrelu.relu,
+  'jax.nn.relu': jax.nn.relu,
+  'leaky_relu': jaxrelu.leaky_relu,
+  'elu': jaxrelu.elu,
+  'selu': jaxrelu.selu,
+}
+TARGET = 1.2
+_LR = 0.01
+_EXIT_HELD, _EXIT_NOT_HELD = 0, 1
+
+_ACTIVATIONS = flags.DEFINE_list(
+  'activations', ['relu', 'jax.nn.relu'], 'Activations to measure.'
+)
+_LAYERS = flags.DEFINE_integer(
+  'layers', 16, 'Hidden Dense + activation layers.', lower_bound=1
+)
+_WIDTH = flags.DEFINE_integer('width', 2048, 'MLP width.', lower_bound=1)
+_BATCH = flags.DEFINE_integer('batch', 1024, 'Batch size.', lower_bound=1)
+_STEPS = flags.DEFINE_integer(
+  'steps', 10, 'Chained training steps per timed sample.', lower_bound=1
+)
+_REPEATS = flags.DEFINE_integer(
+  'repeats', 15, 'Timed repeats per variant.', lower_bound=3
+)
+_TARGET = flags.DEFINE_float(
+  'target',
+  TARGET,
+  'Largest stats/plain time ratio that meets the claim.',
+  lower_bound=1.0,
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+  'output_dir', 'results/benchmark_unit_stats', 'Where results go.'
+)
+
+
+def _fmt(value: float, spec: str = '.3f') -> str:
+  return format(value, spec)
+
+
+def mlp_loss(act: Act, params, x: jax.Array, y: jax.Array) -> jax.Array:
+  """The MLP of benchmark_activations (`_residuals.mlp_temp_bytes`).
+
+  Hidden Dense(width) + act layers, a linear head to 10 outputs, squared
+  loss.
+  """
+  h = x
+  for w, b in params[:-1]:
+    h = act(h @ w + b)
+  w, b = params[-1]
+  return jnp.mean((h @ w + b - y) ** 2)
+
+
+def init_params(key: jax.Array, layers: int, width: int):
+  keys = jax.random.split(key, layers + 1)
+  scale = jnp.sqrt(2.0 / width)
+  params = [
+    (jax.random.normal(k, (width, width)) * scale, jnp.zeros(width))
+    for k in keys[:-1]
+  ]
+  params.append(
+    (jax.random.normal(keys[-1], (width, 10)) * scale, jnp.zeros(10))
+  )
+  return params
+
+
+def make_steps(act: Act, steps: int):
+  """(plain, with_stats): each runs `steps` chained SGD steps, jitted."""
+
+  def sgd(params, grads):
+    return jax.tree.map(lambda p, g: p - _LR * g, params, grads)
+
+  def plain(params, x, y):
+    def body(params, _):
+      grads = jax.grad(mlp_loss, argnums=1)(act, params, x, y)
+      return sgd(params, grads), None
+
+    return jax.lax.scan(body, params, length=steps)[0]
+
+  def with_stats(params, total, x, y):
+    def body(carry, _):
+      params, total = carry
+      loss = diagnostics.activation_stats(lambda p: mlp_loss(act, p, x, y))
+      (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(params)
+      total = diagnostics.merge_unit_stats(total, stats)
+      return (sgd(params, grads), total), None
+
+    return jax.lax.scan(body, (params, total), length=steps)[0]
+
+  return plain, with_stats
+
+
+def _temp_bytes(fn, *args) -> int:
+  compiled = fn.lower(*args).compile()
+  return int(compiled.memory_analysis().temp_size_in_bytes)
+
+
+def measure(
+  act: Act,
+  layers: int,
+  width: int,
+  batch: int,
+  steps: int,
+  repeats: int,
+  target: float = TARGET,
+) -> dict:
+  """Times the plain and the statistics step of one activation."""
+  kx, ky, kp = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (batch, width))
+  y = jax.random.normal(ky, (batch, 10))
+  params = init_params(kp, layers, width)
+  plain, with_stats = make_steps(act, steps)
+  _, report_shape = jax.eval_shape(
+    diagnostics.activation_stats(lambda p: mlp_loss(act, p, x, y)), params
+  )
+  total = diagnostics.unit_stats_init(report_shape)
+  programs = {
+    'plain': (jax.jit(plain), (params, x, y)),
+    'plain (A/A)': (jax.jit(lambda *a: plain(*a)), (params, x, y)),
+    'stats': (jax.jit(with_stats), (params, total, x, y)),
+  }
+  for fn, args in programs.values():
+    for _ in range(2):  # compile, then warm up
+      jax.block_until_ready(fn(*args))
+  names = list(programs)
+  times: dict[str, list[float]] = {n: [] for n in names}
+  for r in range(repeats):
+    order = names[r % len(names) :] + names[: r % len(names)]
+    for n in order:
+      fn, args = programs[n]
+      start = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      times[n].append(time.perf_counter() - start)
+  ratio = lambda a, b: statistics.median(
+    s / t for s, t in zip(times[a], times[b], strict=True)
+  )
+  final = programs['stats'][0](*programs['stats'][1])[1]
+  return {
+    'median_seconds_per_step': {
+      n: statistics.median(t) / steps for n, t in times.items()
+    },
+    'ratio_stats_vs_plain': ratio('stats', 'plain'),
+    'aa_ratio': ratio('plain (A/A)', 'plain'),
+    'temp_bytes': {
+      'plain': _temp_bytes(programs['plain'][0], *programs['plain'][1]),
+      'stats': _temp_bytes(programs['stats'][0], *programs['stats'][1]),
+    },
+    'sites': len(final),
+    'held': ratio('stats', 'plain') <= target,
+  }
+
+
+def markdown(rows: dict, header: str, target: float = TARGET) -> str:
+  lines = [
+    header,
+    '',
+    f'Median over repeats of the per-repeat time ratio (target <= {target}).'
+    ' A/A: the plain step jitted twice, the noise floor (1.000 on a quiet'
+    ' machine). Temp: compiled temporary memory.',
+    '',
+    '| activation | sites | plain ms/step | stats ms/step | stats / plain '
+    '| A/A | temp MiB (plain, stats) | target |',
+    '|---|---|---|---|---|---|---|---|',
+  ]
+  for name, row in rows.items():
+    sec = row['median_seconds_per_step']
+    mib = {k: v / 2**20 for k, v in row['temp_bytes'].items()}
+    lines.append(
+      f'| {name} | {row["sites"]} | {_fmt(sec["plain"] * 1e3, ".2f")} '
+      f'| {_fmt(sec["stats"] * 1e3, ".2f")} '
+      f'| {_fmt(row["ratio_stats_vs_plain"])} | {_fmt(row["aa_ratio"])} '
+      f'| {_fmt(mib["plain"], ".1f")}, {_fmt(mib["stats"], ".1f")} '
+      f'| {"ok" if row["held"] else "MISS"} |'
+    )
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv: Sequence[str]) -> int:
+  cli.no_arguments(argv)
+  names = [name.strip() for name in _ACTIVATIONS.value]
+  unknown = [name for name in names if name not in ACTIVATIONS]
+  cli.require(bool(names), '--activations must not be empty')
+  cli.require(
+    not unknown,
+    f'--activations: unknown {",".join(unknown)}; accepted: '
+    f'{",".join(ACTIVATIONS)}',
+  )
+  repeated = sorted({name for name in names if names.count(name) > 1})
+  cli.require(not repeated, f'--activations repeats {",".join(repeated)}')
+  out_dir = cli.output_dir(_OUTPUT_DIR.value)
+  target = _TARGET.value
+  rows = {}
+  for name in names:
+    logging.info('timing %s', name)
+    rows[name] = measure(
+      ACTIVATIONS[name],
+      _LAYERS.value,
+      _WIDTH.value,
+      _BATCH.value,
+      _STEPS.value,
+      _REPEATS.value,
+      target,
+    )
+  meta = report.provenance(
+    {
+      k: flags.FLAGS[k].value
+      for k in (
+        'activations',
+        'layers',
+        'width',
+        'batch',
+        'steps',
+        'repeats',
+        'target',
+        'output_dir',
+      )
+    }
+  )
+  header = (
+    f'## Unit-statistics overhead: MLP {_LAYERS.value} x {_WIDTH.value}, '
+    f'batch {_BATCH.value}, {_STEPS.value} steps x {_REPEATS.value} '
+    f'repeats, {meta["devices"][0]}, {meta["date"]}'
+  )
+  table = markdown(rows, header, target)
+  report.write_json(f'{out_dir}/results.json', {'meta': meta, 'results': rows})
+  report.write_text(f'{out_dir}/results.md', table)
+  print(table)
+  held = all(row['held'] for row in rows.values())
+  print(
+    f'Claim (stats step <= {target}x plain step): '
+    f'{"held" if held else "did not hold"}.'
+  )
+  print(f'Wrote {out_dir}/results.json and results.md')
+  return _EXIT_HELD if held else _EXIT_NOT_HELD
+
+
+def cli_main() -> None:
+  """Console-script entry point."""
+  cli.run(main, 'benchmark_unit_stats')
+
+
+if __name__ == '__main__':
+  cli_main()

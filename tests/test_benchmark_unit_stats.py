@@ -1,0 +1,62 @@
+"""A tiny run of experiments/benchmark_unit_stats.py, end to end.
+
+It checks that the binary runs and writes its results, not the timing
+claim: --target is set out of reach of any timing, so the exit status is
+the 'held' path's 0.
+"""
+
+import functools
+import json
+import os
+import shutil
+import tempfile
+
+import binaries
+from absl.testing import absltest
+
+_run = functools.partial(binaries.run, 'experiments.benchmark_unit_stats')
+
+
+class BenchmarkUnitStatsBinaryTest(absltest.TestCase):
+  def test_tiny_run_writes_json_and_markdown(self):
+    out = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, out)
+    result = _run(
+      '--activations=elu',
+      '--layers=2',
+      '--width=8',
+      '--batch=4',
+      '--steps=1',
+      '--repeats=3',
+      '--target=1e9',
+      f'--output_dir={out}',
+    )
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(out, 'results.json')) as f:
+      data = json.load(f)
+    self.assertEqual(data['meta']['flags']['layers'], 2)
+    self.assertIn('jax', data['meta']['versions'])
+    rows = data['results']
+    self.assertEqual(list(rows), ['elu'])
+    for row in rows.values():
+      self.assertEqual(row['sites'], 2)  # one per hidden layer
+      self.assertTrue(row['held'])
+      self.assertGreater(row['ratio_stats_vs_plain'], 0)
+      self.assertGreater(row['temp_bytes']['stats'], 0)
+    with open(os.path.join(out, 'results.md')) as f:
+      table = f.read()
+    self.assertIn('| elu | 2 |', table)
+    self.assertIn(
+      'Claim (stats step <= 1000000000.0x plain step): held.', result.stdout
+    )
+
+  def test_bad_flag_is_a_usage_error(self):
+    out = os.path.join(tempfile.mkdtemp(), 'never')
+    result = _run('--activations=relu,swish', f'--output_dir={out}')
+    binaries.assert_one_line_error(
+      self, result, '--activations: unknown swish', never=out
+    )
+
+
+if __name__ == '__main__':
+  absltest.main()
