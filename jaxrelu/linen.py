@@ -13,13 +13,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import flax.errors
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxrelu import _activations, _dropout, _layers
+
+try:
+  import flax.errors
+  import flax.linen as nn
+except ImportError:  # Flax is an optional dependency: the 'flax' extra.
+  raise ImportError(
+    "jaxrelu.linen needs Flax: pip install 'jaxrelu[flax]'"
+  ) from None
 
 
 class PReLU(nn.Module):

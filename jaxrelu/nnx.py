@@ -16,10 +16,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 from jax.typing import ArrayLike
 
 from jaxrelu import _activations, _dropout, _layers
+
+try:
+  from flax import nnx
+except ImportError:  # Flax is an optional dependency: the 'flax' extra.
+  raise ImportError(
+    "jaxrelu.nnx needs Flax: pip install 'jaxrelu[flax]'"
+  ) from None
 
 
 class PReLU(nnx.Module):

@@ -461,6 +461,8 @@ class WheelTest(absltest.TestCase):
       scripts = z.read(entry_points).decode()
     for module in ('store', 'sweep', 'cli', 'born_dead', 'selu_deep_stack'):
       self.assertIn(f'experiments/{module}.py', names)
+    self.assertIn('jaxrelu/py.typed', names)
+    self.assertTrue(any(n.endswith('LICENSE') for n in names), names)
     subprocess.run(
       [
         sys.executable,
