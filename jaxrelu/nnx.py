@@ -11,17 +11,20 @@ error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxrelu import _activations, _dropout, _layers
 
 try:
   from flax import nnx
+  from flax.nnx.nn import dtypes as nnx_dtypes
 except ImportError:  # Flax is an optional dependency: the 'flax' extra.
   raise ImportError(
     "jaxrelu.nnx needs Flax: pip install 'jaxrelu[flax]'"
@@ -43,14 +46,26 @@ class PReLU(nnx.Module):
     Keras-style, one slope per element of the input, shared along
     ``shared_axes`` (counted over the input with its batch axis 0).
 
+  Every keyword of `flax.nnx.PReLU` is accepted with its meaning
+  (``negative_slope_init`` first, positionally too, then ``dtype``,
+  ``param_dtype``, ``promote_dtype``, ``negative_slope_metadata``), so code
+  written for Flax's layer runs unchanged; only the default initial slope
+  differs (0.25, He et al. 2015's, against Flax's 0.01).
+
   Args:
-    num_channels: number of per-channel slopes.
-    axis: the channel axis for ``num_channels``.
+    negative_slope_init: initial slope or an initializer
+      ``(key, shape, dtype) -> array``.
+    num_channels: number of per-channel slopes (a positive integer).
+    axis: the channel axis for ``num_channels`` (default -1); an error
+      without ``num_channels``.
     input_shape: the non-batch input shape, for ``shared_axes``.
     shared_axes: axes (1..ndim-1 of the input) that share a slope.
-    negative_slope_init: initial slope (0.25, He et al. 2015) or an
-      initializer ``(key, shape, dtype) -> array``.
-    param_dtype: storage dtype; cast to the input dtype at use.
+    dtype: the dtype of the computation; None (default) computes in the
+      input's dtype, the slope cast to it.
+    param_dtype: storage dtype of the slope.
+    promote_dtype: with ``dtype``, maps ``((inputs, slope), dtype=dtype)``
+      to the promoted pair (Flax's ``promote_dtype`` by default).
+    negative_slope_metadata: metadata of the slope's ``nnx.Param``.
     rngs: needed only when ``negative_slope_init`` is a random initializer
       (the ``params`` stream is used).
 
@@ -66,15 +81,39 @@ class PReLU(nnx.Module):
 
   def __init__(
     self,
-    num_channels: int | None = None,
+    negative_slope_init: float | _layers.Initializer = _layers.PRELU_INIT,
     *,
-    axis: int = -1,
+    num_channels: int | None = None,
+    axis: int | None = None,
     input_shape: Sequence[int] | None = None,
     shared_axes: Sequence[int] | None = None,
-    negative_slope_init: float | _layers.Initializer = _layers.PRELU_INIT,
+    dtype: Any = None,
     param_dtype: Any = jnp.float32,
+    promote_dtype: Callable[..., Any] = nnx_dtypes.promote_dtype,
+    negative_slope_metadata: Mapping[str, Any] = MappingProxyType({}),
     rngs: nnx.Rngs | None = None,
   ):
+    if isinstance(negative_slope_init, bool) or not (
+      callable(negative_slope_init)
+      or isinstance(negative_slope_init, (int, float, np.floating, np.integer))
+    ):
+      raise TypeError(
+        'PReLU: negative_slope_init must be a number or an initializer '
+        f'(key, shape, dtype) -> array, got {negative_slope_init!r}.'
+      )
+    if num_channels is not None and (
+      isinstance(num_channels, bool)
+      or not isinstance(num_channels, (int, np.integer))
+    ):
+      raise TypeError(
+        f'PReLU: num_channels must be a positive integer, got {num_channels!r}.'
+      )
+    if axis is not None and num_channels is None:
+      raise ValueError(
+        f'PReLU: axis={axis} needs num_channels (the number of slopes along '
+        'it); without num_channels the slope is one shared scalar.'
+      )
+    axis = -1 if axis is None else axis
     if num_channels is not None and shared_axes is not None:
       _layers.check_slope_options('PReLU', axis, shared_axes)
     if shared_axes is not None:
@@ -91,18 +130,25 @@ class PReLU(nnx.Module):
           f'PReLU: num_channels must be >= 1, got {num_channels}.'
         )
       self.axis = axis
-      shape = (num_channels,)
+      shape = (int(num_channels),)
     else:
       self.axis = None
       shape = ()
     self.shared_axes = None if shared_axes is None else tuple(shared_axes)
     init = _layers.slope_initializer(negative_slope_init)
     key = rngs.params() if rngs is not None else jax.random.key(0)
-    self.negative_slope = nnx.Param(init(key, shape, param_dtype))
+    self.negative_slope = nnx.Param(
+      init(key, shape, param_dtype), **negative_slope_metadata
+    )
+    self.dtype = dtype
+    self.param_dtype = param_dtype
+    self.promote_dtype = promote_dtype
 
   def __call__(self, inputs: ArrayLike) -> jax.Array:
     x = _activations.as_float('PReLU', inputs)
     slope = self.negative_slope[...]
+    if self.dtype is not None:
+      x, slope = self.promote_dtype((x, slope), dtype=self.dtype)
     if self.axis is not None:
       expected = _layers.slope_shape('PReLU', x.shape, self.axis, None)
       _layers.check_slope_matches('PReLU', expected, slope.shape, self.axis)

@@ -65,7 +65,7 @@ class PReLUShapesTest(parameterized.TestCase):
     y = layer.apply(variables, -jnp.ones((2, 3), jnp.float32))
     self.assertEqual(y.dtype, jnp.float32)
     np.testing.assert_array_equal(y, np.full((2, 3), -0.5))
-    nlayer = jrn.PReLU(3, negative_slope_init=0.1, param_dtype=jnp.float16)
+    nlayer = jrn.PReLU(0.1, num_channels=3, param_dtype=jnp.float16)
     self.assertEqual(nlayer.negative_slope[...].dtype, jnp.float16)
     self.assertEqual(
       nlayer(-jnp.ones((2, 3), jnp.bfloat16)).dtype, jnp.bfloat16
@@ -73,8 +73,8 @@ class PReLUShapesTest(parameterized.TestCase):
 
   def test_random_initializer_uses_params_stream(self):
     init = jax.nn.initializers.uniform(0.3)
-    a = jrn.PReLU(8, negative_slope_init=init, rngs=nnx.Rngs(params=0))
-    b = jrn.PReLU(8, negative_slope_init=init, rngs=nnx.Rngs(params=1))
+    a = jrn.PReLU(init, num_channels=8, rngs=nnx.Rngs(params=0))
+    b = jrn.PReLU(init, num_channels=8, rngs=nnx.Rngs(params=1))
     self.assertFalse(
       np.array_equal(a.negative_slope[...], b.negative_slope[...])
     )
@@ -106,7 +106,7 @@ class PReLUShapesTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'shared_axes needs input_shape'):
       jrn.PReLU(shared_axes=(1,))
     with self.assertRaisesRegex(ValueError, 'num_channels must be >= 1'):
-      jrn.PReLU(0)
+      jrn.PReLU(num_channels=0)
 
 
 class PReLUGradientTest(absltest.TestCase):
@@ -119,7 +119,7 @@ class PReLUGradientTest(absltest.TestCase):
       g_linen = jax.grad(
         lambda s: loss(linen.apply({'params': {'negative_slope': s}}, x))
       )(slope)
-      layer = jrn.PReLU(3, param_dtype=jnp.float64)
+      layer = jrn.PReLU(num_channels=3, param_dtype=jnp.float64)
       layer.negative_slope[...] = slope
       g_nnx = nnx.grad(lambda m: loss(m(x)))(layer).negative_slope[...]
       g_fn = jax.grad(lambda s: loss(jaxrelu.prelu(x, s)))(slope)
@@ -140,7 +140,7 @@ class PReLUGradientTest(absltest.TestCase):
     # Regress onto a teacher PReLU with slope 0.05 from the default 0.25.
     x = _normal((256, 4))
     target = jnp.where(x > 0, x, 0.05 * x)
-    model = jrn.PReLU(4)
+    model = jrn.PReLU(num_channels=4)
     optimizer = nnx.Optimizer(model, optax.sgd(0.5), wrt=nnx.Param)
 
     @nnx.jit
@@ -351,7 +351,7 @@ class Block(nn.Module):
 class NNXBlock(nnx.Module):
   def __init__(self, rngs):
     self.linear = nnx.Linear(16, 16, rngs=rngs)
-    self.prelu = jrn.PReLU(16)
+    self.prelu = jrn.PReLU(num_channels=16)
     self.rrelu = jrn.RReLU(rngs=rngs)
     self.drop = jrn.AlphaDropout(0.1, rngs=rngs)
 

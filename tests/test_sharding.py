@@ -25,7 +25,7 @@ _SCRIPT = textwrap.dedent("""
     x = jax.device_put(x_host, sharding)
     key = jax.random.key(0)
     slope = jnp.linspace(0.1, 0.3, 32)
-    nnx_prelu = jrn.PReLU(32)
+    nnx_prelu = jrn.PReLU(num_channels=32)
     nnx_prelu.negative_slope[...] = slope
     fns = {
         'relu': jaxrelu.relu,
