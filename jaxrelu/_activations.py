@@ -47,7 +47,7 @@ def compute_dtype(dtype) -> np.dtype:
 
 def as_float(fn: str, x: ArrayLike) -> jax.Array:
   """Converts x to an array; integers are promoted to the default float."""
-  x = jnp.asarray(x)
+  x = _checks.as_array(fn, x)
   _checks.check_real_dtype(fn, x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(jnp.result_type(float))
@@ -131,7 +131,7 @@ def relu(x: ArrayLike) -> jax.Array:
     Nair & Hinton, Rectified Linear Units Improve Restricted Boltzmann
     Machines, ICML 2010.
   """
-  x = jnp.asarray(x)
+  x = _checks.as_array('relu', x)
   _checks.check_real_dtype('relu', x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     return _relu_int(x)
@@ -183,7 +183,7 @@ def relu6(x: ArrayLike) -> jax.Array:
   References:
     Krizhevsky, Convolutional Deep Belief Networks on CIFAR-10, 2010.
   """
-  x = jnp.asarray(x)
+  x = _checks.as_array('relu6', x)
   _checks.check_real_dtype('relu6', x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     return _relu6_int(x)
@@ -245,7 +245,9 @@ _prelu.defjvp(_prelu_jvp, symbolic_zeros=True)
 _prelu_jit = jax.jit(_prelu)
 
 
-def _check_slope_shape(fn: str, name: str, x: jax.Array, slope: jax.Array):
+def check_slope_shape(fn: str, name: str, x: jax.Array, slope: jax.Array):
+  if type(slope) is float or type(slope) is int:
+    return
   try:
     shape = jnp.broadcast_shapes(x.shape, jnp.shape(slope))
   except ValueError:
@@ -275,11 +277,16 @@ def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
     negative_slope: slope for x <= 0, a scalar or an array broadcastable
-      against x. A concrete non-finite value raises ValueError; a traced one
-      is not checked.
+      against x. A traced value is not checked.
 
   Returns:
     An array of the same shape and dtype as x (after integer promotion).
+
+  Raises:
+    ValueError: for a concrete non-finite negative_slope (any element, for
+      an array), or a shape that does not broadcast against x.
+    TypeError: for x None or not numeric, or a bool, complex or non-numeric
+      negative_slope (even traced).
 
   Examples:
     >>> import jax, jax.numpy as jnp, jaxrelu
@@ -293,8 +300,10 @@ def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
     Acoustic Models, ICML 2013.
   """
   x = as_float('leaky_relu', x)
-  _checks.check_finite('leaky_relu', 'negative_slope', negative_slope)
-  _check_slope_shape('leaky_relu', 'negative_slope', x, negative_slope)
+  negative_slope = _checks.check_finite(
+    'leaky_relu', 'negative_slope', negative_slope
+  )
+  check_slope_shape('leaky_relu', 'negative_slope', x, negative_slope)
   return _prelu_jit(x, negative_slope)
 
 
@@ -318,11 +327,16 @@ def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
 
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
-    negative_slope: the slope array. A shape that does not broadcast raises
-      ValueError (shapes are known even under jit); values are not checked.
+    negative_slope: the slope array. A traced value is not checked.
 
   Returns:
     An array of the same shape and dtype as x.
+
+  Raises:
+    ValueError: for a concrete non-finite negative_slope (any element), or a
+      shape that does not broadcast against x (checked even under jit).
+    TypeError: for x None or not numeric, or a bool, complex or non-numeric
+      negative_slope (even traced).
 
   Examples:
     >>> import jax.numpy as jnp, jaxrelu
@@ -335,8 +349,12 @@ def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
     He, Zhang, Ren & Sun, Delving Deep into Rectifiers, ICCV 2015.
   """
   x = as_float('prelu', x)
-  negative_slope = jnp.asarray(negative_slope)
-  _check_slope_shape('prelu', 'negative_slope', x, negative_slope)
+  negative_slope = _checks.check_finite(
+    'prelu', 'negative_slope', negative_slope
+  )
+  if not isinstance(negative_slope, jax.Array):
+    negative_slope = jnp.asarray(negative_slope)
+  check_slope_shape('prelu', 'negative_slope', x, negative_slope)
   return _prelu_jit(x, negative_slope)
 
 
@@ -344,19 +362,48 @@ def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
 # rrelu
 
 
-def check_rrelu_bounds(lower, upper) -> None:
-  lo, hi = _checks.concrete_scalar(lower), _checks.concrete_scalar(upper)
-  for name, v in (('lower', lo), ('upper', hi)):
-    if v is not None and not 0.0 <= v <= 1.0:
+def _unit_interval(v):
+  return (v >= 0) & (v <= 1)
+
+
+def check_rrelu_bounds(lower, upper, fn: str = 'rrelu') -> tuple:
+  """Checks rrelu's bounds; returns them (Python sequences as arrays).
+
+  Raises:
+    TypeError: for a bound that is not a real number or array.
+    ValueError: if a concrete bound (any element of an array) is outside
+      [0, 1], or lower > upper anywhere.
+  """
+  accepted = 'in [0, 1] (accepted: 0 <= lower <= upper <= 1)'
+  lower, lo = _checks.hyperparameter(fn, 'lower', lower)
+  upper, hi = _checks.hyperparameter(fn, 'upper', upper)
+  _checks.check_values(fn, 'lower', lo, _unit_interval, accepted)
+  _checks.check_values(fn, 'upper', hi, _unit_interval, accepted)
+  if lo is None or hi is None:
+    return lower, upper
+  if isinstance(lo, float) and isinstance(hi, float):
+    if lo > hi:
       raise ValueError(
-        f'rrelu: {name} must be in [0, 1], got {v!r} (accepted: '
-        '0 <= lower <= upper <= 1).'
+        f'{fn}: lower must not exceed upper, got lower={lo!r} > '
+        f'upper={hi!r} (accepted: 0 <= lower <= upper <= 1).'
       )
-  if lo is not None and hi is not None and lo > hi:
+    return lower, upper
+  try:
+    lo, hi = np.broadcast_arrays(lo, hi)
+  except ValueError:
     raise ValueError(
-      f'rrelu: lower must not exceed upper, got lower={lo!r} > '
-      f'upper={hi!r} (accepted: 0 <= lower <= upper <= 1).'
+      f'{fn}: lower of shape {np.shape(lo)} and upper of shape '
+      f'{np.shape(hi)} do not broadcast against each other.'
+    ) from None
+  bad = np.argwhere(lo > hi)
+  if bad.size:
+    i = tuple(int(j) for j in bad[0])
+    at = f'[{", ".join(map(str, i))}]' if i else ''
+    raise ValueError(
+      f'{fn}: lower must not exceed upper, got lower{at} = {lo[i]!s} > '
+      f'upper{at} = {hi[i]!s} (accepted: 0 <= lower <= upper <= 1).'
     )
+  return lower, upper
 
 
 @jax.jit
@@ -405,17 +452,25 @@ def rrelu(
     x: input array. Integer inputs are promoted to the default float dtype.
     key: a PRNG key (``jax.random.key`` or a raw uint32 key), required in
       training.
-    lower: lower bound of the slope, in [0, 1].
-    upper: upper bound of the slope, in [lower, 1].
-    deterministic: if True use the fixed evaluation slope and ignore key.
+    lower: lower bound of the slope, in [0, 1]: a scalar or an array that
+      broadcasts against x without enlarging it.
+    upper: upper bound of the slope, in [lower, 1], shaped like lower.
+    deterministic: a Python bool; if True use the fixed evaluation slope and
+      ignore key. It selects the computation, so it must be static under
+      jit.
 
   Returns:
     An array of the same shape and dtype as x.
 
   Raises:
-    ValueError: if a concrete ``lower`` or ``upper`` is outside [0, 1] or
-      lower > upper, or if ``key`` is None in training. Traced bounds are not
-      checked: bad ones give slopes outside the interval, not an error.
+    ValueError: if a concrete ``lower`` or ``upper`` (any element, for an
+      array) is outside [0, 1] or lower > upper, if a bound's shape does not
+      broadcast against x, or if ``key`` is None in training. Traced bounds
+      are not checked: bad ones give slopes outside the interval, not an
+      error.
+    TypeError: for a bool, complex or non-numeric bound (even traced), a
+      ``deterministic`` that is not a Python bool (e.g. "no" or a tracer),
+      or a ``key`` that is not a PRNG key.
 
   Examples:
     >>> import jax, jax.numpy as jnp, jaxrelu
@@ -430,7 +485,10 @@ def rrelu(
     Convolutional Network, 2015.
   """
   x = as_float('rrelu', x)
-  check_rrelu_bounds(lower, upper)
+  _checks.check_bool('rrelu', 'deterministic', deterministic)
+  lower, upper = check_rrelu_bounds(lower, upper)
+  check_slope_shape('rrelu', 'lower', x, lower)
+  check_slope_shape('rrelu', 'upper', x, upper)
   if deterministic:
     # Python bounds give a float64 mean; array bounds stay differentiable.
     return _prelu_jit(x, (lower + upper) / 2)
@@ -439,6 +497,7 @@ def rrelu(
       'rrelu: key is None in training mode. Pass key=jax.random.key(...), '
       'or deterministic=True for the fixed evaluation slope.'
     )
+  _checks.check_key('rrelu', key)
   return _rrelu_train(x, key, lower, upper)
 
 
@@ -503,10 +562,16 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
     alpha: the negative saturation value, a scalar or an array broadcastable
-      against x. A concrete non-finite value raises ValueError.
+      against x. A traced value is not checked.
 
   Returns:
     An array of the same shape and dtype as x.
+
+  Raises:
+    ValueError: for a concrete non-finite alpha (any element, for an array),
+      or a shape that does not broadcast against x.
+    TypeError: for x None or not numeric, or a bool, complex or non-numeric
+      alpha (even traced).
 
   Examples:
     >>> import jax, jax.numpy as jnp, jaxrelu
@@ -522,8 +587,8 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     Learning by Exponential Linear Units (ELUs), ICLR 2016.
   """
   x = as_float('elu', x)
-  _checks.check_finite('elu', 'alpha', alpha)
-  _check_slope_shape('elu', 'alpha', x, alpha)
+  alpha = _checks.check_finite('elu', 'alpha', alpha)
+  check_slope_shape('elu', 'alpha', x, alpha)
   return _elu_jit(x, alpha)
 
 
@@ -624,6 +689,10 @@ _celu.defjvp(_celu_jvp, symbolic_zeros=True)
 _celu_jit = jax.jit(_celu)
 
 
+def _nonzero(v):
+  return v != 0
+
+
 def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   r"""Continuously differentiable exponential linear unit.
 
@@ -642,12 +711,17 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
     alpha: nonzero, finite; a scalar or an array broadcastable against x.
-      A concrete alpha == 0 or non-finite alpha raises ValueError. A traced
-      alpha is not checked: alpha = 0 gives 0 for x < 0 (the alpha -> 0+
-      limit, relu) and NaN at x = 0.
+      A traced alpha is not checked: alpha = 0 gives 0 for x < 0 (the
+      alpha -> 0+ limit, relu) and NaN at x = 0.
 
   Returns:
     An array of the same shape and dtype as x.
+
+  Raises:
+    ValueError: for a concrete alpha (any element, for an array) that is 0
+      or not finite, or a shape that does not broadcast against x.
+    TypeError: for x None or not numeric, or a bool, complex or non-numeric
+      alpha (even traced).
 
   Examples:
     >>> import jax, jax.numpy as jnp, jaxrelu
@@ -660,11 +734,16 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     Barron, Continuously Differentiable Exponential Linear Units, 2017.
   """
   x = as_float('celu', x)
-  _checks.check_finite('celu', 'alpha', alpha)
-  a = _checks.concrete_scalar(alpha)
-  if a is not None and a == 0:
-    raise ValueError(
-      'celu: alpha must be nonzero (accepted: any finite alpha != 0), got 0.'
-    )
-  _check_slope_shape('celu', 'alpha', x, alpha)
+  alpha, values = _checks.hyperparameter('celu', 'alpha', alpha)
+  _checks.check_values(
+    'celu', 'alpha', values, _checks.finite, 'a finite number'
+  )
+  _checks.check_values(
+    'celu',
+    'alpha',
+    values,
+    _nonzero,
+    'nonzero (accepted: any finite alpha != 0)',
+  )
+  check_slope_shape('celu', 'alpha', x, alpha)
   return _celu_jit(x, alpha)

@@ -1,19 +1,24 @@
 """Argument checks shared by the public functions.
 
-Checks run in Python on concrete values only: a hyperparameter that is a
-tracer (an argument of an enclosing `jax.jit`, or a value under `vmap`/`grad`)
-has no value at trace time and passes unchecked. Each public docstring says
-what a bad traced value does instead.
+Dtypes and shapes are checked always, even under `jax.jit`. Values are
+checked in Python on concrete hyperparameters only: Python and NumPy scalars
+and arrays on the host, concrete jax Arrays after one `np.asarray`. A
+hyperparameter that is a tracer (an argument of an enclosing `jax.jit`, or a
+value under `vmap`/`grad`) has no value at trace time and passes unchecked.
+Each public docstring says what a bad traced value does instead.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+Values = float | np.ndarray
 
 
 def concrete_scalar(value: Any) -> float | None:
@@ -33,11 +38,171 @@ def concrete_scalar(value: Any) -> float | None:
   return None
 
 
-def check_finite(fn: str, name: str, value: Any) -> None:
-  """Raises ValueError if a concrete scalar `value` is NaN or infinite."""
-  v = concrete_scalar(value)
-  if v is not None and not math.isfinite(v):
-    raise ValueError(f'{fn}: {name} must be a finite number, got {value!r}.')
+def _not_real(fn: str, name: str, value: Any, kind: str) -> TypeError:
+  return TypeError(
+    f'{fn}: {name} must be real: a Python int or float, or an array of a '
+    f'real integer or floating dtype; got {kind} {value!r}.'
+  )
+
+
+def hyperparameter(fn: str, name: str, value: Any) -> tuple[Any, Values | None]:
+  """Checks a hyperparameter's type; returns it with its concrete values.
+
+  Args:
+    fn: the public function's name, for messages.
+    name: the argument's name, for messages.
+    value: a Python number, a sequence of numbers, a NumPy or jax array, or a
+      tracer.
+
+  Returns:
+    (value, values): `value` itself, or as a jax Array if it was a Python
+    sequence; and its values as a Python float (Python and NumPy scalars),
+    a NumPy array of its own dtype (concrete arrays), or None (a tracer).
+
+  Raises:
+    TypeError: for None, strings, bool and complex values or dtypes, and
+      anything else that is not a real number or array. Dtypes are known
+      under jit, so a traced bool or complex value raises too.
+  """
+  t = type(value)
+  if t is float or t is int:  # The common case, checked cheaply.
+    return value, float(value)
+  if isinstance(value, bool | np.bool_ | complex | np.complexfloating):
+    raise _not_real(fn, name, value, type(value).__name__)
+  if isinstance(value, int | float | np.integer | np.floating):
+    return value, float(value)
+  if value is None:
+    raise TypeError(f'{fn}: {name} must be a real number or array, got None.')
+  if isinstance(value, jax.core.Tracer | jax.Array | np.ndarray):
+    dtype = value.dtype
+  elif isinstance(value, list | tuple):
+    try:
+      values = np.asarray(value)
+    except (TypeError, ValueError):
+      values = None
+    if values is None or not (
+      np.issubdtype(values.dtype, np.integer)
+      or np.issubdtype(values.dtype, np.floating)
+    ):
+      raise TypeError(
+        f'{fn}: {name} must be a real number or array, got {value!r}.'
+      )
+    return jnp.asarray(value), values
+  else:
+    raise TypeError(
+      f'{fn}: {name} must be a real number or array, got '
+      f'{type(value).__name__} {value!r}.'
+    )
+  if dtype == np.bool_ or not (
+    jnp.issubdtype(dtype, np.integer) or jnp.issubdtype(dtype, np.floating)
+  ):
+    raise _not_real(fn, name, value, f'dtype {dtype}')
+  if isinstance(value, jax.core.Tracer):
+    return value, None
+  return value, np.asarray(value)
+
+
+def check_values(
+  fn: str,
+  name: str,
+  values: Values | None,
+  ok: Callable[[Values], Any],
+  accepted: str,
+) -> None:
+  """Raises ValueError unless `ok(values)` holds (everywhere, for arrays).
+
+  `ok` must work on a Python float and elementwise on a NumPy array, and be
+  False for NaN. The message names the first offending element.
+  """
+  if values is None:
+    return
+  if isinstance(values, float):
+    if not ok(values):
+      raise ValueError(f'{fn}: {name} must be {accepted}, got {values!r}.')
+    return
+  good = np.asarray(ok(values))
+  if good.all():
+    return
+  where = tuple(int(i) for i in np.argwhere(~good)[0])
+  bad = values[where] if where else values
+  at = f'{name}[{", ".join(map(str, where))}] = ' if where else ''
+  raise ValueError(f'{fn}: {name} must be {accepted}, got {at}{bad!s}.')
+
+
+def finite(v: Values) -> Any:
+  """True where v is a finite number (False for NaN and +-inf)."""
+  return abs(v) < math.inf
+
+
+def check_finite(fn: str, name: str, value: Any) -> Any:
+  """Raises unless `value` is real and (when concrete) finite; returns it."""
+  value, values = hyperparameter(fn, name, value)
+  check_values(fn, name, values, finite, 'a finite number')
+  return value
+
+
+def _rate_in_range(v: Values) -> Any:
+  return (v >= 0) & (v < 1)
+
+
+def check_rate(fn: str, rate: Any) -> Any:
+  """Checks a dropout rate; returns it (Python sequences as arrays).
+
+  A concrete rate must lie in [0, 1), and still be below 1 after rounding to
+  the dtype the correction is computed in (the default float dtype,
+  float32 unless x64 is enabled): a rate that rounds to 1 there would keep
+  no element and give inf / NaN.
+
+  Raises:
+    TypeError: for a complex, bool or non-numeric rate (also when traced).
+    ValueError: for a concrete rate (any element of an array) outside
+      [0, 1), or one that rounds to 1 in the computation dtype.
+  """
+  rate, r = hyperparameter(fn, 'rate', rate)
+  check_values(fn, 'rate', r, _rate_in_range, 'in [0, 1)')
+  if r is None:
+    return rate
+  top = r if isinstance(r, float) else float(r.max(initial=0.0))
+  if top > 0.5:
+    dtype = np.dtype(jnp.result_type(float))
+    if np.asarray(top, dtype) >= 1:
+      below_one = float(np.nextafter(np.asarray(1, dtype), 0))
+      raise ValueError(
+        f'{fn}: rate must be in [0, 1) in the computation dtype, got '
+        f'{top!r}, which rounds to 1 in {dtype.name} and would keep no '
+        f'element (largest accepted: {below_one!r}).'
+      )
+  return rate
+
+
+def check_bool(fn: str, name: str, value: Any) -> None:
+  """Raises TypeError unless `value` is a Python (or NumPy) bool."""
+  if type(value) is bool or isinstance(value, np.bool_):
+    return
+  static = ''
+  if isinstance(value, jax.core.Tracer):
+    static = (
+      ' It selects the computation, so it must be static: under jax.jit '
+      'mark it static (static_argnames) or close over it.'
+    )
+  raise TypeError(
+    f'{fn}: {name} must be a Python bool (True or False), got '
+    f'{type(value).__name__} {value!r}.{static}'
+  )
+
+
+def check_key(fn: str, key: Any) -> None:
+  """Raises TypeError unless `key` is a PRNG key (typed or raw uint32)."""
+  dtype = getattr(key, 'dtype', None)
+  if dtype is not None and (
+    dtype == np.uint32 or jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+  ):
+    return
+  raise TypeError(
+    f'{fn}: key must be a PRNG key, from jax.random.key(seed) (or a raw '
+    f'uint32 key from jax.random.PRNGKey(seed)), got {type(key).__name__} '
+    f'{key!r}.'
+  )
 
 
 def check_real_dtype(fn: str, x: jax.Array) -> None:
@@ -47,3 +212,17 @@ def check_real_dtype(fn: str, x: jax.Array) -> None:
       f'{fn}: x must have a real integer or floating dtype, got {x.dtype}. '
       'Cast it first, e.g. x.astype(jnp.float32).'
     )
+
+
+def as_array(fn: str, x: Any) -> jax.Array:
+  """jnp.asarray(x), with a clear error for None and non-numeric inputs."""
+  if isinstance(x, jax.Array):  # Also tracers; jnp.asarray would be a no-op.
+    return x
+  if x is None:
+    raise TypeError(f'{fn}: x must be an array, got None.')
+  try:
+    return jnp.asarray(x)
+  except TypeError as e:
+    raise TypeError(
+      f'{fn}: x must be an array of numbers, got {type(x).__name__} {x!r}.'
+    ) from e

@@ -54,11 +54,8 @@ def _alpha_dropout_train(x, key, rate):
   return _alpha_dropout(x, keep, a, b)
 
 
-def check_rate(fn: str, rate: ArrayLike) -> None:
-  """Raises ValueError unless a concrete rate is in [0, 1)."""
-  r = _checks.concrete_scalar(rate)
-  if r is not None and not 0.0 <= r < 1.0:
-    raise ValueError(f'{fn}: rate must be in [0, 1), got {rate!r}.')
+# Shared with the linen and nnx layers and selu_theory.alpha_dropout_affine.
+check_rate = _checks.check_rate
 
 
 def alpha_dropout(
@@ -89,14 +86,26 @@ def alpha_dropout(
 
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
-    rate: the drop probability, in [0, 1). A concrete value outside raises
-      ValueError; a traced one is not checked (rate >= 1 gives NaN).
+    rate: the drop probability, in [0, 1): a scalar, or an array that
+      broadcasts against x without enlarging it. A traced rate is not
+      checked (rate >= 1 gives NaN).
     key: a PRNG key, required in training (``deterministic=False``) when
       rate > 0.
-    deterministic: if True, return x (evaluation mode).
+    deterministic: a Python bool; if True, return x (evaluation mode). It
+      selects the computation, so it must be static under jit.
 
   Returns:
     An array of the same shape and dtype as x.
+
+  Raises:
+    ValueError: for a concrete rate (any element, for an array) outside
+      [0, 1), or one so close to 1 that it rounds to 1 in the computation
+      dtype (float32 unless x64 is enabled; e.g. 1 - 1e-12): such rates are
+      rejected, not computed. Also for a rate whose shape does not
+      broadcast against x, and for a missing key in training.
+    TypeError: for a complex, bool or non-numeric rate (even traced), a
+      ``deterministic`` that is not a Python bool (e.g. "no" or a tracer),
+      and a ``key`` that is not a PRNG key.
 
   Examples:
     >>> import jax, jax.numpy as jnp, jaxrelu
@@ -112,7 +121,9 @@ def alpha_dropout(
     Networks, NeurIPS 2017.
   """
   x = _activations.as_float('alpha_dropout', x)
-  check_rate('alpha_dropout', rate)
+  _checks.check_bool('alpha_dropout', 'deterministic', deterministic)
+  rate = check_rate('alpha_dropout', rate)
+  _activations.check_slope_shape('alpha_dropout', 'rate', x, rate)
   if deterministic or _checks.concrete_scalar(rate) == 0.0:
     return x
   if key is None:
@@ -120,4 +131,5 @@ def alpha_dropout(
       'alpha_dropout: key is None in training mode. Pass '
       'key=jax.random.key(...), or deterministic=True for evaluation.'
     )
+  _checks.check_key('alpha_dropout', key)
   return _alpha_dropout_train(x, key, rate)

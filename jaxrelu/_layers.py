@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
 
@@ -30,6 +31,52 @@ def check_slope_options(
       f'{module}: pass axis (one slope per channel) or shared_axes '
       '(Keras-style, one slope per element of the non-shared axes), not '
       f'both; got axis={axis}, shared_axes={tuple(shared_axes)}.'
+    )
+
+
+def check_channels(
+  module: str,
+  num_channels: Any,
+  axis: int | None,
+  *,
+  default_axis: int | None = None,
+) -> None:
+  """Checks a per-channel PReLU's `num_channels` and `axis` at construction.
+
+  A layer that creates its slope eagerly (nnx) cannot infer the channel
+  count from an input, so an `axis` other than `default_axis` (None: any
+  axis) without `num_channels` is an error rather than a silently shared
+  slope.
+
+  Raises:
+    TypeError: if num_channels is not None and not an int (bool, float and
+      strings are rejected), or axis is not an int or None.
+    ValueError: if num_channels < 1, or axis differs from default_axis
+      while num_channels is None.
+  """
+  if num_channels is not None:
+    if isinstance(num_channels, bool) or not isinstance(
+      num_channels, int | np.integer
+    ):
+      raise TypeError(
+        f'{module}: num_channels must be a positive integer, got '
+        f'{type(num_channels).__name__} {num_channels!r}.'
+      )
+    if num_channels < 1:
+      raise ValueError(
+        f'{module}: num_channels must be >= 1, got {num_channels}.'
+      )
+  if axis is not None and (
+    isinstance(axis, bool) or not isinstance(axis, int | np.integer)
+  ):
+    raise TypeError(
+      f'{module}: axis must be an int, got {type(axis).__name__} {axis!r}.'
+    )
+  if num_channels is None and axis is not None and axis != default_axis:
+    raise ValueError(
+      f'{module}: axis={axis} needs num_channels, the number of channels '
+      f'along that axis (e.g. {module}(num_channels=C, axis={axis})); '
+      'without it the layer has one shared slope and axis would be ignored.'
     )
 
 

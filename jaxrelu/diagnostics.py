@@ -46,16 +46,35 @@ from jaxrelu._unit_trace import unit_stats_init as unit_stats_init
 PyTree = Any
 
 
-def _check_batched(leaf: jax.Array) -> None:
-  if jnp.ndim(leaf) < 2:
+def _check_batched(
+  leaf: jax.Array, fn: str = 'diagnostics', *, probes: bool = True
+) -> None:
+  """Shapes only, so the checks hold under jit too."""
+  shape = jnp.shape(leaf)
+  if len(shape) < 2:
     raise ValueError(
-      'diagnostics: each pre-activation leaf needs shape (batch, ...units) '
-      f'with at least 2 axes, got shape {jnp.shape(leaf)}.'
+      f'{fn}: each pre-activation leaf needs shape (batch, ...units) '
+      f'with at least 2 axes, got shape {shape}.'
     )
+  if probes and shape[0] == 0:
+    raise ValueError(
+      f'{fn}: a pre-activation leaf of shape {shape} has an empty batch '
+      'axis; a unit is judged on at least one probe input.'
+    )
+
+
+def _dead(x: jax.Array, threshold: ArrayLike, fn: str) -> jax.Array:
+  _check_batched(x, fn)
+  return jnp.max(x, axis=0) <= threshold
 
 
 def dead_units(preactivations: PyTree, threshold: ArrayLike = 0.0) -> PyTree:
   """Per-unit boolean masks: True where pre-activation <= threshold always.
+
+  NaN: a unit that saw a NaN pre-activation for some probe is not dead (its
+  max is NaN, and NaN <= threshold is False), as in `activation_stats`. A
+  unit whose pre-activations are NaN for every probe is not dead either:
+  the mask is False there, and `dead_fraction` reports NaN for its layer.
 
   Args:
     preactivations: pytree of arrays of shape (batch, ...units).
@@ -63,21 +82,36 @@ def dead_units(preactivations: PyTree, threshold: ArrayLike = 0.0) -> PyTree:
 
   Returns:
     A pytree of bool arrays of shape (...units).
+
+  Raises:
+    ValueError: for a leaf with fewer than 2 axes or an empty batch axis
+      (shapes are checked under jit too).
   """
+  return jax.tree.map(
+    lambda x: _dead(x, threshold, 'dead_units'), preactivations
+  )
 
-  def mask(x):
-    _check_batched(x)
-    return jnp.max(x, axis=0) <= threshold
 
-  return jax.tree.map(mask, preactivations)
+def _dead_fraction(x: jax.Array, threshold: ArrayLike) -> jax.Array:
+  dead = _dead(x, threshold, 'dead_fraction')
+  fraction = jnp.mean(dead.astype(jnp.float32))
+  # No probe gave an all-NaN unit a value: neither dead nor alive.
+  undefined = jnp.any(jnp.all(jnp.isnan(x), axis=0))
+  return jnp.where(undefined, jnp.float32(jnp.nan), fraction)
 
 
 def dead_fraction(preactivations: PyTree, threshold: ArrayLike = 0.0) -> PyTree:
-  """Per-layer fraction of dead units (0 to 1), a pytree of scalars."""
-  return jax.tree.map(
-    lambda m: jnp.mean(m.astype(jnp.float32)),
-    dead_units(preactivations, threshold),
-  )
+  """Per-layer fraction of dead units (0 to 1), a pytree of scalars.
+
+  The fraction of `dead_units` that are True, except that a layer with a
+  unit whose pre-activations are NaN for every probe gets NaN: that unit is
+  neither dead nor alive, and counting it either way would hide the NaN.
+  Units with only some NaN probes count as not dead (see `dead_units`).
+
+  Raises:
+    ValueError: for a leaf with fewer than 2 axes or an empty batch axis.
+  """
+  return jax.tree.map(lambda x: _dead_fraction(x, threshold), preactivations)
 
 
 class TrackerState(NamedTuple):
@@ -99,7 +133,7 @@ def tracker_init(preactivations_like: PyTree) -> TrackerState:
   """
 
   def empty(x):
-    _check_batched(x)
+    _check_batched(x, 'tracker_init', probes=False)
     return jnp.full(jnp.shape(x)[1:], -jnp.inf, jnp.float32)
 
   return TrackerState(
@@ -111,9 +145,25 @@ def tracker_update(state: TrackerState, preactivations: PyTree) -> TrackerState:
   """Folds one batch of pre-activations into the state (jittable).
 
   Inside a jitted step with the batch sharded over devices, the max over
-  axis 0 is a cross-device reduction: the state comes out replicated.
+  axis 0 is a cross-device reduction: the state comes out replicated. A
+  unit that sees a NaN keeps a NaN max and is never counted dead, as in
+  `dead_units` (the tracker keeps only the max, so a unit that saw only NaN
+  counts the same way).
+
+  Raises:
+    ValueError: if preactivations has no arrays, or a leaf has fewer than
+      2 axes or an empty batch axis.
   """
-  batch = jax.tree.leaves(preactivations)[0].shape[0]
+  leaves = jax.tree.leaves(preactivations)
+  if not leaves:
+    raise ValueError(
+      'tracker_update: preactivations has no arrays (got '
+      f'{preactivations!r}); pass a pytree of arrays of shape '
+      '(batch, ...units), shaped like the one given to tracker_init.'
+    )
+  for leaf in leaves:
+    _check_batched(leaf, 'tracker_update')
+  batch = leaves[0].shape[0]
   new_max = jax.tree.map(
     lambda m, x: jnp.maximum(m, jnp.max(x, axis=0).astype(jnp.float32)),
     state.max_preactivation,

@@ -24,15 +24,26 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrelu import _activations, selu_theory
 
 Initializer = Callable[..., jax.Array]
 
+_BOUNDS = ('lower', 'upper')
 _SLOPED = {'leaky_relu': 0.01, 'prelu': 0.25}
 _EXPONENTIAL = {
   'elu': lambda p: lambda z: _activations.elu(z, 1.0 if p is None else p),
   'celu': lambda p: lambda z: _activations.celu(z, 1.0 if p is None else p),
+}
+_NO_PARAM = {
+  'linear': 1.0,
+  'identity': 1.0,
+  'sigmoid': 1.0,
+  'tanh': 5.0 / 3.0,
+  'relu': math.sqrt(2.0),
+  'relu6': math.sqrt(2.0),
+  'selu': 1.0,
 }
 ACTIVATIONS = (
   'linear',
@@ -48,6 +59,22 @@ ACTIVATIONS = (
   'celu',
   'selu',
 )
+
+
+def _number(activation: str, value, *names: str) -> float:
+  """A finite real Python number, or a clear TypeError / ValueError."""
+  what = f'param for {activation}' + (f' ({names[0]})' if names else '')
+  if isinstance(value, bool | complex) or not isinstance(
+    value, int | float | np.integer | np.floating
+  ):
+    raise TypeError(
+      f'gain: {what} must be a real Python number, got '
+      f'{type(value).__name__} {value!r}.'
+    )
+  value = float(value)
+  if not math.isfinite(value):
+    raise ValueError(f'gain: {what} must be a finite number, got {value!r}.')
+  return value
 
 
 def gain(
@@ -74,34 +101,47 @@ def gain(
     3/4").
 
   Raises:
-    ValueError: for an unknown activation or a bad param.
+    ValueError: for an unknown activation; a param for an activation that
+      takes none (linear, identity, sigmoid, tanh, relu, relu6, selu); a
+      non-finite slope or alpha; alpha == 0 for celu; rrelu bounds outside
+      0 <= lower <= upper <= 1.
+    TypeError: for a param of the wrong kind: not a real number (a string,
+      bool, complex, array), or for rrelu not a (lower, upper) pair.
   """
-  if activation in ('linear', 'identity', 'sigmoid'):
-    return 1.0
-  if activation == 'tanh':
-    return 5.0 / 3.0
-  if activation in ('relu', 'relu6'):
-    return math.sqrt(2.0)
+  if activation in _NO_PARAM:
+    if param is not None:
+      raise ValueError(
+        f'gain: {activation} takes no param, got {param!r}. Pass '
+        f'gain({activation!r}), or name a parameterised activation '
+        f'({", ".join((*_SLOPED, "rrelu", *_EXPONENTIAL))}).'
+      )
+    return _NO_PARAM[activation]
   if activation in _SLOPED:
-    slope = _SLOPED[activation] if param is None else float(param)
+    slope = _SLOPED[activation] if param is None else _number(activation, param)
     return math.sqrt(2.0 / (1.0 + slope**2))
   if activation == 'rrelu':
-    lo, hi = (
-      (_activations.RRELU_LOWER, _activations.RRELU_UPPER)
-      if param is None
-      else param
-    )
-    _activations.check_rrelu_bounds(lo, hi)
+    if param is None:
+      lo, hi = _activations.RRELU_LOWER, _activations.RRELU_UPPER
+    else:
+      if not isinstance(param, tuple | list) or len(param) != 2:
+        raise TypeError(
+          f'gain: param for rrelu must be a (lower, upper) pair, got {param!r}.'
+        )
+      lo, hi = (
+        _number('rrelu', p, n) for p, n in zip(param, _BOUNDS, strict=True)
+      )
+    _activations.check_rrelu_bounds(lo, hi, 'gain')
     return math.sqrt(2.0 / (1.0 + (lo * lo + lo * hi + hi * hi) / 3.0))
   if activation in _EXPONENTIAL:
-    fn = _EXPONENTIAL[activation](param)
+    alpha = None if param is None else _number(activation, param, 'alpha')
+    if activation == 'celu' and alpha == 0:
+      raise ValueError('gain: param for celu (alpha) must be nonzero, got 0.0.')
+    fn = _EXPONENTIAL[activation](alpha)
     # A Python constant even when called inside jit (e.g. an init under
     # trace): evaluate eagerly rather than staging the quadrature.
     with jax.ensure_compile_time_eval(), jax.enable_x64(True):
       m2 = float(selu_theory.gaussian_expectation(lambda z: fn(z) ** 2))
     return 1.0 / math.sqrt(m2)
-  if activation == 'selu':
-    return 1.0
   raise ValueError(
     f'gain: unknown activation {activation!r}; accepted: '
     f'{", ".join(ACTIVATIONS)}.'

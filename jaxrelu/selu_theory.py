@@ -37,7 +37,7 @@ import numpy as np
 from jax.scipy.special import log_ndtr
 from jax.typing import ArrayLike
 
-from jaxrelu import _activations
+from jaxrelu import _activations, _checks
 
 SELU_ALPHA = _activations.SELU_ALPHA
 SELU_SCALE = _activations.SELU_SCALE
@@ -57,6 +57,19 @@ def _gaussian_parts(m, s):
   e1_neg = jnp.exp(m + 0.5 * s * s + log_ndtr(-(m + s * s) / s))
   e2_neg = jnp.exp(2.0 * m + 2.0 * s * s + log_ndtr(-(m + 2.0 * s * s) / s))
   return p_pos, p_neg, z_pos, z2_pos, e1_neg, e2_neg
+
+
+def _positive(v):
+  return v > 0
+
+
+def _check_spread(fn: str, var, tau):
+  """Raises ValueError unless concrete var and tau are > 0; returns them."""
+  var, v = _checks.hyperparameter(fn, 'var', var)
+  tau, t = _checks.hyperparameter(fn, 'tau', tau)
+  _checks.check_values(fn, 'var', v, _positive, '> 0')
+  _checks.check_values(fn, 'tau', t, _positive, '> 0')
+  return var, tau
 
 
 def selu_moments(
@@ -81,6 +94,13 @@ def selu_moments(
   Returns:
     (mu~, nu~), the mean and variance of the unit's output.
 
+  Raises:
+    ValueError: if a concrete ``var`` or ``tau`` (any element, for an array)
+      is not > 0: the net input's variance var * tau must be positive (at 0
+      the Gaussian integrals are 0 / 0). Traced values are not checked
+      (var * tau = 0 gives NaN).
+    TypeError: for a complex, bool or non-numeric ``var`` or ``tau``.
+
   Examples:
     >>> import jax
     >>> from jaxrelu import selu_theory
@@ -89,6 +109,7 @@ def selu_moments(
     >>> print(f'{abs(float(m)) < 1e-15} {float(v):.12f}')
     True 1.000000000000
   """
+  var, tau = _check_spread('selu_moments', var, tau)
   m = jnp.asarray(mean) * omega
   s = jnp.sqrt(jnp.asarray(var) * tau)
   _, p_neg, z_pos, z2_pos, e1_neg, e2_neg = _gaussian_parts(m, s)
@@ -114,6 +135,10 @@ def selu_backward_gain(
   LeCun weights this is 1.0716: self-normalization is a property of the
   forward pass, and gradients still grow with depth.
 
+  Raises:
+    ValueError: like `selu_moments`, for a concrete var or tau that is not
+      > 0.
+
   Examples:
     >>> import jax
     >>> from jaxrelu import selu_theory
@@ -121,6 +146,7 @@ def selu_backward_gain(
     ...   print(f'{float(selu_theory.selu_backward_gain(0.0, 1.0)):.4f}')
     1.0716
   """
+  var, tau = _check_spread('selu_backward_gain', var, tau)
   m = jnp.asarray(mean) * omega
   s = jnp.sqrt(jnp.asarray(var) * tau)
   p_pos, *_, e2_neg = _gaussian_parts(m, s)
@@ -210,12 +236,27 @@ def alpha_dropout_affine(
   q = 1 - rate. For (0, 1): a = (q + alpha'^2 q (1 - q))^(-1/2),
   b = -a (1 - q) alpha' (rate 0.05: a = 0.954844, b = 0.083936).
 
+  Args:
+    rate: the drop probability, in [0, 1).
+    mean: mean of the incoming activations.
+    var: variance of the incoming activations.
+
+  Returns:
+    (a, b) as jax arrays.
+
+  Raises:
+    ValueError: for a concrete rate (any element, for an array) outside
+      [0, 1), or one that rounds to 1 in the default float dtype (a = inf).
+      A traced rate is not checked: rate = 1 gives (inf, inf), rate > 1 NaN.
+    TypeError: for a complex, bool or non-numeric rate.
+
   Examples:
     >>> import jaxrelu
     >>> a, b = jaxrelu.alpha_dropout_affine(0.05)
     >>> print(f'{float(a):.6f} {float(b):.6f}')
     0.954844 0.083936
   """
+  rate = _checks.check_rate('alpha_dropout_affine', rate)
   alpha_p = -SELU_SCALE * SELU_ALPHA
   q = 1.0 - jnp.asarray(rate, jnp.result_type(float))
   a = jnp.sqrt(var / (q * ((1.0 - q) * (alpha_p - mean) ** 2 + var)))
