@@ -2,6 +2,9 @@ r"""Alpha dropout (Klambauer et al. 2017), with an exact custom JVP rule."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -46,12 +49,41 @@ def _alpha_dropout_jvp(primals, tangents):
 _alpha_dropout.defjvp(_alpha_dropout_jvp, symbolic_zeros=True)
 
 
-@jax.jit
-def _alpha_dropout_train(x, key, rate):
+@functools.partial(jax.jit, static_argnames='mask_shape')
+def _alpha_dropout_train(x, key, rate, mask_shape):
   rate = jnp.asarray(rate, jnp.result_type(float))
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  keep = jax.random.bernoulli(key, 1.0 - rate, mask_shape)
   a, b = selu_theory.alpha_dropout_affine(rate)
-  return _alpha_dropout(x, keep, a, b)
+  return _alpha_dropout(x, jnp.broadcast_to(keep, x.shape), a, b)
+
+
+def mask_shape(fn: str, shape, broadcast_dims, rate_shape) -> tuple:
+  """x's shape with the broadcast dims set to 1: one mask shared along them.
+
+  Raises:
+    ValueError: for broadcast_dims that are not distinct axes of x, or a
+      rate that varies along a broadcast dim.
+  """
+  ndim = len(shape)
+  dims = tuple(broadcast_dims)
+  for d in dims:
+    if isinstance(d, bool) or not isinstance(d, int) or not -ndim <= d < ndim:
+      raise ValueError(
+        f'{fn}: broadcast_dims must be distinct axes of x (x has {ndim} '
+        f'axes: -{ndim} to {ndim - 1}), got {dims!r}.'
+      )
+  axes = {d % ndim for d in dims}
+  if len(axes) < len(dims):
+    raise ValueError(
+      f'{fn}: broadcast_dims must be distinct axes of x, got {dims!r}.'
+    )
+  shape = tuple(1 if i in axes else n for i, n in enumerate(shape))
+  if jnp.broadcast_shapes(shape, rate_shape) != shape:
+    raise ValueError(
+      f'{fn}: rate of shape {tuple(rate_shape)} varies along broadcast_dims '
+      f'{dims!r}; one mask is shared along them, so the rate must too.'
+    )
+  return shape
 
 
 # Shared with the linen and nnx layers and selu_theory.alpha_dropout_affine.
@@ -64,6 +96,7 @@ def alpha_dropout(
   key: jax.Array | None = None,
   *,
   deterministic: bool = False,
+  broadcast_dims: Sequence[int] = (),
 ) -> jax.Array:
   r"""Alpha dropout: dropout that keeps SELU's mean 0 and variance 1.
 
@@ -93,6 +126,9 @@ def alpha_dropout(
       rate > 0.
     deterministic: a Python bool; if True, return x (evaluation mode). It
       selects the computation, so it must be static under jit.
+    broadcast_dims: axes of x that share one keep mask (as in
+      `flax.linen.Dropout`), e.g. the spatial axes for channel-wise
+      dropout. Default: an independent draw per element.
 
   Returns:
     An array of the same shape and dtype as x.
@@ -102,7 +138,9 @@ def alpha_dropout(
       [0, 1), or one so close to 1 that it rounds to 1 in the computation
       dtype (float32 unless x64 is enabled; e.g. 1 - 1e-12): such rates are
       rejected, not computed. Also for a rate whose shape does not
-      broadcast against x, and for a missing key in training.
+      broadcast against x, and for a missing key in training; for
+      broadcast_dims that are not distinct axes of x, or a rate that varies
+      along them.
     TypeError: for a complex, bool or non-numeric rate (even traced), a
       ``deterministic`` that is not a Python bool (e.g. "no" or a tracer),
       and a ``key`` that is not a PRNG key.
@@ -124,6 +162,7 @@ def alpha_dropout(
   _checks.check_bool('alpha_dropout', 'deterministic', deterministic)
   rate = check_rate('alpha_dropout', rate)
   _activations.check_slope_shape('alpha_dropout', 'rate', x, rate)
+  shape = mask_shape('alpha_dropout', x.shape, broadcast_dims, jnp.shape(rate))
   if deterministic or _checks.concrete_scalar(rate) == 0.0:
     return x
   if key is None:
@@ -132,4 +171,4 @@ def alpha_dropout(
       'key=jax.random.key(...), or deterministic=True for evaluation.'
     )
   _checks.check_key('alpha_dropout', key)
-  return _alpha_dropout_train(x, key, rate)
+  return _alpha_dropout_train(x, key, rate, shape)

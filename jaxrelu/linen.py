@@ -153,6 +153,8 @@ class AlphaDropout(nn.Module):
 
   Attributes:
     rate: the drop probability, in [0, 1).
+    broadcast_dims: axes that share one keep mask, as in
+      `flax.linen.Dropout` (default: an independent draw per element).
     deterministic: if True, the identity; merged with the call argument like
       `flax.linen.Dropout`.
     rng_collection: the PRNG stream the mask comes from.
@@ -169,6 +171,7 @@ class AlphaDropout(nn.Module):
   """
 
   rate: float
+  broadcast_dims: Sequence[int] = ()
   deterministic: bool | None = None
   rng_collection: str = 'dropout'
 
@@ -181,6 +184,9 @@ class AlphaDropout(nn.Module):
   ) -> jax.Array:
     _dropout.check_rate('AlphaDropout', self.rate)
     key = None if self.rate == 0 else _training_key(self, deterministic, rng)
+    dims = self.broadcast_dims
     if key is None:
-      return _dropout.alpha_dropout(inputs, self.rate, deterministic=True)
-    return _dropout.alpha_dropout(inputs, self.rate, key)
+      return _dropout.alpha_dropout(
+        inputs, self.rate, deterministic=True, broadcast_dims=dims
+      )
+    return _dropout.alpha_dropout(inputs, self.rate, key, broadcast_dims=dims)

@@ -287,6 +287,8 @@ class AlphaDropout(_Stochastic):
 
   Args:
     rate: the drop probability, in [0, 1).
+    broadcast_dims: axes that share one keep mask, as in
+      `flax.nnx.Dropout` (default: an independent draw per element).
     deterministic: identity if True. ``model.train()`` / ``model.eval()`` /
       ``nnx.view`` set it; a call argument overrides it.
     rng_collection: the stream to fork from ``rngs`` (default 'dropout').
@@ -307,12 +309,14 @@ class AlphaDropout(_Stochastic):
     self,
     rate: float,
     *,
+    broadcast_dims: Sequence[int] = (),
     deterministic: bool | None = False,
     rng_collection: str = 'dropout',
     rngs: nnx.Rngs | nnx.RngStream | None = None,
   ):
     _dropout.check_rate('AlphaDropout', rate)
     self.rate = rate
+    self.broadcast_dims = tuple(broadcast_dims)
     self._init_stochastic(deterministic, rng_collection, rngs)
 
   def __call__(
@@ -322,6 +326,11 @@ class AlphaDropout(_Stochastic):
     deterministic: bool | None = None,
     rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
   ) -> jax.Array:
+    dims = self.broadcast_dims
     if self._mode(deterministic) or self.rate == 0:
-      return _dropout.alpha_dropout(inputs, self.rate, deterministic=True)
-    return _dropout.alpha_dropout(inputs, self.rate, self._key(rngs))
+      return _dropout.alpha_dropout(
+        inputs, self.rate, deterministic=True, broadcast_dims=dims
+      )
+    return _dropout.alpha_dropout(
+      inputs, self.rate, self._key(rngs), broadcast_dims=dims
+    )

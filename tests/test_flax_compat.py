@@ -12,6 +12,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from flax import nnx
 
+import jaxrelu
 from jaxrelu import linen as jrl
 from jaxrelu import nnx as jrn
 
@@ -99,3 +100,68 @@ class NnxPReLUKeywordsTest(parameterized.TestCase):
 
 if __name__ == '__main__':
   absltest.main()
+
+
+_ALPHA_P = (
+  -1.0507009873554804934193349852946 * 1.6732632423543772848170429916717
+)
+
+
+def _affine(rate):
+  """Klambauer et al.'s a and b, in float64."""
+  q = 1.0 - rate
+  a = (q + _ALPHA_P**2 * q * (1 - q)) ** -0.5
+  return a, -a * (1 - q) * _ALPHA_P
+
+
+class AlphaDropoutBroadcastDimsTest(absltest.TestCase):
+  def _check_shared_along_rows(self, x, y, rate):
+    a, b = _affine(rate)
+    dropped = np.isclose(np.asarray(y, np.float64), a * _ALPHA_P + b, atol=1e-6)
+    # One mask for every row: each column is dropped in all rows or none.
+    self.assertTrue(np.all(dropped == dropped[:1]))
+    self.assertTrue(dropped[0].any() and not dropped[0].all())
+    kept = ~dropped
+    np.testing.assert_allclose(
+      np.asarray(y, np.float64)[kept],
+      a * np.asarray(x, np.float64)[kept] + b,
+      rtol=1e-5,
+      atol=1e-6,
+    )
+
+  def test_functional_mask_is_shared_along_broadcast_dims(self):
+    x = jax.random.normal(jax.random.key(0), (64, 32))
+    y = jrl.AlphaDropout(0.5, broadcast_dims=(0,)).apply(
+      {}, x, deterministic=False, rngs={'dropout': jax.random.key(1)}
+    )
+    self._check_shared_along_rows(x, y, 0.5)
+    layer = jrn.AlphaDropout(
+      0.5, broadcast_dims=(-2,), rngs=nnx.Rngs(dropout=2)
+    )
+    self._check_shared_along_rows(x, layer(x), 0.5)
+
+  def test_shared_masks_keep_mean_zero_and_variance_one(self):
+    # Each row of 8 is kept or dropped whole; 20000 independent rows.
+    x = jax.random.normal(jax.random.key(3), (20_000, 8))
+    layer = jrn.AlphaDropout(0.1, broadcast_dims=(1,), rngs=nnx.Rngs(dropout=4))
+    y = np.asarray(layer(x), np.float64)
+    # Row-level draws: the standard error of the mean is about
+    # sqrt(8 / 160000) = 0.007; 0.03 is over 4 of them.
+    self.assertLess(abs(y.mean()), 0.03)
+    self.assertLess(abs(y.std() - 1.0), 0.03)
+
+  def test_bad_broadcast_dims_name_themselves(self):
+    x = jnp.ones((4, 3))
+    key = jax.random.key(0)
+    for dims in ((2,), (0, -2), (True,)):
+      with self.assertRaisesRegex(
+        ValueError, 'broadcast_dims must be distinct'
+      ):
+        jaxrelu.alpha_dropout(x, 0.1, key, broadcast_dims=dims)
+    with self.assertRaisesRegex(ValueError, 'varies along broadcast_dims'):
+      jaxrelu.alpha_dropout(
+        x, jnp.array([[0.1], [0.2], [0.1], [0.1]]), key, broadcast_dims=(0,)
+      )
+    # Checked in evaluation mode too.
+    with self.assertRaisesRegex(ValueError, 'broadcast_dims'):
+      jaxrelu.alpha_dropout(x, 0.1, deterministic=True, broadcast_dims=(5,))
