@@ -219,16 +219,7 @@ def markdown(rows: dict, header: str, target: float = TARGET) -> str:
 
 def main(argv: Sequence[str]) -> int:
   cli.no_arguments(argv)
-  names = [name.strip() for name in _ACTIVATIONS.value]
-  unknown = [name for name in names if name not in ACTIVATIONS]
-  cli.require(bool(names), '--activations must not be empty')
-  cli.require(
-    not unknown,
-    f'--activations: unknown {",".join(unknown)}; accepted: '
-    f'{",".join(ACTIVATIONS)}',
-  )
-  repeated = sorted({name for name in names if names.count(name) > 1})
-  cli.require(not repeated, f'--activations repeats {",".join(repeated)}')
+  names = cli.choices('activations', _ACTIVATIONS.value, list(ACTIVATIONS))
   out_dir = cli.output_dir(_OUTPUT_DIR.value)
   target = _TARGET.value
   rows = {}

@@ -260,7 +260,7 @@ def main(argv: Sequence[str]) -> int:
   report_lib.write_json(
     f'{out}/results.json',
     {
-      'meta': sweep.provenance(flag_values),
+      'meta': report_lib.provenance(flag_values),
       'verdicts': verdicts,
       'results': rows,
     },

@@ -453,7 +453,7 @@ def write_outputs(outcome: sweep.Outcome, flag: dict) -> dict:
   report_lib.write_json(
     f'{out}/summary.json',
     {
-      'meta': sweep.provenance(
+      'meta': report_lib.provenance(
         {k: v for k, v in flag.items() if k not in ('train_sizes', 'task')}
       ),
       'missing_cells': len(outcome.missing),

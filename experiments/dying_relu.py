@@ -349,7 +349,7 @@ def write_outputs(outcome: sweep.Outcome, flag: dict) -> dict:
   report_lib.write_csv(f'{out}/cells.csv', list(cells.values()), CSV_FIELDS)
   cells_per_group = len(flag['learning_rates']) * len(flag['bias_inits'])
   devices = jax.device_count()
-  meta = sweep.provenance({k: v for k, v in flag.items() if k != 'task'})
+  meta = report_lib.provenance({k: v for k, v in flag.items() if k != 'task'})
   meta['cells_sharded_over_devices'] = (
     devices if devices > 1 and cells_per_group % devices == 0 else 1
   )

@@ -279,7 +279,7 @@ def main(argv: Sequence[str]) -> int:
   )
   summary = sweep.missing_text(outcome) + summary
   out = flag['output_dir']
-  meta = sweep.provenance({k: v for k, v in flag.items() if k != 'task'})
+  meta = report_lib.provenance({k: v for k, v in flag.items() if k != 'task'})
   meta['devices_used'] = len(jax.devices()) if sharding is not None else 1
   meta['processes'] = jax.process_count()
   report_lib.write_json(

@@ -191,9 +191,6 @@ class Store:
       return None
     return record
 
-  def has(self, key: str) -> bool:
-    return self.get(key) is not None
-
   def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
     """The stored records among keys, by key."""
     out = {}

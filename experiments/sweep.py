@@ -55,8 +55,6 @@ _MAX_NEW_GROUPS = flags.DEFINE_integer(
 
 # Packages whose versions change the numbers a cell holds.
 KEY_PACKAGES = ('jax', 'jaxlib', 'jaxrelu')
-versions = report.versions
-provenance = report.provenance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +99,7 @@ def cell_key(binary: str, settings: dict[str, Any]) -> str:
   identity = {
     'binary': binary,
     'settings': settings,
-    'versions': {p: versions()[p] for p in KEY_PACKAGES},
+    'versions': {p: report.versions()[p] for p in KEY_PACKAGES},
   }
   text = json.dumps(identity, sort_keys=True, separators=(',', ':'))
   return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -158,7 +156,9 @@ def run(
     max_new_groups = _MAX_NEW_GROUPS.value
   keys = [[cell_key(store.binary, s) for s in g.settings] for g in groups]
   mine = [i for i in range(len(groups)) if task.owns(i)]
-  needed = [not all(store.has(k) for k in keys[i]) for i in mine]
+  # Each stored cell is read once here; only computed groups are read again.
+  stored = {k: store.get(k) for group_keys in keys for k in group_keys}
+  needed = [any(stored[k] is None for k in keys[i]) for i in mine]
   if distributed:
     import numpy as np
     from jax.experimental import multihost_utils
@@ -196,9 +196,11 @@ def run(
             'binary': store.binary,
             'settings': settings,
             'result': result,
-            'provenance': provenance(),
+            'provenance': report.provenance(),
           }
         )
+        # Another writer may have stored this key first: keep what is stored.
+        stored[key] = store.get(key)
       done_groups += 1
       cells_run += len(results)
       elapsed = time.perf_counter() - start
@@ -213,7 +215,7 @@ def run(
   cells, missing = {}, []
   for group, group_keys in zip(groups, keys, strict=True):
     for key, settings in zip(group_keys, group.settings, strict=True):
-      record = store.get(key)
+      record = stored[key]
       if record is None:
         missing.append((group.label, settings))
       else:

@@ -101,18 +101,7 @@ class PReLU(nnx.Module):
         'PReLU: negative_slope_init must be a number or an initializer '
         f'(key, shape, dtype) -> array, got {negative_slope_init!r}.'
       )
-    if num_channels is not None and (
-      isinstance(num_channels, bool)
-      or not isinstance(num_channels, (int, np.integer))
-    ):
-      raise TypeError(
-        f'PReLU: num_channels must be a positive integer, got {num_channels!r}.'
-      )
-    if axis is not None and num_channels is None:
-      raise ValueError(
-        f'PReLU: axis={axis} needs num_channels (the number of slopes along '
-        'it); without num_channels the slope is one shared scalar.'
-      )
+    _layers.check_channels('PReLU', num_channels, axis)
     axis = -1 if axis is None else axis
     if num_channels is not None and shared_axes is not None:
       _layers.check_slope_options('PReLU', axis, shared_axes)
@@ -125,10 +114,6 @@ class PReLU(nnx.Module):
       self.axis = None
       shape = _layers.slope_shape('PReLU', (1, *input_shape), None, shared_axes)
     elif num_channels is not None:
-      if num_channels < 1:
-        raise ValueError(
-          f'PReLU: num_channels must be >= 1, got {num_channels}.'
-        )
       self.axis = axis
       shape = (int(num_channels),)
     else:
