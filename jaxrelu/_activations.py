@@ -6,9 +6,13 @@ one contract:
 * Derivative at a kink is the derivative of the left (clipped) side, as in
   PyTorch: relu'(0) = 0, relu6'(0) = relu6'(6) = 0, leaky_relu'(0) =
   negative_slope, elu'(0) = alpha, selu'(0) = scale * alpha, celu'(0) = 1.
-* Negative-side derivatives of the exponential units are computed as
-  ``alpha * exp(x)``, never as ``y + alpha`` or ``expm1(x) + 1``, so they stay
-  within a few ulp of the float64 value until it underflows.
+  Second derivatives at a kink are 0, as PyTorch's double backward (which
+  masks with x < 0) gives.
+* The exponential units compute one exp per element, shared by the value
+  and the derivative; the derivative is alpha * exp(x), never y + alpha or
+  expm1(x) + 1. Value and derivative stay within 3 ulp of mpmath down to the
+  smallest normal number, for any alpha, in float32 and float64
+  (tests/test_exponential_tails.py).
 * A NaN is never hidden: NaN in gives NaN out, and a NaN cotangent stays NaN
   (rules multiply by the derivative instead of selecting zero).
 * float16 and bfloat16 are computed in float32 and rounded once.
@@ -19,6 +23,7 @@ one contract:
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -502,18 +507,90 @@ def rrelu(
 
 
 # ----------------------------------------------------------------------------
-# elu and selu
+# elu, selu and celu: one exp per element
+
+
+def _taylor_terms(dtype) -> int:
+  # Terms of expm1(t) / t = sum_k t^k / (k + 1)! needed on |t| <= ln 2: the
+  # first one left out, |t|^n / (n + 1)!, is below a fifth of an ulp.
+  return 9 if jnp.finfo(dtype).bits <= 32 else 17
+
+
+_LN2 = float(np.log(2.0))
+# exp(t) = exp(t + _SHIFT) * exp(-_SHIFT) for t < -_SHIFT, where t + _SHIFT
+# is exact: alpha * exp(t) stays normal when exp(t) alone would not.
+_SHIFT = 32.0
+
+
+def _exp_parts(t):
+  """expm1(t) and exp(t) for t <= 0 (or -inf), with one exp.
+
+  Returns (small, p, far, e, scale): expm1(t) is t * p where `small`
+  (|t| <= ln 2), else `far`; exp(t) is e * scale. Near 0, expm1 is a Taylor
+  polynomial, so t * p never cancels; elsewhere e * scale <= 1/2, so
+  e * scale - 1 is within about an ulp. Below -32, e = exp(t + 32) and
+  scale = exp(-32), so alpha * e * scale does not underflow before the
+  multiply while the result is normal. One exp and a short polynomial cost
+  less than XLA's expm1 and exp together (BUILD_NOTES.md).
+  """
+  dtype = t.dtype
+  tail = t < -_SHIFT
+  e = jnp.exp(jnp.where(tail, t + jnp.asarray(_SHIFT, dtype), t))
+  one = jnp.ones((), dtype)
+  scale = jnp.where(tail, jnp.asarray(np.exp(-_SHIFT), dtype), one)
+  coeffs = [1.0 / math.factorial(k + 1) for k in range(_taylor_terms(dtype))]
+  p = jnp.asarray(coeffs[-1], dtype)
+  for c in reversed(coeffs[:-1]):
+    p = p * t + jnp.asarray(c, dtype)
+  return t > -_LN2, p, e * scale - one, e, scale
+
+
+def _neg_part(xc, pos):
+  # Guard the branch not taken so exp cannot overflow at large x.
+  return jnp.where(pos, jnp.zeros((), xc.dtype), xc)
 
 
 def _elu_parts(x, alpha, scale):
-  """Shared by elu and selu: value, mask and the guarded negative part."""
+  """Shared by elu and selu: value, mask, compute-dtype x, expm1 and alpha."""
   cdt = compute_dtype(x.dtype)
   xc, a = x.astype(cdt), jnp.asarray(alpha).astype(cdt)
   pos = xc > 0
-  # Guard the branch not taken so exp cannot overflow at large x.
-  xneg = jnp.where(pos, jnp.zeros((), cdt), xc)
-  value = scale * jnp.where(pos, xc, a * jnp.expm1(xneg))
-  return value.astype(x.dtype), pos, xneg, a
+  xneg = _neg_part(xc, pos)
+  small, p, far, _, _ = _exp_parts(xneg)
+  em = jnp.where(small, xneg * p, far)
+  value = jnp.where(pos, xc, a * em)
+  if scale != 1:
+    value = jnp.asarray(scale, cdt) * value
+  return value.astype(x.dtype), pos, xc, em, a
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _elu_slope(xc, a, pos_slope):
+  """pos_slope for x > 0, else a * exp(x): elu's derivative, x compute dtype.
+
+  Its own rule makes the second derivative PyTorch's: a * exp(x) for x < 0
+  and 0 at the kink (PyTorch's double backward masks with x < 0).
+  """
+  return _elu_slope_parts(xc, a, pos_slope)[1]
+
+
+def _elu_slope_parts(xc, a, pos_slope):
+  pos = xc > 0
+  _, _, _, e, scale = _exp_parts(_neg_part(xc, pos))
+  neg_slope = (a * scale) * e
+  slope = jnp.where(pos, jnp.asarray(pos_slope, xc.dtype), neg_slope)
+  return pos, slope, neg_slope, e * scale
+
+
+@_elu_slope.defjvp
+def _elu_slope_jvp(pos_slope, primals, tangents):
+  xc, a = primals
+  x_dot, a_dot = tangents
+  pos, slope, neg_slope, exp_x = _elu_slope_parts(xc, a, pos_slope)
+  zero = jnp.zeros((), xc.dtype)
+  tangent = x_dot * jnp.where(xc < 0, neg_slope, zero)
+  tangent = tangent + a_dot * jnp.where(pos, zero, exp_x)
+  return slope, tangent
 
 
 @jax.custom_jvp
@@ -524,17 +601,14 @@ def _elu(x, alpha):
 def _elu_jvp(primals, tangents):
   x, alpha = primals
   x_dot, alpha_dot = tangents
-  y, pos, xneg, a = _elu_parts(x, alpha, 1)
-  cdt = xneg.dtype
+  y, pos, xc, em, a = _elu_parts(x, alpha, 1)
+  cdt = xc.dtype
   terms = []
   if not is_zero(x_dot):
-    # alpha * exp(x), not y + alpha: no cancellation as y -> -alpha.
-    d = jnp.where(pos, jnp.ones((), cdt), a * jnp.exp(xneg))
-    terms.append(x_dot.astype(cdt) * d)
+    terms.append(x_dot.astype(cdt) * _elu_slope(xc, a, 1.0))
   if not is_zero(alpha_dot):
-    terms.append(
-      jnp.asarray(alpha_dot).astype(cdt) * jnp.where(pos, 0, jnp.expm1(xneg))
-    )
+    zero = jnp.zeros((), cdt)
+    terms.append(jnp.asarray(alpha_dot).astype(cdt) * jnp.where(pos, zero, em))
   return y, sum_tangents(y, terms)
 
 
@@ -551,13 +625,15 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     \qquad \mathrm{elu}'(x) = \alpha e^x \ (x \le 0)
 
   Under differentiation we take elu'(0) = alpha, the derivative of the left
-  side (PyTorch's convention; for alpha = 1 both sides agree). The negative
-  side's derivative is computed as alpha * exp(x), exact to a few ulp down to
-  the smallest normal number (jax.nn.elu computes y + alpha, which is 44% off
-  at x = -17 in float32 and 0 below -18). elu(-inf) = -alpha, derivative 0.
-  A NaN input gives a NaN output and a NaN derivative. Gradients flow to
-  alpha too: d/dalpha = expm1(x) for x <= 0. Reverse mode saves the
-  derivative, one element of x's compute dtype (float32 for half inputs).
+  side (PyTorch's convention; for alpha = 1 both sides agree), and
+  elu''(0) = 0 (PyTorch's double backward); elu''(x) = alpha e^x for x < 0.
+  Value and derivative are within 3 ulp of the exact ones down to the
+  smallest normal number, for any alpha (jax.nn.elu's derivative, y + alpha,
+  is 44% off at x = -17 in float32 and 0 below -18). elu(-inf) = -alpha,
+  derivative 0. A NaN input gives a NaN output and a NaN derivative.
+  Gradients flow to alpha too: d/dalpha = expm1(x) for x <= 0. Reverse mode
+  saves the derivative, one element of x's compute dtype (float32 for half
+  inputs).
 
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
@@ -600,13 +676,9 @@ def _selu(x):
 @_selu.defjvp
 def _selu_jvp(primals, tangents):
   (x,), (g,) = primals, tangents
-  y, pos, xneg, _ = _elu_parts(x, SELU_ALPHA, SELU_SCALE)
-  cdt = xneg.dtype
-  d = jnp.where(
-    pos,
-    jnp.asarray(SELU_SCALE, cdt),
-    jnp.asarray(_SELU_SCALE_ALPHA, cdt) * jnp.exp(xneg),
-  )
+  y, _, xc, _, _ = _elu_parts(x, SELU_ALPHA, SELU_SCALE)
+  cdt = xc.dtype
+  d = _elu_slope(xc, jnp.asarray(_SELU_SCALE_ALPHA, cdt), SELU_SCALE)
   return y, (g.astype(cdt) * d).astype(y.dtype)
 
 
@@ -624,11 +696,12 @@ def selu(x: ArrayLike) -> jax.Array:
   lambda = 1.0507009873554804934193349852946 (Klambauer et al. 2017), the
   values that make (mean 0, variance 1) a stable fixed point for LeCun-normal
   weights. Under differentiation we take selu'(0) = lambda * alpha, the
-  derivative of the left side (PyTorch's convention). The negative side's
-  derivative is lambda * alpha * exp(x), exact to a few ulp down to the
-  smallest normal number. selu(-inf) = -lambda * alpha. A NaN input gives a
-  NaN output and a NaN derivative. Half-precision inputs are computed in
-  float32 and rounded once (jax.nn.selu in bfloat16 is 0.7% off at x = -5).
+  derivative of the left side (PyTorch's convention), and selu''(0) = 0
+  (PyTorch's double backward). The negative side's derivative is
+  lambda * alpha * exp(x), within 3 ulp down to the smallest normal number.
+  selu(-inf) = -lambda * alpha. A NaN input gives a NaN output and a NaN
+  derivative. Half-precision inputs are computed in float32 and rounded once
+  (jax.nn.selu in bfloat16 is 0.7% off at x = -5).
 
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
@@ -656,9 +729,88 @@ def _celu_parts(x, alpha):
   cdt = compute_dtype(x.dtype)
   xc, a = x.astype(cdt), jnp.asarray(alpha).astype(cdt)
   pos = xc > 0
-  t = jnp.where(pos, jnp.zeros((), cdt), xc) / a
-  value = jnp.where(pos, xc, a * jnp.expm1(t))
-  return value.astype(x.dtype), pos, t
+  xneg = _neg_part(xc, pos)
+  # x * (1 / alpha): one division per alpha, not per element. Its extra
+  # rounding is undone in the slope (_quotient_residual) and harmless in
+  # the value, where the error in t is damped by exp(t).
+  t = xneg * (jnp.ones((), cdt) / a)
+  small, p, far, _, _ = _exp_parts(t)
+  # Near 0, alpha * expm1(t) = x * p: no rounding of x / alpha, no underflow
+  # of t for tiny x and large alpha.
+  value = jnp.where(pos, xc, jnp.where(small, xneg * p, a * far))
+  em = jnp.where(small, t * p, far)
+  return value.astype(x.dtype), pos, xc, a, t, em
+
+
+def _split(v):
+  """Veltkamp's split: v = hi + lo, each half of the significand."""
+  factor = 2.0 ** -(-jnp.finfo(v.dtype).nmant // 2) + 1
+  c = v * jnp.asarray(factor, v.dtype)
+  hi = c - (c - v)
+  return hi, v - hi
+
+
+def _quotient_residual(num, den, quot, inv_den):
+  """(num - den * quot) / den: what rounding quot ~ num / den lost.
+
+  den * quot's rounding error is recovered exactly (Dekker's product), so
+  exp(quot) * (1 + residual) is exp(num / den) to a few ulp even where
+  |quot| is large: rounding the quotient alone costs |quot| / 2 ulp.
+  Where exp(quot) underflows, or den is too large to split, it is 0.
+  """
+  dtype = quot.dtype
+  ok = (quot > jnp.asarray(-2.0 * np.log(jnp.finfo(dtype).max), dtype)) & (
+    jnp.abs(den) < jnp.asarray(2.0 ** (jnp.finfo(dtype).maxexp // 2), dtype)
+  )
+  zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
+  num, den, quot = (
+    jnp.where(ok, num, zero),
+    jnp.where(ok, den, one),
+    jnp.where(ok, quot, zero),
+  )
+  prod = den * quot
+  den_hi, den_lo = _split(den)
+  quot_hi, quot_lo = _split(quot)
+  error = (
+    (den_hi * quot_hi - prod) + den_hi * quot_lo + den_lo * quot_hi
+  ) + den_lo * quot_lo
+  return ((num - prod) - error) * inv_den
+
+
+def _celu_slope_parts(xc, a):
+  pos = xc > 0
+  xneg = _neg_part(xc, pos)
+  inv_a = jnp.ones((), xc.dtype) / a
+  t = xneg * inv_a
+  _, _, _, e, scale = _exp_parts(t)
+  exp_t = e * scale
+  # exp(x / alpha) = exp(t) * (1 + r), r what rounding t lost.
+  exp_t = exp_t + exp_t * _quotient_residual(xneg, a, t, inv_a)
+  slope = jnp.where(pos, jnp.ones((), xc.dtype), exp_t)
+  return pos, t, slope
+
+
+@jax.custom_jvp
+def _celu_slope(xc, a):
+  """1 for x > 0, else exp(x / alpha): celu's derivative, x compute dtype.
+
+  Its own rule makes the second derivative PyTorch's: exp(x / alpha) / alpha
+  for x < 0 and 0 at the kink.
+  """
+  return _celu_slope_parts(xc, a)[2]
+
+
+@_celu_slope.defjvp
+def _celu_slope_jvp(primals, tangents):
+  xc, a = primals
+  x_dot, a_dot = tangents
+  pos, t, slope = _celu_slope_parts(xc, a)
+  zero = jnp.zeros((), xc.dtype)
+  tangent = x_dot * jnp.where(xc < 0, slope / a, zero)
+  # d/dalpha exp(x / alpha) = -t exp(t) / alpha; t exp(t) -> 0 as t -> -inf.
+  t_slope = jnp.where(jnp.isneginf(t), zero, t * slope)
+  tangent = tangent - a_dot * jnp.where(pos, zero, t_slope / a)
+  return slope, tangent
 
 
 @jax.custom_jvp
@@ -669,18 +821,19 @@ def _celu(x, alpha):
 def _celu_jvp(primals, tangents):
   x, alpha = primals
   x_dot, alpha_dot = tangents
-  y, pos, t = _celu_parts(x, alpha)
-  cdt = t.dtype
+  y, pos, xc, a, t, em = _celu_parts(x, alpha)
+  cdt = xc.dtype
   terms = []
+  slope = _celu_slope(xc, a)
   if not is_zero(x_dot):
-    terms.append(x_dot.astype(cdt) * jnp.where(pos, 1, jnp.exp(t)))
+    terms.append(x_dot.astype(cdt) * slope)
   if not is_zero(alpha_dot):
     # d/dalpha [alpha expm1(x / alpha)] = expm1(t) - t exp(t); t exp(t) -> 0
     # as t -> -inf, where the product itself is NaN.
-    t_exp_t = jnp.where(jnp.isneginf(t), 0, t * jnp.exp(t))
+    zero = jnp.zeros((), cdt)
+    t_exp_t = jnp.where(jnp.isneginf(t), zero, t * slope)
     terms.append(
-      jnp.asarray(alpha_dot).astype(cdt)
-      * jnp.where(pos, 0, jnp.expm1(t) - t_exp_t)
+      jnp.asarray(alpha_dot).astype(cdt) * jnp.where(pos, zero, em - t_exp_t)
     )
   return y, sum_tangents(y, terms)
 
@@ -702,8 +855,11 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     \qquad \mathrm{celu}'(x) = e^{x/\alpha} \ (x \le 0)
 
   Under differentiation we take celu'(0) = 1; both sides agree there, which
-  is the point of CELU. The negative side's derivative is exp(x / alpha),
-  exact to a few ulp down to the smallest normal number. celu(-inf) = -alpha
+  is the point of CELU. celu''(0) = 0 (PyTorch's double backward) and
+  celu''(x) = exp(x / alpha) / alpha for x < 0. The negative side's
+  derivative is exp(x / alpha), with the rounding of x / alpha corrected, so
+  value and derivative are within 3 ulp of the exact ones for every x and
+  alpha, down to the smallest normal number. celu(-inf) = -alpha
   for alpha > 0. A NaN input gives a NaN output and a NaN derivative.
   Gradients flow to alpha too. Reverse mode saves the derivative, one element
   of x's compute dtype.
