@@ -52,6 +52,8 @@ def compute_dtype(dtype) -> np.dtype:
 
 def as_float(fn: str, x: ArrayLike) -> jax.Array:
   """Converts x to an array; integers are promoted to the default float."""
+  if _checks.is_float_array(x):  # The common case, checked cheaply.
+    return x
   x = _checks.as_array(fn, x)
   _checks.check_real_dtype(fn, x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -250,6 +252,15 @@ _prelu.defjvp(_prelu_jvp, symbolic_zeros=True)
 _prelu_jit = jax.jit(_prelu)
 
 
+# Defaults closed over: a one-argument jit dispatches ~0.4 us faster than a
+# two-argument one, the gap to jax.nn's eager calls.
+def _leaky_relu_default(x):
+  return _prelu(x, 0.01)
+
+
+_leaky_relu_default_jit = jax.jit(_leaky_relu_default)
+
+
 def check_slope_shape(fn: str, name: str, x: jax.Array, slope: jax.Array):
   if type(slope) is float or type(slope) is int:
     return
@@ -304,12 +315,19 @@ def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
     Maas, Hannun & Ng, Rectifier Nonlinearities Improve Neural Network
     Acoustic Models, ICML 2013.
   """
+  if type(negative_slope) is float and _checks.is_float_array(x):
+    # The eager fast path: a float array and a finite Python float need no
+    # other check (the slow path below would pass them unchanged).
+    if negative_slope == 0.01:
+      return _leaky_relu_default_jit(x)
+    if negative_slope - negative_slope == 0.0:
+      return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
   x = as_float('leaky_relu', x)
   negative_slope = _checks.check_finite(
     'leaky_relu', 'negative_slope', negative_slope
   )
   check_slope_shape('leaky_relu', 'negative_slope', x, negative_slope)
-  return _prelu_jit(x, negative_slope)
+  return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
 
 
 def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
@@ -353,14 +371,19 @@ def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
   References:
     He, Zhang, Ren & Sun, Delving Deep into Rectifiers, ICCV 2015.
   """
+  if type(negative_slope) is float and _checks.is_float_array(x):
+    if negative_slope - negative_slope == 0.0:  # Finite: the fast path.
+      return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
   x = as_float('prelu', x)
   negative_slope = _checks.check_finite(
     'prelu', 'negative_slope', negative_slope
   )
-  if not isinstance(negative_slope, jax.Array):
+  if type(negative_slope) is int:
+    negative_slope = float(negative_slope)
+  elif not isinstance(negative_slope, jax.Array | float):
     negative_slope = jnp.asarray(negative_slope)
   check_slope_shape('prelu', 'negative_slope', x, negative_slope)
-  return _prelu_jit(x, negative_slope)
+  return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
 
 
 # ----------------------------------------------------------------------------
@@ -616,6 +639,13 @@ _elu.defjvp(_elu_jvp, symbolic_zeros=True)
 _elu_jit = jax.jit(_elu)
 
 
+def _elu_default(x):
+  return _elu(x, 1.0)
+
+
+_elu_default_jit = jax.jit(_elu_default)
+
+
 def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   r"""Exponential linear unit.
 
@@ -662,10 +692,15 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     Clevert, Unterthiner & Hochreiter, Fast and Accurate Deep Network
     Learning by Exponential Linear Units (ELUs), ICLR 2016.
   """
+  if type(alpha) is float and _checks.is_float_array(x):
+    if alpha == 1.0:  # The eager fast path, as in leaky_relu.
+      return _elu_default_jit(x)
+    if alpha - alpha == 0.0:
+      return _elu_jit(x, _checks.eager_scalar(alpha, x))
   x = as_float('elu', x)
   alpha = _checks.check_finite('elu', 'alpha', alpha)
   check_slope_shape('elu', 'alpha', x, alpha)
-  return _elu_jit(x, alpha)
+  return _elu_jit(x, _checks.eager_scalar(alpha, x))
 
 
 @jax.custom_jvp
@@ -718,6 +753,8 @@ def selu(x: ArrayLike) -> jax.Array:
     Klambauer, Unterthiner, Mayr & Hochreiter, Self-Normalizing Neural
     Networks, NeurIPS 2017.
   """
+  if _checks.is_float_array(x):
+    return _selu_jit(x)
   return _selu_jit(as_float('selu', x))
 
 
@@ -842,6 +879,13 @@ _celu.defjvp(_celu_jvp, symbolic_zeros=True)
 _celu_jit = jax.jit(_celu)
 
 
+def _celu_default(x):
+  return _celu(x, 1.0)
+
+
+_celu_default_jit = jax.jit(_celu_default)
+
+
 def _nonzero(v):
   return v != 0
 
@@ -889,6 +933,11 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   References:
     Barron, Continuously Differentiable Exponential Linear Units, 2017.
   """
+  if type(alpha) is float and _checks.is_float_array(x):
+    if alpha == 1.0:  # The eager fast path, as in leaky_relu.
+      return _celu_default_jit(x)
+    if alpha - alpha == 0.0 and alpha != 0.0:
+      return _celu_jit(x, _checks.eager_scalar(alpha, x))
   x = as_float('celu', x)
   alpha, values = _checks.hyperparameter('celu', 'alpha', alpha)
   _checks.check_values(
@@ -902,4 +951,4 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     'nonzero (accepted: any finite alpha != 0)',
   )
   check_slope_shape('celu', 'alpha', x, alpha)
-  return _celu_jit(x, alpha)
+  return _celu_jit(x, _checks.eager_scalar(alpha, x))

@@ -20,6 +20,16 @@ import numpy as np
 
 Values = float | np.ndarray
 
+# Real dtypes, for a set lookup before jnp.issubdtype's slower walk.
+_REAL_DTYPES = frozenset(
+  np.dtype(d)
+  for d in (
+    *(np.int8, np.int16, np.int32, np.int64),
+    *(np.uint8, np.uint16, np.uint32, np.uint64),
+    *(jnp.float16, jnp.bfloat16, np.float32, np.float64),
+  )
+)
+
 
 def concrete_scalar(value: Any) -> float | None:
   """Returns `value` as a Python float when it is a concrete scalar, else None.
@@ -93,13 +103,18 @@ def hyperparameter(fn: str, name: str, value: Any) -> tuple[Any, Values | None]:
       f'{fn}: {name} must be a real number or array, got '
       f'{type(value).__name__} {value!r}.'
     )
-  if dtype == np.bool_ or not (
-    jnp.issubdtype(dtype, np.integer) or jnp.issubdtype(dtype, np.floating)
+  if dtype not in _REAL_DTYPES and (
+    dtype == np.bool_
+    or not (
+      jnp.issubdtype(dtype, np.integer) or jnp.issubdtype(dtype, np.floating)
+    )
   ):
     raise _not_real(fn, name, value, f'dtype {dtype}')
   if isinstance(value, jax.core.Tracer):
     return value, None
-  return value, np.asarray(value)
+  values = np.asarray(value)
+  # A 0-d array is checked as a float: NumPy's reductions cost ~1 us.
+  return value, float(values) if values.ndim == 0 else values
 
 
 def check_values(
@@ -212,6 +227,39 @@ def check_real_dtype(fn: str, x: jax.Array) -> None:
       f'{fn}: x must have a real integer or floating dtype, got {x.dtype}. '
       'Cast it first, e.g. x.astype(jnp.float32).'
     )
+
+
+_FLOAT_DTYPES = frozenset(
+  np.dtype(d) for d in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
+)
+
+
+def is_float_array(x: Any) -> bool:
+  """A jax Array (or tracer) of a floating dtype: nothing to convert."""
+  return isinstance(x, jax.Array) and x.dtype in _FLOAT_DTYPES
+
+
+_EAGER_SCALARS: dict[tuple[float, float, bool], jax.Array] = {}
+
+
+def eager_scalar(value: Any, x: jax.Array) -> Any:
+  """A Python float hyperparameter as a cached device scalar, when eager.
+
+  jit's C++ dispatch converts a Python float argument on every call (about
+  1.3 us on CPU, a third of a small eager call); a weak-typed device scalar
+  has the same abstract value, so it hits the same compiled program, and is
+  passed through. Under tracing (x a tracer) the float is returned as is.
+  """
+  if type(value) is not float or isinstance(x, jax.core.Tracer):
+    return value
+  # copysign: 0.0 == -0.0, but they are different slopes.
+  key = (value, math.copysign(1.0, value), jax.config.jax_enable_x64)
+  scalar = _EAGER_SCALARS.get(key)
+  if scalar is None:
+    if len(_EAGER_SCALARS) >= 256:
+      _EAGER_SCALARS.clear()
+    scalar = _EAGER_SCALARS[key] = jnp.asarray(value)
+  return scalar
 
 
 def as_array(fn: str, x: Any) -> jax.Array:

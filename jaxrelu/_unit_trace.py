@@ -84,10 +84,17 @@ _JAXRELU_KINDS = {
   '_relu': ('relu', 1, _activations._relu_float),
   '_relu6': ('relu6', 1, _activations._relu6_float),
   '_prelu': ('leaky_relu', 2, _activations._prelu_jit),
+  '_leaky_relu_default': (
+    'leaky_relu',
+    1,
+    _activations._leaky_relu_default_jit,
+  ),
   '_rrelu_train': ('rrelu', 4, _activations._rrelu_train),
   '_elu': ('elu', 2, _activations._elu_jit),
+  '_elu_default': ('elu', 1, _activations._elu_default_jit),
   '_selu': ('selu', 1, _activations._selu_jit),
   '_celu': ('celu', 2, _activations._celu_jit),
+  '_celu_default': ('celu', 1, _activations._celu_default_jit),
 }
 # Outputs of these name the same units as their (first) input.
 _PASSTHROUGH = frozenset(('convert_element_type', 'reshape', 'squeeze', 'copy'))
