@@ -1,0 +1,297 @@
+"""Interleaved timing: ratios of programs measured in one loop, with A/A.
+
+Every repeat times each variant once, in an order rotated by one each
+repeat, so drift and load hit all variants alike; a ratio is the median of
+the per-repeat ratios. A second copy of the baseline (the A/A control) in
+the same loop gives the noise floor: its ratio to the baseline would be 1.000
+on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from absl import logging
+
+from experiments.report import fmt, markdown_table
+
+
+def _calls_per_repeat(seconds_per_call: float, min_seconds: float) -> int:
+  return max(1, round(min_seconds / max(seconds_per_call, 1e-9)))
+
+
+def time_interleaved(
+  programs: dict[str, Callable],
+  args: Sequence,
+  repeats: int,
+  min_seconds: float = 0.01,
+) -> dict[str, list[float]]:
+  """Seconds per call of each program, {name: [one value per repeat]}.
+
+  Each program is compiled and run twice first. A repeat of a program runs
+  it enough times back to back to last about `min_seconds` (small arrays
+  take microseconds, below the clock's resolution for one call).
+  """
+  names = list(programs)
+  slowest = 0.0
+  for name in names:
+    jax.block_until_ready(programs[name](*args))
+    start = time.perf_counter()
+    jax.block_until_ready(programs[name](*args))
+    slowest = max(slowest, time.perf_counter() - start)
+  calls = _calls_per_repeat(slowest, min_seconds)
+  times: dict[str, list[float]] = {n: [] for n in names}
+  for r in range(repeats):
+    for name in names[r % len(names) :] + names[: r % len(names)]:
+      program = programs[name]
+      start = time.perf_counter()
+      for _ in range(calls):
+        out = program(*args)
+      jax.block_until_ready(out)
+      times[name].append((time.perf_counter() - start) / calls)
+  return times
+
+
+def time_eager(
+  calls: dict[str, Callable[[], jax.Array]], rounds: int, per_round: int
+) -> dict[str, list[float]]:
+  """Seconds per eager call of each thunk, {name: [one value per round]}.
+
+  Eager calls of a small array cost dispatch, not compute: each round calls
+  every thunk `per_round` times back to back, in rotated order, and waits
+  for the last result.
+  """
+  names = list(calls)
+  for name in names:
+    jax.block_until_ready(calls[name]())
+  times: dict[str, list[float]] = {n: [] for n in names}
+  for r in range(rounds):
+    for name in names[r % len(names) :] + names[: r % len(names)]:
+      thunk = calls[name]
+      start = time.perf_counter()
+      for _ in range(per_round):
+        out = thunk()
+      jax.block_until_ready(out)
+      times[name].append((time.perf_counter() - start) / per_round)
+  return times
+
+
+def median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+  """Median over repeats of the per-repeat ratio a / b."""
+  return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def verdict(
+  value: float | None, target: float | None, aa: float | None = None
+) -> str:
+  """'ok' within target; 'noise' if over it by no more than the A/A gap."""
+  if value is None or target is None:
+    return ''
+  if value <= target:
+    return 'ok'
+  if aa is not None and value <= target * max(aa, 1 / aa):
+    return 'noise'
+  return 'MISS'
+
+
+def same_program(f: Callable, g: Callable, *args) -> bool:
+  """Whether f and g compile to the same optimised program.
+
+  Compares the opcodes of every instruction in every computation (fusion
+  bodies included), in order; names, layouts and metadata are ignored, and
+  so is a compare's direction (x > 0 or x >= 0 at a kink: the same cost).
+  """
+
+  def ops(fn):
+    text = jax.jit(fn).lower(*args).compile().as_text()
+    return re.findall(r' = \S+ (\w[\w-]*)\(', text)
+
+  return ops(f) == ops(g)
+
+
+def compare(
+  times: dict[str, list[float]],
+  target: float,
+  ours: str = 'jaxrelu',
+  baseline: str = 'jax.nn',
+  control: str = 'A/A',
+) -> dict:
+  """Ratio of ours to the baseline, its A/A control and the verdict.
+
+  Without a baseline in `times`, ratio, A/A and verdict are None, None, ''.
+  """
+  row = {'ratio': None, 'aa': None, 'verdict': ''}
+  if baseline in times:
+    row['ratio'] = median_ratio(times[ours], times[baseline])
+    row['aa'] = median_ratio(times[control], times[baseline])
+    row['verdict'] = verdict(row['ratio'], target, row['aa'])
+  return row
+
+
+# The timed programs of one function, jitted; each takes (x, v).
+MODES = ('fwd', 'value_and_grad', 'vjp', 'jvp')
+
+
+def programs(fn: Callable) -> dict[str, Callable]:
+  """fwd; value_and_grad of sum(f(x) * v); pure vjp (cotangent v); jvp."""
+  return {
+    'fwd': jax.jit(lambda x, v: fn(x)),
+    'value_and_grad': jax.jit(
+      lambda x, v: jax.value_and_grad(lambda x: jnp.sum(fn(x) * v))(x)
+    ),
+    'vjp': jax.jit(lambda x, v: jax.vjp(fn, x)[1](v)[0]),
+    'jvp': jax.jit(lambda x, v: jax.jvp(fn, (x,), (v,))),
+  }
+
+
+def speed_rows(
+  pairs: dict[str, tuple[Callable, Callable | None]],
+  sizes: Sequence[int],
+  dtypes: Sequence,
+  repeats: int,
+  min_seconds: float,
+) -> list[dict]:
+  """One row per (dtype, size, name, mode): ours against the baseline.
+
+  `pairs` maps a name to (ours, baseline or None). Each mode's programs
+  are timed in one interleaved loop: ours, the baseline, its A/A copy, and
+  a copy kernel (x * 2, the memory-bandwidth floor).
+  """
+  rows = []
+  for dtype, size, name in itertools.product(dtypes, sizes, pairs):
+    x = jax.random.normal(jax.random.key(1), (size // 1024, 1024), dtype)
+    v = jax.random.normal(jax.random.key(2), x.shape, dtype)
+    ours, baseline = pairs[name]
+    logging.info('timing %s, %d %s', name, size, jnp.dtype(dtype).name)
+    variants = {'jaxrelu': ours, 'copy': lambda x: x * 2}
+    if baseline is not None:
+      variants['jax.nn'] = baseline
+      variants['A/A'] = lambda x, f=baseline: f(x)
+    compiled = {n: programs(f) for n, f in variants.items()}
+    for mode in MODES:
+      t = time_interleaved(
+        {n: p[mode] for n, p in compiled.items()}, (x, v), repeats, min_seconds
+      )
+      row = {
+        'activation': name,
+        'dtype': jnp.dtype(dtype).name,
+        'size': size,
+        'mode': mode,
+        'seconds': statistics.median(t['jaxrelu']),
+        'vs_copy': median_ratio(t['jaxrelu'], t['copy']),
+        **compare(t, target=1.0),
+        'same_program': baseline is not None
+        and same_program(
+          compiled['jaxrelu'][mode], compiled['jax.nn'][mode], x, v
+        ),
+      }
+      if row['same_program']:
+        # One compiled program: any timing gap is noise by construction.
+        row['verdict'] = 'ok'
+      rows.append(row)
+  return rows
+
+
+def eager_rows(
+  pairs: dict[str, tuple[Callable, Callable]],
+  calls_per_round: int,
+  target: float,
+) -> list[dict]:
+  """Per-call time of un-jitted calls on 1024 float32 elements."""
+  x = jax.random.normal(jax.random.key(1), (1024,), jnp.float32)
+  rows = []
+  for call, (ours, baseline) in pairs.items():
+    thunks = {
+      'jaxrelu': functools.partial(ours, x),
+      'jax.nn': functools.partial(baseline, x),
+      'A/A': functools.partial(baseline, x),
+    }
+    t = time_eager(thunks, rounds=9, per_round=calls_per_round)
+    rows.append(
+      {
+        'call': call,
+        'us_jaxrelu': statistics.median(t['jaxrelu']) * 1e6,
+        'us_jax_nn': statistics.median(t['jax.nn']) * 1e6,
+        **compare(t, target=target),
+      }
+    )
+  return rows
+
+
+def _pair(values: dict, spec: str, scale: float = 1.0) -> str:
+  return ', '.join(
+    fmt(None if v is None else v / scale, spec) for v in values.values()
+  )
+
+
+def markdown(speed, eager, memory, header: str) -> str:
+  """The speed, eager and memory tables of benchmark_activations."""
+  cells = {
+    (r['activation'], r['dtype'], r['size'], r['mode']): r for r in speed
+  }
+  table = []
+  for key in dict.fromkeys(k[:3] for k in cells):
+    row = [cells[(*key, m)] for m in MODES]
+    misses = [
+      f'{r["mode"]} {r["verdict"]}'
+      for r in row
+      if r['verdict'] not in ('ok', '')
+    ]
+    verdict = '; '.join(misses) or ('ok' if row[0]['ratio'] else '-')
+    ratios = [
+      f'{fmt(r["ratio"])} ({fmt(r["aa"])}){" =" if r["same_program"] else ""}'
+      for r in row
+    ]
+    table.append([*key, *ratios, fmt(row[0]['vs_copy']), verdict])
+  eager_table = [
+    [
+      r['call'],
+      fmt(r['us_jaxrelu'], '.2f'),
+      fmt(r['us_jax_nn'], '.2f'),
+      fmt(r['ratio']),
+      fmt(r['aa']),
+      r['verdict'],
+    ]
+    for r in eager
+  ]
+  memory_table = [
+    [
+      r['activation'],
+      _pair(r['residual_bytes'], '.2f'),
+      _pair(r['mlp_temp_bytes'], '.1f', 2**20),
+      r['verdict'],
+    ]
+    for r in memory
+  ]
+  return '\n'.join(
+    [
+      header,
+      '',
+      'Median over repeats of the per-repeat time ratio jaxrelu / jax.nn'
+      ' (below 1 is faster), with the A/A control (a second jit of jax.nn in'
+      ' the same loop) in brackets. Verdicts: ok = at or below 1.00 (1.10 for'
+      ' eager calls); noise = above it by no more than the A/A gap; = marks'
+      ' the same compiled program as jax.nn (ok by construction).',
+      '',
+      markdown_table(
+        ['activation', 'dtype', 'size', *MODES, 'fwd / copy', 'verdict'], table
+      ),
+      'Eager calls, 1024 float32 elements:\n',
+      markdown_table(
+        ['call', 'jaxrelu us', 'jax.nn us', 'ratio', 'A/A', 'verdict'],
+        eager_table,
+      ),
+      'Memory: residual bytes per element (ours, jax.nn); MLP step temporary'
+      ' MiB (ours, jax.nn):\n',
+      markdown_table(
+        ['activation', 'residual B/el', 'MLP temp MiB', 'verdict'], memory_table
+      ),
+    ]
+  )
