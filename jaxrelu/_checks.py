@@ -11,6 +11,7 @@ Each public docstring says what a bad traced value does instead.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -149,10 +150,24 @@ def finite(v: Values) -> Any:
   return abs(v) < math.inf
 
 
+# Concrete jax Arrays already found finite, by identity: an eager call with
+# a layer's slope array need not copy it to the host each time. Arrays are
+# immutable, and the weak reference tells a live object from a reused id.
+_FOUND_FINITE: dict[int, weakref.ref] = {}
+
+
 def check_finite(fn: str, name: str, value: Any) -> Any:
   """Raises unless `value` is real and (when concrete) finite; returns it."""
+  if type(value) is ARRAY_TYPE:
+    ref = _FOUND_FINITE.get(id(value))
+    if ref is not None and ref() is value:
+      return value
   value, values = hyperparameter(fn, name, value)
   check_values(fn, name, values, finite, 'a finite number')
+  if type(value) is ARRAY_TYPE:
+    if len(_FOUND_FINITE) >= 256:
+      _FOUND_FINITE.clear()
+    _FOUND_FINITE[id(value)] = weakref.ref(value)
   return value
 
 
@@ -229,14 +244,19 @@ def check_real_dtype(fn: str, x: jax.Array) -> None:
     )
 
 
-_FLOAT_DTYPES = frozenset(
+FLOAT_DTYPES = frozenset(
   np.dtype(d) for d in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
 )
 
 
+# The concrete array type, for a cheaper test than isinstance(x, jax.Array)
+# on the eager fast paths (tracers take the full path).
+ARRAY_TYPE = type(jnp.zeros(()))
+
+
 def is_float_array(x: Any) -> bool:
   """A jax Array (or tracer) of a floating dtype: nothing to convert."""
-  return isinstance(x, jax.Array) and x.dtype in _FLOAT_DTYPES
+  return isinstance(x, jax.Array) and x.dtype in FLOAT_DTYPES
 
 
 _EAGER_SCALARS: dict[tuple[float, float, bool], jax.Array] = {}

@@ -89,6 +89,11 @@ _JAXRELU_KINDS = {
     1,
     _activations._leaky_relu_default_jit,
   ),
+  '_rrelu_eval_default': (
+    'leaky_relu',
+    1,
+    _activations._rrelu_eval_default_jit,
+  ),
   '_rrelu_train': ('rrelu', 4, _activations._rrelu_train),
   '_elu': ('elu', 2, _activations._elu_jit),
   '_elu_default': ('elu', 1, _activations._elu_default_jit),
