@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 from absl import flags, logging
 
 import jaxrelu
-from experiments import cli, report
+from experiments import cli, model, report
+from experiments.report import fmt
 from jaxrelu import diagnostics
 
 Act = Callable[[jax.Array], jax.Array]
@@ -49,21 +49,20 @@ ACTIVATIONS: dict[str, Act] = {
 }
 TARGET = 1.2
 _LR = 0.01
-_EXIT_HELD, _EXIT_NOT_HELD = 0, 1
 
 _ACTIVATIONS = flags.DEFINE_list(
   'activations', ['relu', 'jax.nn.relu'], 'Activations to measure.'
 )
+_BATCH = flags.DEFINE_integer('batch', 1024, 'Batch size.', lower_bound=1)
 _LAYERS = flags.DEFINE_integer(
   'layers', 16, 'Hidden Dense + activation layers.', lower_bound=1
 )
-_WIDTH = flags.DEFINE_integer('width', 2048, 'MLP width.', lower_bound=1)
-_BATCH = flags.DEFINE_integer('batch', 1024, 'Batch size.', lower_bound=1)
-_STEPS = flags.DEFINE_integer(
-  'steps', 10, 'Chained training steps per timed sample.', lower_bound=1
-)
+_OUTPUT_DIR = cli.output_dir_flag('benchmark_unit_stats', __name__)
 _REPEATS = flags.DEFINE_integer(
   'repeats', 15, 'Timed repeats per variant.', lower_bound=3
+)
+_STEPS = flags.DEFINE_integer(
+  'steps', 10, 'Chained training steps per timed sample.', lower_bound=1
 )
 _TARGET = flags.DEFINE_float(
   'target',
@@ -71,39 +70,7 @@ _TARGET = flags.DEFINE_float(
   'Largest stats/plain time ratio that meets the claim.',
   lower_bound=1.0,
 )
-_OUTPUT_DIR = flags.DEFINE_string(
-  'output_dir', 'results/benchmark_unit_stats', 'Where results go.'
-)
-
-
-def _fmt(value: float, spec: str = '.3f') -> str:
-  return format(value, spec)
-
-
-def mlp_loss(act: Act, params, x: jax.Array, y: jax.Array) -> jax.Array:
-  """The MLP of benchmark_activations (`_residuals.mlp_temp_bytes`).
-
-  Hidden Dense(width) + act layers, a linear head to 10 outputs, squared
-  loss.
-  """
-  h = x
-  for w, b in params[:-1]:
-    h = act(h @ w + b)
-  w, b = params[-1]
-  return jnp.mean((h @ w + b - y) ** 2)
-
-
-def init_params(key: jax.Array, layers: int, width: int):
-  keys = jax.random.split(key, layers + 1)
-  scale = jnp.sqrt(2.0 / width)
-  params = [
-    (jax.random.normal(k, (width, width)) * scale, jnp.zeros(width))
-    for k in keys[:-1]
-  ]
-  params.append(
-    (jax.random.normal(keys[-1], (width, 10)) * scale, jnp.zeros(10))
-  )
-  return params
+_WIDTH = flags.DEFINE_integer('width', 2048, 'MLP width.', lower_bound=1)
 
 
 def make_steps(act: Act, steps: int):
@@ -114,7 +81,7 @@ def make_steps(act: Act, steps: int):
 
   def plain(params, x, y):
     def body(params, _):
-      grads = jax.grad(mlp_loss, argnums=1)(act, params, x, y)
+      grads = jax.grad(model.dense_mlp_loss, argnums=1)(act, params, x, y)
       return sgd(params, grads), None
 
     return jax.lax.scan(body, params, length=steps)[0]
@@ -122,7 +89,9 @@ def make_steps(act: Act, steps: int):
   def with_stats(params, total, x, y):
     def body(carry, _):
       params, total = carry
-      loss = diagnostics.activation_stats(lambda p: mlp_loss(act, p, x, y))
+      loss = diagnostics.activation_stats(
+        lambda p: model.dense_mlp_loss(act, p, x, y)
+      )
       (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(params)
       total = diagnostics.merge_unit_stats(total, stats)
       return (sgd(params, grads), total), None
@@ -130,11 +99,6 @@ def make_steps(act: Act, steps: int):
     return jax.lax.scan(body, (params, total), length=steps)[0]
 
   return plain, with_stats
-
-
-def _temp_bytes(fn, *args) -> int:
-  compiled = fn.lower(*args).compile()
-  return int(compiled.memory_analysis().temp_size_in_bytes)
 
 
 def measure(
@@ -150,10 +114,11 @@ def measure(
   kx, ky, kp = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (batch, width))
   y = jax.random.normal(ky, (batch, 10))
-  params = init_params(kp, layers, width)
+  params = model.dense_mlp_params(kp, layers, width)
   plain, with_stats = make_steps(act, steps)
   _, report_shape = jax.eval_shape(
-    diagnostics.activation_stats(lambda p: mlp_loss(act, p, x, y)), params
+    diagnostics.activation_stats(lambda p: model.dense_mlp_loss(act, p, x, y)),
+    params,
   )
   total = diagnostics.unit_stats_init(report_shape)
   programs = {
@@ -184,8 +149,8 @@ def measure(
     'ratio_stats_vs_plain': ratio('stats', 'plain'),
     'aa_ratio': ratio('plain (A/A)', 'plain'),
     'temp_bytes': {
-      'plain': _temp_bytes(programs['plain'][0], *programs['plain'][1]),
-      'stats': _temp_bytes(programs['stats'][0], *programs['stats'][1]),
+      'plain': model.temp_bytes(programs['plain'][0], *programs['plain'][1]),
+      'stats': model.temp_bytes(programs['stats'][0], *programs['stats'][1]),
     },
     'sites': len(final),
     'held': ratio('stats', 'plain') <= target,
@@ -193,28 +158,36 @@ def measure(
 
 
 def markdown(rows: dict, header: str, target: float = TARGET) -> str:
-  lines = [
-    header,
-    '',
-    f'Median over repeats of the per-repeat time ratio (target <= {target}).'
-    ' A/A: the plain step jitted twice, the noise floor (1.000 on a quiet'
-    ' machine). Temp: compiled temporary memory.',
-    '',
-    '| activation | sites | plain ms/step | stats ms/step | stats / plain '
-    '| A/A | temp MiB (plain, stats) | target |',
-    '|---|---|---|---|---|---|---|---|',
-  ]
-  for name, row in rows.items():
-    sec = row['median_seconds_per_step']
-    mib = {k: v / 2**20 for k, v in row['temp_bytes'].items()}
-    lines.append(
-      f'| {name} | {row["sites"]} | {_fmt(sec["plain"] * 1e3, ".2f")} '
-      f'| {_fmt(sec["stats"] * 1e3, ".2f")} '
-      f'| {_fmt(row["ratio_stats_vs_plain"])} | {_fmt(row["aa_ratio"])} '
-      f'| {_fmt(mib["plain"], ".1f")}, {_fmt(mib["stats"], ".1f")} '
-      f'| {"ok" if row["held"] else "MISS"} |'
+  table = [
+    (
+      name,
+      row['sites'],
+      fmt(row['median_seconds_per_step']['plain'] * 1e3, '.2f'),
+      fmt(row['median_seconds_per_step']['stats'] * 1e3, '.2f'),
+      fmt(row['ratio_stats_vs_plain']),
+      fmt(row['aa_ratio']),
+      f'{fmt(row["temp_bytes"]["plain"] / 2**20, ".1f")}, '
+      f'{fmt(row["temp_bytes"]["stats"] / 2**20, ".1f")}',
+      'ok' if row['held'] else 'MISS',
     )
-  return '\n'.join(lines) + '\n'
+    for name, row in rows.items()
+  ]
+  columns = (
+    'activation',
+    'sites',
+    'plain ms/step',
+    'stats ms/step',
+    'stats / plain',
+    'A/A',
+    'temp MiB (plain, stats)',
+    'target',
+  )
+  return (
+    f'{header}\n\nMedian over repeats of the per-repeat time ratio (target <= '
+    f'{target}). A/A: the plain step jitted twice, the noise floor (1.000 on '
+    'a quiet machine). Temp: compiled temporary memory.\n\n'
+    + report.markdown_table(columns, table)
+  )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -235,19 +208,16 @@ def main(argv: Sequence[str]) -> int:
       target,
     )
   meta = report.provenance(
-    {
-      k: flags.FLAGS[k].value
-      for k in (
-        'activations',
-        'layers',
-        'width',
-        'batch',
-        'steps',
-        'repeats',
-        'target',
-        'output_dir',
-      )
-    }
+    cli.values(
+      _ACTIVATIONS,
+      _LAYERS,
+      _WIDTH,
+      _BATCH,
+      _STEPS,
+      _REPEATS,
+      _TARGET,
+      _OUTPUT_DIR,
+    )
   )
   header = (
     f'## Unit-statistics overhead: MLP {_LAYERS.value} x {_WIDTH.value}, '
@@ -264,7 +234,7 @@ def main(argv: Sequence[str]) -> int:
     f'{"held" if held else "did not hold"}.'
   )
   print(f'Wrote {out_dir}/results.json and results.md')
-  return _EXIT_HELD if held else _EXIT_NOT_HELD
+  return cli.EXIT_HELD if held else cli.EXIT_NOT_HELD
 
 
 def cli_main() -> None:

@@ -57,17 +57,15 @@ LU_ET_AL_DEPTH10 = {3: (0.5, 0.7), 5: (0.1, 1.0), 10: (0.0, 0.01)}
 VERSION = 1
 
 _DEPTHS = flags.DEFINE_list('depths', ['2', '5', '10', '20', '50'], 'Depths.')
-_WIDTHS = flags.DEFINE_list('widths', ['2', '3', '5', '10'], 'Widths.')
-_INITS = flags.DEFINE_list('inits', list(INITS), f'Of: {", ".join(INITS)}.')
-_TRIALS = flags.DEFINE_integer('trials', 4000, 'Networks per cell (>= 10).')
 _GRID = flags.DEFINE_integer('grid_points', 101, 'Inputs on the grid (>= 2).')
+_INITS = flags.DEFINE_list('inits', list(INITS), f'Of: {", ".join(INITS)}.')
 _RANGE = flags.DEFINE_float(
   'input_range', 1.0, 'Grid on [-input_range, input_range] (> 0).'
 )
+_OUTPUT_DIR = cli.output_dir_flag('born_dead', __name__)
 _SEED = flags.DEFINE_integer('seed', 0, 'PRNG seed.')
-_OUTPUT_DIR = flags.DEFINE_string(
-  'output_dir', 'results/born_dead', 'Where results go.'
-)
+_TRIALS = flags.DEFINE_integer('trials', 4000, 'Networks per cell (>= 10).')
+_WIDTHS = flags.DEFINE_list('widths', ['2', '3', '5', '10'], 'Widths.')
 
 
 def run_cell(init: str, width: int, settings: dict) -> list[dict]:
@@ -92,43 +90,20 @@ def run_cell(init: str, width: int, settings: dict) -> list[dict]:
   ]
 
 
-def rows_of(outcome: sweep.Outcome, depths: Sequence[int]) -> list[dict]:
-  """One row per stored (init, width) and requested depth."""
-  rows = []
-  for cell in outcome.results():
-    trials = cell['trials']
-    for depth in depths:
-      count = cell['dead_counts'][depth - 1]
-      low, high = stats.wilson(count, trials)
-      rows.append(
-        {
-          'init': cell['init'],
-          'width': cell['width'],
-          'depth': depth,
-          'trials': trials,
-          'born_dead': count,
-          'probability': count / trials,
-          'ci95_low': low,
-          'ci95_high': high,
-          'closed_form': model.born_dead_bound(cell['width'], depth),
-          'seconds_for_all_depths': cell['seconds'],
-        }
-      )
-  return rows
-
-
 def report(rows: list[dict]) -> tuple[str, dict]:
   """Markdown table and plain verdicts on the claims."""
-  lines = [
-    '| init | width | depth | born dead | 95% CI | 1-(1-2^-N)^L |',
-    '|---|---|---|---|---|---|',
-  ]
-  for r in rows:
-    lines.append(
-      f'| {r["init"]} | {r["width"]} | {r["depth"]} '
-      f'| {r["probability"]:.4f} | [{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}] '
-      f'| {r["closed_form"]:.4f} |'
+  header = ('init', 'width', 'depth', 'born dead', '95% CI', '1-(1-2^-N)^L')
+  table = [
+    (
+      r['init'],
+      r['width'],
+      r['depth'],
+      f'{r["probability"]:.4f}',
+      f'[{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}]',
+      f'{r["closed_form"]:.4f}',
     )
+    for r in rows
+  ]
   cell = {(r['init'], r['width'], r['depth']): r for r in rows}
   verdicts = {}
   lu = []
@@ -156,7 +131,7 @@ def report(rows: list[dict]) -> tuple[str, dict]:
     verdicts['closed_form_bounds_he'] = all(
       r['ci95_low'] <= r['closed_form'] + 1e-12 for r in he
     )
-  text = '\n'.join(lines) + '\n'
+  text = report_lib.markdown_table(header, table)
   if he:
     text += (
       '\nThe closed form 1-(1-2^-N)^L '
@@ -177,35 +152,6 @@ def report(rows: list[dict]) -> tuple[str, dict]:
       ' (non-overlapping 95% CIs).\n'
     )
   return text, verdicts
-
-
-def plot(rows: list[dict], out_dir: str) -> str:
-  inits = sorted({r['init'] for r in rows}, key=INITS.index)
-  widths = sorted({r['width'] for r in rows})
-  panels = []
-  for init in inits:
-    lines = []
-    for i, width in enumerate(widths):
-      sel = [r for r in rows if r['init'] == init and r['width'] == width]
-      depth = [r['depth'] for r in sel]
-      band = ([r['ci95_low'] for r in sel], [r['ci95_high'] for r in sel])
-      p = [r['probability'] for r in sel]
-      lines.append(
-        plots.Line(depth, p, f'width {width}', f'C{i}', marker='o', band=band)
-      )
-      closed = [r['closed_form'] for r in sel]
-      lines.append(plots.Line(depth, closed, None, f'C{i}', ':'))
-    panels.append(
-      plots.Panel(
-        lines,
-        title=init,
-        xlabel='depth',
-        ylabel='P(born dead), 95% CI; dotted: 1-(1-2^-N)^L',
-        xlog=sorted({r['depth'] for r in rows}),
-        ylim=(-0.02, 1.02),
-      )
-    )
-  return plots.figure(panels, f'{out_dir}/born_dead.png', size=(4.2, 4))
 
 
 def check_flags() -> dict:
@@ -246,31 +192,36 @@ def groups(flag: dict) -> list[sweep.Group]:
   ]
 
 
-def main(argv: Sequence[str]) -> int:
-  cli.no_arguments(argv)
-  flag = check_flags()
-  outcome = sweep.run_binary('born_dead', flag, groups(flag))
-  if outcome is None:
-    return cli.EXIT_HELD
-  rows = rows_of(outcome, flag['depths'])
+def write(flag: dict, outcome: sweep.Outcome) -> dict:
+  """results.json, .csv and .md and the figure; the verdicts."""
+  rows = stats.born_dead_rows(outcome.results(), flag['depths'])
   text, verdicts = report(rows)
-  text = sweep.missing_text(outcome) + text
+  text = report_lib.missing_text(outcome) + text
   out = flag['output_dir']
-  flag_values = {k: v for k, v in flag.items() if k != 'task'}
   report_lib.write_json(
     f'{out}/results.json',
     {
-      'meta': report_lib.provenance(flag_values),
+      'meta': report_lib.provenance(report_lib.flag_values(flag)),
       'verdicts': verdicts,
       'results': rows,
     },
   )
   report_lib.write_csv(f'{out}/results.csv', rows)
   report_lib.write_text(f'{out}/results.md', text)
-  path = plot(rows, out) if rows else None
+  path = (
+    plots.born_dead_figure(rows, INITS, f'{out}/born_dead.png')
+    if rows
+    else None
+  )
   print(text)
   print(f'Wrote {out}/results.json, results.csv, results.md, {path}')
-  return cli.EXIT_HELD if all(verdicts.values()) else cli.EXIT_NOT_HELD
+  return verdicts
+
+
+def main(argv: Sequence[str]) -> int:
+  verdicts = sweep.run_and_report(argv, 'born_dead', check_flags, groups, write)
+  held = verdicts is None or all(verdicts.values())
+  return cli.EXIT_HELD if held else cli.EXIT_NOT_HELD
 
 
 def cli_main() -> None:

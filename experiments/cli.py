@@ -135,6 +135,16 @@ def number(
   return value
 
 
+def positive(name: str, value: float) -> float:
+  """Checks one finite number flag > 0."""
+  return number(name, value, low=0, low_open=True)
+
+
+def fraction(name: str, value: float) -> float:
+  """Checks one number flag in [0, 1) (a rate)."""
+  return number(name, value, low=0, high=1, high_open=True)
+
+
 def _range_text(low, high, low_open=False, high_open=False) -> str:
   if math.isinf(low) and math.isinf(high):
     return 'a finite number'
@@ -144,6 +154,22 @@ def _range_text(low, high, low_open=False, high_open=False) -> str:
     return f'a finite number {"<" if high_open else "<="} {high:g}'
   return (
     f'in {"(" if low_open else "["}{low:g}, {high:g}{")" if high_open else "]"}'
+  )
+
+
+def output_dir_flag(binary: str, module: str) -> flags.FlagHolder[str]:
+  """Defines a binary's --output_dir, default results/<binary>.
+
+  Args:
+    binary: the binary's name.
+    module: its `__name__`. The flag is listed in its --help, as absl lists
+      the flags a module defines (under its file when run as __main__).
+  """
+  return flags.DEFINE_string(
+    'output_dir',
+    f'results/{binary}',
+    'Where results go.',
+    module_name=sys.argv[0] if module == '__main__' else module,
   )
 
 
@@ -167,15 +193,20 @@ def output_dir(path: str, name: str = 'output_dir') -> str:
   return path
 
 
+def values(*holders: flags.FlagHolder) -> dict:
+  """The flags' values as they were given, by flag name."""
+  return {h.name: h.value for h in holders}
+
+
 def at_least(flag: dict, names: Sequence[str], low: int = 1) -> None:
   """Each flag[name] is an integer >= low."""
   for name in names:
     require(flag[name] >= low, f'--{name}: {flag[name]} is not >= {low}')
 
 
-def record_schedule(flag: dict) -> None:
-  """--steps is a positive multiple of --record_every (both >= 1)."""
-  at_least(flag, ('steps', 'record_every'))
+def record_schedule(flag: dict, *counts: str) -> None:
+  """The counts are >= 1, then --steps is a multiple of --record_every >= 1."""
+  at_least(flag, (*counts, 'steps', 'record_every'))
   require(
     flag['steps'] % flag['record_every'] == 0,
     f'--steps: {flag["steps"]} is not a positive multiple of --record_every',

@@ -6,6 +6,7 @@ teacher task is generated in code. Nothing is downloaded.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -104,18 +105,31 @@ def pad_datasets(
   return {k: np.stack(v) for k, v in out.items()}
 
 
+@functools.cache
+def padded(datasets: tuple[str, ...], split_seed: int) -> dict[str, np.ndarray]:
+  """`pad_datasets`, computed once per process for each selection."""
+  return pad_datasets(datasets, split_seed)
+
+
+def train_sizes(datasets: Sequence[str], split_seed: int) -> dict[str, int]:
+  """Each dataset's number of training examples."""
+  sizes = padded(tuple(datasets), split_seed)['train_size'].tolist()
+  return dict(zip(datasets, sizes, strict=True))
+
+
 # The teacher task of experiments.dying_relu: sizes of its parts.
 TEACHER_INPUTS, TEACHER_CLASSES, TEACHER_TRAIN, TEACHER_PROBE = 16, 4, 4096, 512
 TEACHER_PARTS = ('probe',)
 
 
+@functools.cache
 def teacher_dataset(seed: int) -> dict[str, np.ndarray]:
   """A classification task labelled by a seeded random teacher network.
 
   Inputs are N(0, I) in 16 dimensions; the label is the argmax of a random
   tanh MLP (16 -> 64 -> 4). Generated in code, nothing downloaded. The
   layout is `pad_datasets`' for one dataset, with one evaluation part: a
-  held-out probe set of 512 inputs.
+  held-out probe set of 512 inputs. Cached: made once per process.
   """
   import jax
   import jax.numpy as jnp

@@ -11,6 +11,9 @@ of them runs vectorized (`vmap`) in the same program.
 `dead_by_depth` is `experiments.born_dead`'s: a deep, narrow ReLU network
 on a 1-D input grid, and whether each of its layers is constant.
 
+`dense_mlp_loss` is the benchmarks' MLP (Dense + activation layers and a
+squared loss), whose training step `experiments.benchmark_unit_stats` times.
+
 SELU's deep stack (random Dense + activation layers, statistics per layer
 and the backward pass) is in `experiments.selu_stack`, with its criterion.
 """
@@ -28,7 +31,8 @@ import numpy as np
 import optax
 
 import jaxrelu
-from experiments.data import PARTS
+from experiments import data, stats
+from experiments.data import PARTS, padded
 from jaxrelu import initializers
 
 ACTIVATIONS = (
@@ -45,6 +49,21 @@ ACTIVATIONS = (
 )
 OPTIMIZERS = ('sgd', 'adam')
 PRELU_INIT = 0.25
+# What `train_datasets` reads from its cfg, and the data split: every
+# setting of experiments.compare_variants that shapes a cell's numbers.
+DATASETS_CONFIG = (
+  'width',
+  'seeds',
+  'steps',
+  'batch',
+  'record_every',
+  'learning_rate',
+  'optimizer',
+  'alpha_dropout_rate',
+  'celu_alpha',
+  'split_seed',
+  'seed',
+)
 
 
 def _init_args(activation: str, celu_alpha: float):
@@ -342,6 +361,36 @@ def train_datasets(padded, datasets, activation, depth, cfg) -> list[dict]:
   return records
 
 
+def dataset_groups(flag: dict, version: int) -> list[tuple]:
+  """experiments.compare_variants' groups: (label, settings, compute).
+
+  One group per (activation, depth), computed by `train_datasets`: every
+  dataset (a cell each) and seed at once. A cell's settings hold its
+  config (`DATASETS_CONFIG` of flag), the scikit-learn version (it splits
+  the data) and `version`.
+  """
+  from sklearn import __version__ as sklearn_version
+
+  config = {k: flag[k] for k in DATASETS_CONFIG}
+  shared = {'config': config, 'sklearn': sklearn_version, 'version': version}
+  datasets = tuple(flag['datasets'])
+  train = lambda act, depth: train_datasets(
+    padded(datasets, flag['split_seed']), datasets, act, depth, config
+  )
+  return [
+    (
+      f'{act} depth {depth}',
+      [
+        {**shared, 'dataset': d, 'activation': act, 'depth': depth}
+        for d in datasets
+      ],
+      functools.partial(train, act, depth),
+    )
+    for depth in flag['depths']
+    for act in flag['activations']
+  ]
+
+
 def train_grid(
   keys, learning_rates, bias_inits, dataset, *, activation, depth, cfg
 ):
@@ -387,6 +436,96 @@ def train_grid(
   return jax.tree.map(np.asarray, fn(keys, learning_rates, bias_inits))
 
 
+def teacher_groups(flag: dict, version: int) -> list[tuple]:
+  """experiments.dying_relu's groups: (label, settings, compute).
+
+  One group per (activation, depth, width), computed by `train_teacher`:
+  every (learning rate, bias init) cell of it and every seed at once. A
+  cell's settings hold the flags that shape it, the teacher task's sizes
+  and `version`.
+  """
+  shared = {
+    k: flag[k]
+    for k in ('optimizer', 'steps', 'seeds', 'batch', 'record_every', 'seed')
+  }
+  shared['data'] = [
+    data.TEACHER_INPUTS,
+    data.TEACHER_CLASSES,
+    data.TEACHER_TRAIN,
+    data.TEACHER_PROBE,
+  ]
+  shared['version'] = version
+  lrs, biases = flag['learning_rates'], flag['bias_inits']
+  out = []
+  for act in flag['activations']:
+    for depth in flag['depths']:
+      for width in flag['widths']:
+        settings = [
+          {
+            **shared,
+            'activation': act,
+            'depth': depth,
+            'width': width,
+            'learning_rate': lr,
+            'bias_init': b,
+          }
+          for lr in lrs
+          for b in biases
+        ]
+        compute = functools.partial(train_teacher, flag, act, depth, width)
+        out.append((f'{act} depth {depth} width {width}', settings, compute))
+  return out
+
+
+def train_teacher(flag: dict, activation: str, depth: int, width: int):
+  """One group of `teacher_groups`, vectorized: a record per cell.
+
+  Each (learning rate, bias init) cell trains flag['seeds'] seeds, whose
+  keys are folded from the cell's settings (not from its store key), on
+  `data.teacher_dataset(flag['seed'])`, with plain SGD (no momentum) or
+  Adam, no dropout; units are judged on the probe set.
+
+  Returns:
+    `stats.dead_cell` of each cell, learning rates outermost.
+  """
+  grid = [(lr, b) for lr in flag['learning_rates'] for b in flag['bias_inits']]
+  base = jax.random.key(flag['seed'])
+  tags = [
+    json.dumps([activation, depth, width, flag['optimizer'], lr, b])
+    for lr, b in grid
+  ]
+  keys = jnp.stack(
+    [
+      jax.random.split(
+        jax.random.fold_in(base, zlib.crc32(tag.encode())), flag['seeds']
+      )
+      for tag in tags
+    ]
+  )  # (cells, seeds)
+  cfg = {
+    'width': width,
+    'steps': flag['steps'],
+    'batch': flag['batch'],
+    'record_every': flag['record_every'],
+    'optimizer': flag['optimizer'],
+    'momentum': 0.0,  # plain SGD
+    'alpha_dropout_rate': 0.0,
+    'celu_alpha': 1.0,
+    'parts': data.TEACHER_PARTS,
+    'dead_part': 0,  # units are judged on the probe set
+  }
+  curves = train_grid(
+    keys,
+    jnp.array([lr for lr, _ in grid], jnp.float32),
+    jnp.array([b for _, b in grid], jnp.float32),
+    data.teacher_dataset(flag['seed']),
+    activation=activation,
+    depth=depth,
+    cfg=cfg,
+  )
+  return [stats.dead_cell(curves, i, activation) for i in range(len(grid))]
+
+
 def _born_dead_layer(key, fan_in: int, fan_out: int, init: str):
   """Weight (fan_in, fan_out) and bias (fan_out,) for one Dense layer."""
   if init == 'rai':
@@ -421,6 +560,38 @@ def dead_by_depth(
   return jnp.concatenate([first[None], rest])
 
 
-def born_dead_bound(width: int, depth: int) -> float:
-  """1 - (1 - 2^-N)^L: some layer of N units dead, each with chance 1/2."""
-  return 1.0 - (1.0 - 2.0**-width) ** depth
+# ----------------------------------------------------------------------------
+# The MLP of the benchmarks (`jaxrelu._residuals.mlp_temp_bytes`).
+
+
+def dense_mlp_loss(act, params, x: jax.Array, y: jax.Array) -> jax.Array:
+  """The MLP of benchmark_activations (`_residuals.mlp_temp_bytes`).
+
+  Hidden Dense(width) + act layers, a linear head to 10 outputs, squared
+  loss.
+  """
+  h = x
+  for w, b in params[:-1]:
+    h = act(h @ w + b)
+  w, b = params[-1]
+  return jnp.mean((h @ w + b - y) ** 2)
+
+
+def dense_mlp_params(key: jax.Array, layers: int, width: int):
+  """`dense_mlp_loss`'s parameters: He-normal weights, zero biases."""
+  keys = jax.random.split(key, layers + 1)
+  scale = jnp.sqrt(2.0 / width)
+  params = [
+    (jax.random.normal(k, (width, width)) * scale, jnp.zeros(width))
+    for k in keys[:-1]
+  ]
+  params.append(
+    (jax.random.normal(keys[-1], (width, 10)) * scale, jnp.zeros(10))
+  )
+  return params
+
+
+def temp_bytes(fn, *args) -> int:
+  """Compiled temporary memory of the jitted fn at args."""
+  compiled = fn.lower(*args).compile()
+  return int(compiled.memory_analysis().temp_size_in_bytes)

@@ -238,3 +238,181 @@ def heatmaps(
   fig.suptitle(title)
   fig.colorbar(image, ax=axes[0].tolist(), label=label)
   return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------
+# The binaries' figures.
+
+
+def variant_figures(table) -> None:
+  """compare_variants' figures of a `stats.CurveTable`, into its output_dir.
+
+  accuracy_vs_depth.png, loss_curves.png (crosses where seeds diverged) and
+  prelu_slopes.png.
+  """
+  import numpy as np
+
+  from experiments.model import PRELU_INIT
+
+  flag, out = table.flag, table.flag['output_dir']
+  acts, datasets, depths = flag['activations'], table.datasets, table.depths
+  panels = []
+  for ds in datasets:
+    lines = []
+    for a in acts:
+      ran = [d for d in depths if table.get(ds, a, d) is not None]
+      acc = [table.get(ds, a, d)['test_acc'] for d in ran]
+      if ran:
+        means, stds = [v.mean() for v in acc], [v.std() for v in acc]
+        lines.append(Line.of(a, ran, means, yerr=stds))
+    panels.append(
+      Panel(
+        lines,
+        title=ds,
+        xlabel='hidden layers',
+        ylabel='test accuracy (early stopped), mean +- std',
+        xlog=depths,
+        xlog_base=2,
+      )
+    )
+  figure(panels, f'{out}/accuracy_vs_depth.png', size=(4, 3.4))
+  panels = []
+  for ds in datasets:
+    for depth in depths:
+      lines = []
+      for a in acts:
+        if c := table.cells.get((ds, a, depth)):
+          loss = np.asarray(c['train_loss'], np.float64)
+          mean, last = while_finite(loss, loss[:, 1:])
+          steps = np.arange(loss.shape[1]) * c['config']['record_every']
+          gone = last < loss.shape[1] - 1
+          stops = (steps[last[gone]], mean[last[gone]])
+          lines.append(Line.of(a, steps, mean, stops=stops))
+      panels.append(
+        Panel(
+          lines,
+          title=f'{ds}, depth {depth}',
+          xlabel='step',
+          ylabel='train loss (x: a seed diverged)',
+          hline=flag['target_loss'],
+          ylog=True,
+        )
+      )
+  figure(panels, f'{out}/loss_curves.png', ncols=len(depths), size=(3.2, 2.6))
+  panels = []
+  for ds in datasets:
+    lines = [
+      Line(
+        np.arange(1, depth + 1),
+        slopes,
+        label=f'{a}, depth {depth}',
+        color=f'C{k}',
+        linestyle='-' if a == 'prelu' else '--',
+      )
+      for a in ('prelu', 'prelu_channel')
+      if a in acts
+      for k, depth in enumerate(depths)
+      if (slopes := table.final_slopes(ds, a, depth)) is not None
+    ]
+    panels.append(
+      Panel(
+        lines,
+        title=ds,
+        xlabel='hidden layer',
+        ylabel='learned slope (mean over seeds)',
+        hline=PRELU_INIT,
+      )
+    )
+  figure(panels, f'{out}/prelu_slopes.png')
+
+
+def dead_fraction_figures(cells: dict, flag: dict) -> None:
+  """dying_relu's figures, into flag['output_dir'].
+
+  dead_heatmaps.png: the final dead fraction over (learning rate, bias
+  init) per activation; dead_vs_step.png: ReLU's dead fraction in training,
+  a cross where a seed diverged.
+
+  Args:
+    cells: stored cells by (activation, depth, width, lr, bias).
+    flag: the binary's checked flags; the first depth and width are drawn.
+  """
+  import numpy as np
+
+  out = flag['output_dir']
+  lrs, biases = sorted(flag['learning_rates']), sorted(flag['bias_inits'])
+  depth, width = flag['depths'][0], flag['widths'][0]
+  grids = {}
+  for act in flag['activations']:
+    grids[act] = np.full((len(biases), len(lrs)), np.nan)
+    for i, b in enumerate(biases):
+      for j, lr in enumerate(lrs):
+        if c := cells.get((act, depth, width, lr, b)):
+          grids[act][i, j] = c['final_dead_mean']
+  heatmaps(
+    grids,
+    [f'{v:g}' for v in lrs],
+    [f'{v:g}' for v in biases],
+    f'{out}/dead_heatmaps.png',
+    xlabel='learning rate',
+    ylabel='bias init',
+    label='final dead fraction',
+    title='final dead (ReLU) / never-positive (variants) fraction, mean over '
+    'finite seeds; white: every seed diverged',
+  )
+  lines = []
+  for i, lr in enumerate(lrs):
+    for dashes, b in zip(('-', '--', ':', '-.'), biases, strict=False):
+      if c := cells.get(('relu', depth, width, lr, b)):
+        dead = np.asarray(c['dead_per_layer'], np.float64).mean(-1)
+        mean, last = while_finite(dead, c['loss'])
+        steps = np.arange(dead.shape[1]) * c['record_every']
+        # A diverged seed stops where its loss went non-finite: a cross at
+        # its last finite dead fraction, never a climb to "all dead".
+        gone = last < dead.shape[1] - 1
+        stops = (steps[last[gone]], dead[gone, last[gone]])
+        label = f'lr {lr:g}, bias {b:g}'
+        lines.append(Line(steps, mean, label, f'C{i}', dashes, stops=stops))
+  panel = Panel(
+    lines,
+    title='x: a seed diverged (it leaves the mean from there on)',
+    xlabel='step',
+    ylabel='ReLU dead fraction (mean over layers, finite seeds)',
+  )
+  figure([panel], f'{out}/dead_vs_step.png', size=(6, 4))
+
+
+def born_dead_figure(rows: list[dict], inits: Sequence[str], path: str) -> str:
+  """P(born dead) against depth, a panel per init; returns path.
+
+  Args:
+    rows: `stats.born_dead_rows`.
+    inits: the order of the panels (inits without rows are left out).
+    path: where the PNG goes.
+  """
+  present = sorted({r['init'] for r in rows}, key=list(inits).index)
+  widths = sorted({r['width'] for r in rows})
+  panels = []
+  for init in present:
+    lines = []
+    for i, width in enumerate(widths):
+      sel = [r for r in rows if r['init'] == init and r['width'] == width]
+      depth = [r['depth'] for r in sel]
+      band = ([r['ci95_low'] for r in sel], [r['ci95_high'] for r in sel])
+      p = [r['probability'] for r in sel]
+      lines.append(
+        Line(depth, p, f'width {width}', f'C{i}', marker='o', band=band)
+      )
+      closed = [r['closed_form'] for r in sel]
+      lines.append(Line(depth, closed, None, f'C{i}', ':'))
+    panels.append(
+      Panel(
+        lines,
+        title=init,
+        xlabel='depth',
+        ylabel='P(born dead), 95% CI; dotted: 1-(1-2^-N)^L',
+        xlog=sorted({r['depth'] for r in rows}),
+        ylim=(-0.02, 1.02),
+      )
+    )
+  return figure(panels, path, size=(4.2, 4))

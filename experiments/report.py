@@ -6,6 +6,7 @@ import csv
 import datetime
 import functools
 import io
+import json
 import math
 import os
 import platform
@@ -15,6 +16,9 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+
+from experiments import stats
 from experiments.store import write_json_atomic, write_text_atomic
 
 
@@ -124,3 +128,281 @@ def provenance(flag_values: dict[str, Any] | None = None) -> dict[str, Any]:
   if flag_values is not None:
     out = {'flags': flag_values, **out}
   return out
+
+
+def missing_text(outcome, limit: int = 20) -> str:
+  """Markdown lines naming the cells a `sweep.Outcome` lacks ('' if none)."""
+  if not outcome.missing:
+    return ''
+  total = len(outcome.missing) + len(outcome.cells)
+  lines = [
+    f'**Incomplete: {len(outcome.missing)} of {total} cells are not in the '
+    'store**; the numbers below use the stored cells only. Missing:'
+  ]
+  for label, settings in outcome.missing[:limit]:
+    lines.append(f'- {label}: {json.dumps(settings, sort_keys=True)}')
+  if len(outcome.missing) > limit:
+    lines.append(f'- ... and {len(outcome.missing) - limit} more')
+  return '\n'.join(lines) + '\n'
+
+
+def flag_values(flag: dict, *leave_out: str) -> dict[str, Any]:
+  """The flags to store beside results: all but the task and `leave_out`."""
+  return {k: v for k, v in flag.items() if k not in ('task', *leave_out)}
+
+
+class Claims:
+  """A report's claims in order: their Markdown lines, verdicts by name."""
+
+  def __init__(self, alpha: float):
+    self.alpha, self.lines, self.verdicts = alpha, [], {}
+
+  def add(self, *lines: str) -> None:
+    self.lines.extend(lines)
+
+  def paired(self, name: str, test: dict, direction: int, text: str) -> None:
+    """A claim decided by one `stats.paired_test`, of claimed sign direction."""
+    v = stats.verdict(test, direction, self.alpha)
+    self.verdicts[name] = {'verdict': v, **test}
+    self.lines.append(f'- {text}: {stats.describe(test)}. **{v}.**')
+
+
+# ----------------------------------------------------------------------------
+# experiments.compare_variants: tables of a stats.CurveTable.
+
+
+def variant_tables(table) -> list[str]:
+  """The report's lines before the claims: setup, tables and notes.
+
+  Args:
+    table: a `stats.CurveTable`; its flag also holds the datasets'
+      training-set sizes ('train_sizes').
+  """
+  from experiments.model import PRELU_INIT
+
+  flag = table.flag
+  acts = list(flag['activations'])
+  seeds, steps = flag['seeds'], flag['steps']
+  lines = [
+    f'Plain MLPs of width {flag["width"]}, {flag["optimizer"]} '
+    f'(lr {flag["learning_rate"]:g}), {steps} steps of batch '
+    f'{flag["batch"]}, {seeds} seeds paired across activations, split seed '
+    f'{flag["split_seed"]}. Accuracy is mean +- std over seeds. Data: '
+    + ', '.join(
+      f'{ds} ({flag["train_sizes"][ds]} train)' for ds in table.datasets
+    )
+    + '.\n',
+  ]
+  rows = [(ds, depth) for ds in table.datasets for depth in table.depths]
+
+  def by_activation(title, cell):
+    """A (dataset, depth) x activation table; cell(metrics) is a string."""
+    lines.extend(
+      grid(
+        title,
+        rows,
+        acts,
+        ('dataset', 'depth'),
+        lambda row, a: (
+          None if (m := table.get(row[0], a, row[1])) is None else cell(m)
+        ),
+      )
+    )
+
+  def steps_cell(m):
+    reached = m['steps_to_target'][m['reached']]
+    median = f'{np.median(reached):.0f}' if reached.size else 'never'
+    return f'{median} ({int(m["reached"].sum())}/{seeds})'
+
+  by_activation(
+    'Early-stopped test accuracy', lambda m: stats.mean_std(m['test_acc'])
+  )
+  by_activation(
+    f'Steps to training loss {flag["target_loss"]:g} (median; seeds '
+    'reaching it)',
+    steps_cell,
+  )
+  by_activation(
+    'Final dead (relu, relu6) / never-positive (others) fraction of hidden '
+    'units, on the training set',
+    lambda m: f'{stats.nanmean(m["final_dead"]):.3f}',
+  )
+  slope_acts = [a for a in ('prelu', 'prelu_channel') if a in acts]
+  if slope_acts:
+    lines += [
+      f'## Learned PReLU slopes per hidden layer (init {PRELU_INIT}; mean '
+      'over seeds, and channels for prelu_channel)\n',
+    ]
+    for a in slope_acts:
+      for ds in table.datasets:
+        for depth in table.depths:
+          s = table.final_slopes(ds, a, depth)
+          if s is not None:
+            lines.append(
+              f'- {a}, {ds}, depth {depth}: ' + ' '.join(f'{v:.2f}' for v in s)
+            )
+  diverged = [
+    f'{ds} {a} depth {depth} ({int(m["diverged"].sum())}/{seeds})'
+    for (ds, a, depth), m in table.metrics.items()
+    if m['diverged'].any()
+  ]
+  lines += [
+    '',
+    '## Divergence\n',
+    (
+      'Non-finite training loss in: ' + ', '.join(diverged) + '. Early '
+      'stopping keeps their best checkpoint from before.'
+      if diverged
+      else 'No run diverged.'
+    ),
+  ]
+  if {'elu', 'celu'} <= set(acts) and flag['celu_alpha'] == 1.0:
+    same = [
+      np.array_equal(table.get(ds, 'elu', d)['test_acc'], m['test_acc'])
+      for (ds, a, d), m in table.metrics.items()
+      if a == 'celu' and table.get(ds, 'elu', d) is not None
+    ]
+    lines.append(
+      f'\nCELU with alpha 1 is ELU. With paired seeds the two gave identical '
+      f'test accuracies in {sum(same)} of {len(same)} groups.'
+    )
+  return lines
+
+
+VARIANT_FIELDS = (
+  'dataset',
+  'activation',
+  'depth',
+  'seeds',
+  'test_acc_mean',
+  'test_acc_std',
+  'final_test_acc_mean',
+  'final_train_acc_mean',
+  'gap_mean',
+  'final_train_loss_mean',
+  'steps_to_target_median',
+  'reached',
+  'final_dead_mean',
+  'diverged',
+  'slopes',
+)
+
+
+def variant_rows(table) -> list[dict]:
+  """One summary row per stored (dataset, activation, depth) of a table."""
+  rows = []
+  for (ds, act, depth), m in table.metrics.items():
+    slopes = table.final_slopes(ds, act, depth)
+    row = {
+      'dataset': ds,
+      'activation': act,
+      'depth': depth,
+      'seeds': len(m['test_acc']),
+      'test_acc_mean': m['test_acc'].mean(),
+      'test_acc_std': m['test_acc'].std(),
+      'final_test_acc_mean': stats.nanmean(m['final_test_acc']),
+      'final_train_acc_mean': stats.nanmean(m['final_train_acc']),
+      'gap_mean': stats.nanmean(m['gap']),
+      'final_train_loss_mean': stats.nanmean(m['final_train_loss']),
+      'steps_to_target_median': float(np.median(m['steps_to_target'])),
+      'reached': int(m['reached'].sum()),
+      'final_dead_mean': stats.nanmean(m['final_dead']),
+      'diverged': int(m['diverged'].sum()),
+      'slopes': '' if slopes is None else ' '.join(f'{v:.4f}' for v in slopes),
+    }
+    rows.append(
+      {k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()}
+    )
+  return rows
+
+
+def write_variants(outcome, table, claims: list[str], verdicts: dict) -> str:
+  """report.md, results.csv and summary.json of compare_variants.
+
+  Args:
+    outcome: the sweep's `sweep.Outcome`.
+    table: its `stats.CurveTable`.
+    claims: the Markdown lines of the claims, with their verdicts.
+    verdicts: the verdicts by claim, for summary.json.
+
+  Returns:
+    The report's text (without its title).
+  """
+  flag = table.flag
+  out = flag['output_dir']
+  text = '\n'.join(
+    [
+      *variant_tables(table),
+      '',
+      '## Claims\n',
+      'Paired per-seed differences pooled over datasets and depths unless '
+      'stated; two-sided Wilcoxon signed-rank, alpha 0.05, no correction for '
+      'the number of tests.\n',
+      *claims,
+    ]
+  )
+  text = missing_text(outcome) + text + '\n'
+  write_text(f'{out}/report.md', '# ReLU variants on real data\n\n' + text)
+  rows = variant_rows(table)
+  write_csv(f'{out}/results.csv', rows, VARIANT_FIELDS)
+  write_json(
+    f'{out}/summary.json',
+    {
+      'meta': provenance(flag_values(flag, 'train_sizes')),
+      'missing_cells': len(outcome.missing),
+      'train_sizes': flag['train_sizes'],
+      'verdicts': verdicts,
+      'groups': rows,
+    },
+  )
+  return text
+
+
+# ----------------------------------------------------------------------------
+# experiments.dying_relu.
+
+DYING_FIELDS = (
+  'activation',
+  'depth',
+  'width',
+  'optimizer',
+  'learning_rate',
+  'bias_init',
+  'seeds',
+  'final_dead_mean',
+  'final_dead_std',
+  'initial_dead_mean',
+  'initial_full_layer_dead',
+  'final_accuracy_mean',
+  'final_loss_mean',
+  'diverged',
+)
+
+
+def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
+  """report.md, cells.csv and summary.json of dying_relu.
+
+  Args:
+    outcome: the sweep's `sweep.Outcome`.
+    cells: its stored cells, by (activation, depth, width, lr, bias).
+    flag: the binary's checked flags.
+    text: the report (without its title).
+    verdicts: the claims' verdicts.
+  """
+  import jax
+
+  out = flag['output_dir']
+  write_text(f'{out}/report.md', '# Dying ReLU\n\n' + text)
+  write_csv(f'{out}/cells.csv', list(cells.values()), DYING_FIELDS)
+  cells_per_group = len(flag['learning_rates']) * len(flag['bias_inits'])
+  devices = jax.device_count()
+  meta = provenance(flag_values(flag))
+  # model.train_grid spreads a group's cells over the devices when they
+  # divide evenly.
+  meta['cells_sharded_over_devices'] = (
+    devices if devices > 1 and cells_per_group % devices == 0 else 1
+  )
+  write_json(
+    f'{out}/summary.json',
+    {'meta': meta, 'missing_cells': len(outcome.missing), 'verdicts': verdicts},
+  )

@@ -41,11 +41,8 @@ from collections.abc import Sequence
 
 import jax
 from absl import flags
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from experiments import cli, selu_stack, sweep
-from experiments import report as report_lib
+from experiments import cli, report, selu_stack, sweep
 from experiments.selu_stack import (
   ACTIVATIONS,
   DROPOUTS,
@@ -53,7 +50,6 @@ from experiments.selu_stack import (
   INITS,
   USUAL_INIT,
   Config,
-  finite_size_model,
   tolerances,
 )
 
@@ -62,28 +58,11 @@ _ACTIVATIONS = flags.DEFINE_list(
   ['selu', 'relu', 'elu', 'leaky_relu', 'tanh'],
   f'Comma list of: {", ".join(ACTIVATIONS)}.',
 )
-_DEPTH = flags.DEFINE_integer('depth', 200, 'Layers (>= 1).')
-_WIDTH = flags.DEFINE_integer('width', 256, 'Units per layer (>= 1).')
 _BATCH = flags.DEFINE_integer('batch', 256, 'Samples (>= 1).')
-_SEEDS = flags.DEFINE_integer('seeds', 4, 'Independent stacks (>= 1).')
-_INIT = flags.DEFINE_string(
-  'init', 'auto', f'One of {", ".join(INITS)}; auto = usual for each.'
+_COORDINATOR = flags.DEFINE_string(
+  'coordinator_address', None, 'With --distributed: host:port of process 0.'
 )
-_WEIGHT_VAR_SCALE = flags.DEFINE_float(
-  'weight_var_scale', 1.0, 'Multiplies the init variance (> 0).'
-)
-_INPUT_MEAN = flags.DEFINE_float('input_mean', 0.0, 'Input mean.')
-_INPUT_VAR = flags.DEFINE_float('input_var', 1.0, 'Input variance (> 0).')
-_DROPOUT = flags.DEFINE_string('dropout', 'none', f'One of {DROPOUTS}.')
-_DROPOUT_RATE = flags.DEFINE_float('dropout_rate', 0.1, 'In [0, 1).')
-_DTYPE = flags.DEFINE_string('dtype', 'float32', f'One of {list(DTYPES)}.')
-_SCENARIOS = flags.DEFINE_boolean(
-  'scenarios', True, 'Also run negative controls, recovery and dropout.'
-)
-_OUTPUT_DIR = flags.DEFINE_string(
-  'output_dir', 'results/selu_deep_stack', 'Where results go.'
-)
-_SEED = flags.DEFINE_integer('seed', 0, 'Base PRNG seed.')
+_DEPTH = flags.DEFINE_integer('depth', 200, 'Layers (>= 1).')
 _DISTRIBUTED = flags.DEFINE_boolean(
   'distributed',
   False,
@@ -92,15 +71,30 @@ _DISTRIBUTED = flags.DEFINE_boolean(
   'environment) and shard the batch over every global device; process 0 '
   'writes the results.',
 )
-_COORDINATOR = flags.DEFINE_string(
-  'coordinator_address', None, 'With --distributed: host:port of process 0.'
+_DROPOUT = flags.DEFINE_string('dropout', 'none', f'One of {DROPOUTS}.')
+_DROPOUT_RATE = flags.DEFINE_float('dropout_rate', 0.1, 'In [0, 1).')
+_DTYPE = flags.DEFINE_string('dtype', 'float32', f'One of {list(DTYPES)}.')
+_INIT = flags.DEFINE_string(
+  'init', 'auto', f'One of {", ".join(INITS)}; auto = usual for each.'
 )
+_INPUT_MEAN = flags.DEFINE_float('input_mean', 0.0, 'Input mean.')
+_INPUT_VAR = flags.DEFINE_float('input_var', 1.0, 'Input variance (> 0).')
 _NUM_PROCESSES = flags.DEFINE_integer(
   'num_processes', None, 'With --distributed: how many processes.'
 )
+_OUTPUT_DIR = cli.output_dir_flag('selu_deep_stack', __name__)
 _PROCESS_ID = flags.DEFINE_integer(
   'process_id', None, 'With --distributed: this process, in [0, num_processes).'
 )
+_SCENARIOS = flags.DEFINE_boolean(
+  'scenarios', True, 'Also run negative controls, recovery and dropout.'
+)
+_SEED = flags.DEFINE_integer('seed', 0, 'Base PRNG seed.')
+_SEEDS = flags.DEFINE_integer('seeds', 4, 'Independent stacks (>= 1).')
+_WEIGHT_VAR_SCALE = flags.DEFINE_float(
+  'weight_var_scale', 1.0, 'Multiplies the init variance (> 0).'
+)
+_WIDTH = flags.DEFINE_integer('width', 256, 'Units per layer (>= 1).')
 # Bumped when the computation of a cell changes, so old cells are not reused.
 VERSION = 1
 
@@ -164,59 +158,22 @@ def check_flags() -> dict:
   """Every flag, checked before any compute; UsageError on the first bad."""
   flag = {
     'activations': cli.choices('activations', _ACTIVATIONS.value, ACTIVATIONS),
-    'depth': _DEPTH.value,
-    'width': _WIDTH.value,
-    'batch': _BATCH.value,
-    'seeds': _SEEDS.value,
+    **cli.values(_DEPTH, _WIDTH, _BATCH, _SEEDS),
     'init': cli.choices('init', [_INIT.value], INITS)[0],
-    'weight_var_scale': cli.number(
-      'weight_var_scale', _WEIGHT_VAR_SCALE.value, low=0, low_open=True
+    'weight_var_scale': cli.positive(
+      'weight_var_scale', _WEIGHT_VAR_SCALE.value
     ),
     'input_mean': cli.number('input_mean', _INPUT_MEAN.value),
-    'input_var': cli.number(
-      'input_var', _INPUT_VAR.value, low=0, low_open=True
-    ),
+    'input_var': cli.positive('input_var', _INPUT_VAR.value),
     'dropout': cli.choices('dropout', [_DROPOUT.value], DROPOUTS)[0],
-    'dropout_rate': cli.number(
-      'dropout_rate', _DROPOUT_RATE.value, low=0, high=1, high_open=True
-    ),
+    'dropout_rate': cli.fraction('dropout_rate', _DROPOUT_RATE.value),
     'dtype': cli.choices('dtype', [_DTYPE.value], list(DTYPES))[0],
-    'scenarios': _SCENARIOS.value,
-    'seed': _SEED.value,
-    'distributed': _DISTRIBUTED.value,
+    **cli.values(_SCENARIOS, _SEED, _DISTRIBUTED),
   }
   cli.at_least(flag, ('depth', 'width', 'batch', 'seeds'))
   cluster = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  cli.require(
-    flag['distributed'] or cluster == (None, None, None),
-    '--coordinator_address, --num_processes and --process_id need '
-    '--distributed',
-  )
-  if _NUM_PROCESSES.value is not None:
-    n = _NUM_PROCESSES.value
-    cli.require(n >= 1, f'--num_processes: {n} is not >= 1')
-    cli.require(
-      _PROCESS_ID.value is not None and 0 <= _PROCESS_ID.value < n,
-      f'--process_id: {_PROCESS_ID.value} is not in [0, {n})',
-    )
-  cli.require(
-    not (flag['distributed'] and sweep.task_from_flags().count > 1),
-    '--distributed runs one computation over all hosts; it takes no '
-    '--num_tasks (split a sweep over hosts without --distributed)',
-  )
+  sweep.check_cluster(flag['distributed'], *cluster)
   return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
-
-
-def _sharding() -> NamedSharding | None:
-  """The batch axis over every (global) device, when that divides evenly."""
-  devices = jax.devices()
-  if len(devices) > 1 and _BATCH.value % len(devices) == 0:
-    # Auto axes: the stack's sharding constraint lets XLA partition the rest.
-    mesh = jax.make_mesh(
-      (len(devices),), ('batch',), axis_types=(jax.sharding.AxisType.Auto,)
-    )
-    return NamedSharding(mesh, P('batch', None))
-  return None
 
 
 def groups(
@@ -248,12 +205,11 @@ def main(argv: Sequence[str]) -> int:
     )
   if flag['dtype'] == 'float64':
     jax.config.update('jax_enable_x64', True)
-  depth, width, batch, seeds = (
-    flag[k] for k in ('depth', 'width', 'batch', 'seeds')
+  depth, width, batch, seeds = map(
+    flag.get, ('depth', 'width', 'batch', 'seeds')
   )
-  sharding = _sharding()
+  sharding = selu_stack.batch_sharding(batch)
   tol = tolerances(width, batch, depth, seeds)
-  model = finite_size_model(width, batch)
   writer = jax.process_index() == 0
   outcome = sweep.run_binary(
     'selu_deep_stack',
@@ -267,7 +223,6 @@ def main(argv: Sequence[str]) -> int:
   results = [c['result'] for c in outcome.cells.values()]
   paper = [r for r in results if r['paper_conditions']]
   claim_holds = bool(paper) and all(r['meets_criterion'] for r in paper)
-  table = selu_stack.verdict_table(results, tol)
   if not paper:
     verdict = 'NOT TESTED (no selu / lecun_normal / (0, 1) configuration)'
   else:
@@ -277,35 +232,8 @@ def main(argv: Sequence[str]) -> int:
     f'through {depth} layers at width {width}, batch {batch}, {seeds} '
     f'seeds): {verdict}.'
   )
-  summary = sweep.missing_text(outcome) + summary
-  out = flag['output_dir']
-  meta = report_lib.provenance({k: v for k, v in flag.items() if k != 'task'})
-  meta['devices_used'] = len(jax.devices()) if sharding is not None else 1
-  meta['processes'] = jax.process_count()
-  report_lib.write_json(
-    f'{out}/results.json',
-    {
-      'meta': meta,
-      'criterion': {
-        **tol,
-        'finite_size_model': model,
-        'derivation': 'experiments/selu_deep_stack.py:finite_size_model',
-      },
-      'claim_holds': claim_holds,
-      'missing_cells': len(outcome.missing),
-      'results': results,
-    },
-  )
-  report_lib.write_text(f'{out}/results.csv', selu_stack.csv_text(results))
-  report_lib.write_text(f'{out}/results.md', f'{summary}\n\n{table}')
-  paths = selu_stack.plot(results, out, tol) if results else []
-  print(summary)
-  print()
-  print(table)
-  print(
-    f'Wrote {out}/results.json, results.csv, results.md, '
-    + ', '.join(p.split('/')[-1] for p in paths)
-  )
+  summary = report.missing_text(outcome) + summary
+  selu_stack.write_results(outcome, flag, tol, summary, claim_holds, sharding)
   return cli.EXIT_HELD if claim_holds else cli.EXIT_NOT_HELD
 
 

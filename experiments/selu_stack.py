@@ -588,6 +588,70 @@ def plot(results: list[dict], out_dir: str, tol: dict) -> list[str]:
   return paths
 
 
+def batch_sharding(batch: int) -> NamedSharding | None:
+  """The batch axis over every (global) device, when that divides evenly."""
+  devices = jax.devices()
+  if len(devices) > 1 and batch % len(devices) == 0:
+    # Auto axes: the stack's sharding constraint lets XLA partition the rest.
+    mesh = jax.make_mesh(
+      (len(devices),), ('batch',), axis_types=(jax.sharding.AxisType.Auto,)
+    )
+    return NamedSharding(mesh, P('batch', None))
+  return None
+
+
+def write_results(
+  outcome,
+  flag: dict,
+  tol: dict,
+  summary: str,
+  claim_holds: bool,
+  sharding: NamedSharding | None,
+) -> None:
+  """results.json, .csv and .md and the plots; prints what it wrote.
+
+  Args:
+    outcome: the sweep's `sweep.Outcome`.
+    flag: the binary's checked flags.
+    tol: `tolerances` of the run.
+    summary: the claim and its verdict, in words.
+    claim_holds: the verdict.
+    sharding: `batch_sharding` of the run.
+  """
+  from experiments import report
+
+  results = [c['result'] for c in outcome.cells.values()]
+  table = verdict_table(results, tol)
+  out = flag['output_dir']
+  meta = report.provenance(report.flag_values(flag))
+  meta['devices_used'] = len(jax.devices()) if sharding is not None else 1
+  meta['processes'] = jax.process_count()
+  report.write_json(
+    f'{out}/results.json',
+    {
+      'meta': meta,
+      'criterion': {
+        **tol,
+        'finite_size_model': finite_size_model(flag['width'], flag['batch']),
+        'derivation': 'experiments/selu_deep_stack.py:finite_size_model',
+      },
+      'claim_holds': claim_holds,
+      'missing_cells': len(outcome.missing),
+      'results': results,
+    },
+  )
+  report.write_text(f'{out}/results.csv', csv_text(results))
+  report.write_text(f'{out}/results.md', f'{summary}\n\n{table}')
+  paths = plot(results, out, tol) if results else []
+  print(summary)
+  print()
+  print(table)
+  print(
+    f'Wrote {out}/results.json, results.csv, results.md, '
+    + ', '.join(p.split('/')[-1] for p in paths)
+  )
+
+
 class Programs:
   """Compiled stacks by (activation, dropout): numbers alone never recompile."""
 

@@ -166,3 +166,255 @@ class SeedTable:
 
   def test(self, a, b, metric, **where):
     return paired_test(*self.pairs(a, b, metric, **where))
+
+
+def against_all(
+  tests: Mapping[str, dict], reference: str, alpha: float, **context
+) -> dict:
+  """One activation against each other: does it beat `reference`, alone?
+
+  Args:
+    tests: `paired_test` of the activation against each other one, by name.
+    reference: the one it must beat.
+    alpha: the significance level.
+    **context: stored after the verdict.
+
+  Returns:
+    The verdict (SUPPORTED if it significantly beats `reference` and
+    nothing significantly beats it; CONTRADICTED if anything does), then
+    `context`, the names it beats, the names that beat it, and the tests.
+  """
+  beats = [a for a, t in tests.items() if t['p'] < alpha and t['direction'] > 0]
+  beaten_by = [
+    a for a, t in tests.items() if t['p'] < alpha and t['direction'] < 0
+  ]
+  if beaten_by:
+    decided = 'CONTRADICTED'
+  elif reference in beats:
+    decided = 'SUPPORTED'
+  else:
+    decided = 'NOT SUPPORTED (no significant difference)'
+  return {
+    'verdict': decided,
+    **context,
+    'beats': beats,
+    'beaten_by': beaten_by,
+    'tests': tests,
+  }
+
+
+class CurveTable(SeedTable):
+  """Stored training curves by (dataset, activation, depth), with metrics.
+
+  Args:
+    cells: `sweep.Outcome.by('dataset', 'activation', 'depth')` of
+      `experiments.compare_variants`.
+    flag: the binary's checked flags (datasets, depths, target_loss, ...).
+  """
+
+  def __init__(self, cells: dict, flag: dict):
+    metrics = {
+      key: curve_metrics(cell, flag['target_loss'])
+      for key, cell in cells.items()
+    }
+    super().__init__(metrics, flag['datasets'], flag['depths'])
+    self.cells, self.flag = cells, flag
+
+  def smaller_than(self, train_size: int) -> list[str]:
+    """The datasets with fewer training examples than train_size."""
+    sizes = self.flag['train_sizes']
+    return [ds for ds in self.datasets if sizes[ds] < train_size]
+
+  def final_slopes(self, dataset, act, depth):
+    """Per-layer final PReLU slope, mean over finite seeds; None if absent."""
+    cell = self.cells.get((dataset, act, depth))
+    if cell is None or 'slope_mean' not in cell:
+      return None
+    return nanmean(np.asarray(cell['slope_mean'])[:, -1], axis=0)
+
+  def slope_halves(self, act: str, init: float):
+    """Learned slopes of each network of depth >= 4, per seed.
+
+    Returns:
+      (mean final slope of the deeper half of the layers, of the shallower
+      half, and how far each finite slope moved from `init`), or None when
+      no such network is stored.
+    """
+    deeper, shallower, moved = [], [], []
+    for ds in self.datasets:
+      for depth in self.depths:
+        cell = self.cells.get((ds, act, depth))
+        if cell is None or depth < 4:
+          continue
+        s = np.asarray(cell['slope_mean'])[:, -1]  # (seeds, depth)
+        deeper.append(s[:, depth // 2 :].mean(1))
+        shallower.append(s[:, : depth // 2].mean(1))
+        moved.append(np.abs(s - init).ravel())
+    if not deeper:
+      return None
+    moved = np.concatenate(moved)
+    return (
+      np.concatenate(deeper),
+      np.concatenate(shallower),
+      moved[np.isfinite(moved)],
+    )
+
+
+# ----------------------------------------------------------------------------
+# Dead units (experiments.dying_relu).
+
+
+def dead_cell(curves: dict, i: int, activation: str) -> dict:
+  """One (learning rate, bias init) cell of `model.train_grid`'s curves.
+
+  Args:
+    curves: `model.train_grid`'s output on the teacher task, each with
+      leading axes (cells, seeds).
+    i: the cell.
+    activation: its activation (PReLU's learned slopes are kept).
+
+  Returns:
+    The stored record: curves per seed, and summaries over the seeds that
+    did not diverge.
+  """
+  dead = curves['dead'][i]  # (seeds, records + 1, depth)
+  loss = curves['probe_loss'][i][:, 1:]  # after each chunk of training
+  # A seed diverged if its loss went non-finite; its dead fraction then
+  # measures divergence, not dying units.
+  ok = np.isfinite(loss).all(-1)
+  final_dead = dead[ok, -1].mean(-1) if ok.any() else np.full(1, np.nan)
+  return {
+    'dead_per_layer': dead.tolist(),
+    'accuracy': curves['probe_acc'][i].tolist(),
+    'loss': loss.tolist(),
+    'born_dead': curves['born_dead'][i][:, 0].tolist(),
+    # Learned PReLU slope of each hidden layer, per seed.
+    'final_slopes': (
+      curves['slope_shared'][i][:, -1].tolist() if activation == 'prelu' else []
+    ),
+    'finite_seeds': ok.tolist(),
+    'final_dead_mean': float(final_dead.mean()),
+    'final_dead_std': float(final_dead.std()),
+    'initial_dead_mean': float(dead[:, 0].mean()),
+    'initial_full_layer_dead': float((dead[:, 0] == 1.0).any(-1).mean()),
+    'final_accuracy_mean': float(curves['probe_acc'][i][:, -1].mean()),
+    'final_loss_mean': float(loss[ok, -1].mean()) if ok.any() else None,
+    'diverged': int((~ok).sum()),
+  }
+
+
+class DeadCells:
+  """dying_relu's stored cells at one (depth, width), over (lr, bias).
+
+  A cell counts for the claims only if no seed diverged ('stable'):
+  otherwise its dead fraction measures divergence, not dying units.
+  """
+
+  def __init__(self, cells: dict, flag: dict, depth: int, width: int):
+    self.cells, self.depth, self.width = cells, depth, width
+    self.activations = flag['activations']
+    self.lrs = sorted(float(v) for v in flag['learning_rates'])
+    self.biases = sorted(float(v) for v in flag['bias_inits'])
+
+  @classmethod
+  def each(cls, cells: dict, flag: dict) -> list[DeadCells]:
+    """One per (depth, width) of the flags, depths outermost.
+
+    Args:
+      cells: stored cells by (activation, depth, width, lr, bias).
+      flag: the binary's checked flags.
+    """
+    return [
+      cls(cells, flag, int(depth), int(width))
+      for depth in flag['depths']
+      for width in flag['widths']
+    ]
+
+  def get(self, act: str, lr: float, bias: float) -> dict | None:
+    return self.cells.get((act, self.depth, self.width, lr, bias))
+
+  def stable(self, act: str, lr: float, bias: float) -> dict | None:
+    """The cell if it is stored and no seed diverged, else None."""
+    cell = self.get(act, lr, bias)
+    return cell if cell is not None and cell['diverged'] == 0 else None
+
+  def trained(self, act: str) -> list[dict]:
+    """The stable cells of act, learning rates outermost."""
+    cells = [self.stable(act, lr, b) for lr in self.lrs for b in self.biases]
+    return [c for c in cells if c is not None]
+
+  def diverged(self) -> list[tuple]:
+    """(activation, lr, bias) of each stored cell where a seed diverged."""
+    return sorted(
+      (act, lr, b)
+      for act in self.activations
+      for lr in self.lrs
+      for b in self.biases
+      if (c := self.get(act, lr, b)) and c['diverged']
+    )
+
+  def changes(self, act: str, bias: float, base: float) -> list[tuple]:
+    """Per learning rate: the paired change in the final dead fraction.
+
+    Returns:
+      (lr, mean, standard error) of bias minus base, for each learning
+      rate where both cells are stable.
+    """
+    out = []
+    for lr in self.lrs:
+      a, z = self.stable(act, lr, bias), self.stable(act, lr, base)
+      if a and z:
+        out.append((lr, *paired_difference(final_dead(a), final_dead(z))))
+    return out
+
+
+def final_dead(cell: dict) -> np.ndarray:
+  """Per-seed final dead fraction (mean over layers), finite seeds only."""
+  ok = np.asarray(cell['finite_seeds'])
+  return np.asarray(cell['dead_per_layer'])[ok, -1].mean(-1)
+
+
+def paired_difference(a, b) -> tuple[float, float]:
+  """Mean and standard error of the per-seed difference a - b."""
+  d = np.asarray(a) - np.asarray(b)
+  se = d.std(ddof=1) / math.sqrt(d.size) if d.size > 1 else math.nan
+  return float(d.mean()), float(se)
+
+
+# ----------------------------------------------------------------------------
+# Born-dead networks (experiments.born_dead).
+
+
+def born_dead_bound(width: int, depth: int) -> float:
+  """1 - (1 - 2^-N)^L: some layer of N units dead, each with chance 1/2."""
+  return 1.0 - (1.0 - 2.0**-width) ** depth
+
+
+def born_dead_rows(cells: Sequence[dict], depths: Sequence[int]) -> list[dict]:
+  """One row per stored (init, width) cell and depth, with a Wilson CI.
+
+  Args:
+    cells: `sweep.Outcome.results()` of `experiments.born_dead`.
+    depths: the depths to report.
+  """
+  rows = []
+  for cell in cells:
+    trials = cell['trials']
+    for depth in depths:
+      count = cell['dead_counts'][depth - 1]
+      low, high = wilson(count, trials)
+      rows.append(
+        {
+          'init': cell['init'],
+          'width': cell['width'],
+          'depth': depth,
+          'trials': trials,
+          'born_dead': count,
+          'probability': count / trials,
+          'ci95_low': low,
+          'ci95_high': high,
+          'closed_form': born_dead_bound(cell['width'], depth),
+          'seconds_for_all_depths': cell['seconds'],
+        }
+      )
+  return rows

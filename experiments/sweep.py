@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from absl import flags, logging
 
@@ -90,6 +90,37 @@ def task_from_flags() -> Task:
   return Task(index, count)
 
 
+def check_cluster(
+  distributed: bool,
+  coordinator: str | None,
+  num_processes: int | None,
+  process_id: int | None,
+) -> None:
+  """The flags of one computation over several hosts (--distributed).
+
+  The cluster flags are given only with --distributed, --process_id is in
+  [0, --num_processes), and --distributed takes no --num_tasks.
+  """
+  cli.require(
+    distributed or (coordinator, num_processes, process_id) == (None,) * 3,
+    '--coordinator_address, --num_processes and --process_id need '
+    '--distributed',
+  )
+  if num_processes is not None:
+    cli.require(
+      num_processes >= 1, f'--num_processes: {num_processes} is not >= 1'
+    )
+    cli.require(
+      process_id is not None and 0 <= process_id < num_processes,
+      f'--process_id: {process_id} is not in [0, {num_processes})',
+    )
+  cli.require(
+    not (distributed and task_from_flags().count > 1),
+    '--distributed runs one computation over all hosts; it takes no '
+    '--num_tasks (split a sweep over hosts without --distributed)',
+  )
+
+
 def report_only() -> bool:
   return _REPORT_ONLY.value
 
@@ -105,8 +136,7 @@ def cell_key(binary: str, settings: dict[str, Any]) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-@dataclasses.dataclass
-class Group:
+class Group(NamedTuple):
   """Cells computed together: `compute()` returns their results in order."""
 
   label: str
@@ -126,6 +156,10 @@ class Outcome:
   def results(self) -> list[dict]:
     """Each stored cell's settings merged with its result."""
     return [{**c['settings'], **c['result']} for c in self.cells.values()]
+
+  def by(self, *fields: str) -> dict[tuple, dict]:
+    """`results()` keyed by the values of `fields`, in the same order."""
+    return {tuple(c[f] for f in fields): c for c in self.results()}
 
 
 def run(
@@ -223,22 +257,6 @@ def run(
   return Outcome(cells, missing, done_groups, stopped)
 
 
-def missing_text(outcome: Outcome, limit: int = 20) -> str:
-  """Markdown lines naming the cells the report lacks ('' if none)."""
-  if not outcome.missing:
-    return ''
-  total = len(outcome.missing) + len(outcome.cells)
-  lines = [
-    f'**Incomplete: {len(outcome.missing)} of {total} cells are not in the '
-    'store**; the numbers below use the stored cells only. Missing:'
-  ]
-  for label, settings in outcome.missing[:limit]:
-    lines.append(f'- {label}: {json.dumps(settings, sort_keys=True)}')
-  if len(outcome.missing) > limit:
-    lines.append(f'- ... and {len(outcome.missing) - limit} more')
-  return '\n'.join(lines) + '\n'
-
-
 def placement(output_dir: str) -> dict:
   """This process's task and the checked output directory, as flag entries.
 
@@ -271,6 +289,32 @@ def run_binary(
     distributed=distributed,
   )
   return outcome if should_report(outcome, flag['task']) else None
+
+
+def run_and_report(
+  argv: Sequence[str],
+  binary: str,
+  check_flags: Callable[[], dict],
+  groups: Callable[[dict], Sequence[tuple]],
+  write: Callable[[dict, Outcome], Any],
+) -> Any:
+  """A sweep binary's main: flags checked, its sweep run, then its report.
+
+  Args:
+    argv: what is left of the command line after the flags (nothing).
+    binary: the name of the binary (it owns the store).
+    check_flags: the checked flags; raises UsageError before any compute.
+    groups: groups(flag) is the sweep, each a `Group` or its fields.
+    write: write(flag, outcome) writes the report, returns the verdicts.
+
+  Returns:
+    write's verdicts, or None when this run builds no report (see
+    `run_binary`).
+  """
+  cli.no_arguments(argv)
+  flag = check_flags()
+  outcome = run_binary(binary, flag, [Group(*g) for g in groups(flag)])
+  return None if outcome is None else write(flag, outcome)
 
 
 def should_report(outcome: Outcome, task: Task) -> bool:

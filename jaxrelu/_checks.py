@@ -250,8 +250,14 @@ FLOAT_DTYPES = frozenset(
 
 
 # The concrete array type, for a cheaper test than isinstance(x, jax.Array)
-# on the eager fast paths (tracers take the full path).
-ARRAY_TYPE = type(jnp.zeros(()))
+# on the eager fast paths (tracers take the full path). Not type(jnp.zeros(
+# ())): that would start the backend at import, before a user's
+# jax.distributed.initialize(). If jax moves the class, the fast paths are
+# never taken and every call takes the full path: slower, still right.
+try:
+  from jax._src.array import ArrayImpl as ARRAY_TYPE
+except ImportError:  # pragma: no cover
+  ARRAY_TYPE = None
 
 
 def is_float_array(x: Any) -> bool:

@@ -1,10 +1,24 @@
-"""Helpers for the tests that run experiment binaries end to end."""
+"""Helpers for the tests that run experiment binaries end to end.
 
+`run` starts a fresh `python -m module` per call. `Binary` starts one
+process that imports the binary once and runs its console entry point
+for each call, one after another: every run parses its flags afresh and
+goes through absl's app.run and the binary's exit path as a fresh process
+would, but imports, the JAX backend and compiled programs are reused.
+Runs that need their own process (a signal, several at once, other XLA
+devices) use `run` or `start`.
+"""
+
+import functools
 import glob
+import importlib
 import json
 import os
+import selectors
 import subprocess
 import sys
+import tempfile
+import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,6 +48,135 @@ def start(module: str, *flags: str, env=None) -> subprocess.Popen:
   )
 
 
+class Binary:
+  """One process that runs an experiment binary again and again.
+
+  Args:
+    module: the binary, e.g. 'experiments.born_dead'.
+    env: the process's environment (None: this one's).
+  """
+
+  def __init__(self, module: str, env=None):
+    self.module = module
+    code = (
+      f'import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); '
+      f'import binaries; binaries.serve({module!r})'
+    )
+    self.process = subprocess.Popen(
+      [sys.executable, '-c', code],
+      cwd=REPO,
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+      env=env,
+    )
+
+  def run(self, *flags: str, env=None, umask=None, timeout: int = 900):
+    """Runs the binary with flags; what `run` returns, and never raises.
+
+    Args:
+      *flags: its command line.
+      env: variables set for this run only.
+      umask: the umask of this run (None: the process's).
+      timeout: seconds before the process is killed (and this raises).
+    """
+    request = {'argv': list(flags), 'env': env or {}, 'umask': umask}
+    self.process.stdin.write(json.dumps(request) + '\n')
+    self.process.stdin.flush()
+    with selectors.DefaultSelector() as selector:
+      selector.register(self.process.stdout, selectors.EVENT_READ)
+      if not selector.select(timeout):
+        self.close()
+        raise subprocess.TimeoutExpired(self.module, timeout)
+    line = self.process.stdout.readline()
+    if not line:
+      raise RuntimeError(f'{self.module}: the process running it died')
+    reply = json.loads(line)
+    return subprocess.CompletedProcess(
+      [self.module, *flags], reply['code'], reply['stdout'], reply['stderr']
+    )
+
+  def close(self) -> None:
+    if self.process.poll() is None:
+      self.process.kill()
+    self.process.wait()
+    self.process.stdin.close()
+    self.process.stdout.close()
+
+
+def _captured(fn):
+  """fn(), with file descriptors 1 and 2 caught: (result, stdout, stderr)."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  saved = os.dup(1), os.dup(2)
+  with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    os.dup2(out.fileno(), 1)
+    os.dup2(err.fileno(), 2)
+    try:
+      result = fn()
+    finally:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os.dup2(saved[0], 1)
+      os.dup2(saved[1], 2)
+      for fd in saved:
+        os.close(fd)
+    text = []
+    for f in (out, err):
+      f.seek(0)
+      text.append(f.read().decode(errors='replace'))
+  return result, *text
+
+
+def _exit_status(module, request: dict) -> int:
+  """One run of module's console entry point: its exit status."""
+  from absl import app, flags
+
+  # A fresh process's flags and absl app state: app.run parses anew, and
+  # sets logging up as on a first run.
+  flags.FLAGS.unparse_flags()
+  app._run_init.done = False
+  app._register_and_parse_flags_with_usage.done = False
+  saved_env = dict(os.environ)
+  os.environ.update(request['env'])
+  umask = None if request['umask'] is None else os.umask(request['umask'])
+  sys.argv = [module.__file__, *request['argv']]
+  try:
+    module.cli_main()
+    return 0
+  except SystemExit as e:
+    if e.code is None or isinstance(e.code, int):
+      return e.code or 0
+    print(e.code, file=sys.stderr)
+    return 1
+  except BaseException:
+    traceback.print_exc()
+    return 1
+  finally:
+    os.environ.clear()
+    os.environ.update(saved_env)
+    if umask is not None:
+      os.umask(umask)
+
+
+def serve(module_name: str) -> None:
+  """The loop of a `Binary` process: a JSON request a line, a reply each.
+
+  What importing the binary printed is part of every run's output, as it
+  would be of a fresh process's.
+  """
+  replies = os.fdopen(os.dup(1), 'w')
+  module, first_out, first_err = _captured(
+    lambda: importlib.import_module(module_name)
+  )
+  for line in sys.stdin:
+    run = functools.partial(_exit_status, module, json.loads(line))
+    code, out, err = _captured(run)
+    reply = {'code': code, 'stdout': first_out + out, 'stderr': first_err + err}
+    replies.write(json.dumps(reply) + '\n')
+    replies.flush()
+
+
 def assert_one_line_error(test, result, message: str, never: str) -> None:
   """A usage error: exit 2, one stderr line naming it, nothing written."""
   test.assertEqual(result.returncode, 2, result.stderr)
@@ -59,30 +202,47 @@ def read_cells(directory: str) -> list[dict]:
   return out
 
 
-def run_whole_and_resumed(test, module: str, flags, out: str):
-  """Runs a sweep whole, and again stopped after one group then resumed.
+def whole_and_resumed(run, flags, out: str) -> dict:
+  """A sweep run whole, and again stopped after one group then resumed.
 
   The resumed run is resumed twice; the second finds nothing left to do.
-  Asserts that every run exits with the same status (0 or 1: the claims)
-  and that the resumed cells neither duplicate nor lose any. Returns
-  (whole cells by key, resumed cells by key, the number of cells written
-  before the stop, the resumed directory).
+
+  Args:
+    run: run(*flags) runs the binary (`Binary.run`, or `run` bound to it).
+    flags: the sweep's flags, less --output_dir.
+    out: a directory for the two stores, 'whole' and 'parts'.
+
+  Returns:
+    Each run's result ('whole', 'stopped', 'resumed': two), the cells
+    stored before the resumption ('before_resume'), and the directories.
   """
   whole, parts = f'{out}/whole', f'{out}/parts'
-  result = run(module, *flags, f'--output_dir={whole}')
-  test.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
-  stopped = run(module, *flags, '--max_new_groups=1', f'--output_dir={parts}')
+  record = {'whole_dir': whole, 'parts_dir': parts}
+  record['whole'] = run(*flags, f'--output_dir={whole}')
+  record['stopped'] = run(*flags, '--max_new_groups=1', f'--output_dir={parts}')
+  record['before_resume'] = read_cells(parts)
+  record['resumed'] = [run(*flags, f'--output_dir={parts}') for _ in range(2)]
+  return record
+
+
+def assert_resumed_equals_whole(test, record: dict):
+  """whole_and_resumed's runs exit alike and store the same cells once.
+
+  Every run exits with the whole run's status (0 or 1: the claims), the
+  stopped one with 0 and says so; the resumed cells neither duplicate nor
+  lose any. Returns (whole cells by key, resumed cells by key).
+  """
+  whole, stopped = record['whole'], record['stopped']
+  test.assertIn(whole.returncode, (0, 1), whole.stderr[-3000:])
   test.assertEqual(stopped.returncode, 0, stopped.stderr[-3000:])
   test.assertIn('Stopped after 1 new groups', stopped.stdout)
-  before_resume = len(read_cells(parts))
-  for _ in range(2):
-    resumed = run(module, *flags, f'--output_dir={parts}')
+  for resumed in record['resumed']:
     test.assertEqual(
-      resumed.returncode, result.returncode, resumed.stderr[-3000:]
+      resumed.returncode, whole.returncode, resumed.stderr[-3000:]
     )
-  a = {c['key']: c for c in read_cells(whole)}
-  b_list = read_cells(parts)
+  a = {c['key']: c for c in read_cells(record['whole_dir'])}
+  b_list = read_cells(record['parts_dir'])
   b = {c['key']: c for c in b_list}
   test.assertLen(b_list, len(b))  # nothing duplicated
   test.assertEqual(set(a), set(b))  # nothing lost
-  return a, b, before_resume, parts
+  return a, b

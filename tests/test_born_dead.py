@@ -1,7 +1,6 @@
 """experiments/born_dead.py: a small run end to end, and bad flags."""
 
 import csv
-import functools
 import json
 import os
 import shutil
@@ -12,17 +11,21 @@ from absl.testing import absltest, parameterized
 
 from experiments import stats
 
-_run = functools.partial(binaries.run, 'experiments.born_dead')
-
 
 class BornDeadTest(parameterized.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.binary = binaries.Binary('experiments.born_dead')
+    cls.addClassCleanup(cls.binary.close)
+
   def setUp(self):
     super().setUp()
     self.out = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, self.out)
 
   def test_small_run(self):
-    result = _run(
+    result = self.binary.run(
       '--depths=2,10,30',
       '--widths=3,10',
       '--trials=400',
@@ -72,7 +75,7 @@ class BornDeadTest(parameterized.TestCase):
     ('--task_index=3', '--task_index: 3 is not in [0, 1)'),
   )
   def test_bad_flags(self, flag, message):
-    result = _run(flag, f'--output_dir={self.out}/never')
+    result = self.binary.run(flag, f'--output_dir={self.out}/never')
     binaries.assert_one_line_error(self, result, message, f'{self.out}/never')
 
 

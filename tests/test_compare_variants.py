@@ -1,6 +1,5 @@
 """experiments/compare_variants.py and its helpers (uci, plain_mlp, stats)."""
 
-import functools
 import itertools
 import json
 import math
@@ -16,18 +15,21 @@ from absl.testing import absltest, parameterized
 
 from experiments import data, model, stats
 
-_SMALL = (
-  '--datasets=iris',
-  '--activations=relu,elu',
-  '--depths=2,3',
+# What a cell computes; then which cells (two datasets: one compiled
+# program trains both).
+_CONFIG = (
   '--width=16',
   '--steps=60',
   '--record_every=20',
   '--seeds=3',
   '--learning_rate=0.01',
 )
-
-_run = functools.partial(binaries.run, 'experiments.compare_variants')
+_SMALL = (
+  *_CONFIG,
+  '--datasets=iris,wine',
+  '--activations=relu,elu',
+  '--depths=2',
+)
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -199,28 +201,40 @@ class PlainMlpTest(parameterized.TestCase):
 
 
 class CompareVariantsBinaryTest(parameterized.TestCase):
+  """One small sweep, whole and stopped then resumed, read by the tests."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.binary = binaries.Binary('experiments.compare_variants')
+    cls.addClassCleanup(cls.binary.close)
+    sweep = tempfile.mkdtemp()
+    cls.addClassCleanup(shutil.rmtree, sweep)
+    cls.sweep = binaries.whole_and_resumed(cls.binary.run, _SMALL, sweep)
+
   def setUp(self):
     super().setUp()
     self.out = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, self.out)
 
   def test_small_run_interrupted_and_resumed_equals_uninterrupted(self):
-    a, b, before_resume, parts = binaries.run_whole_and_resumed(
-      self, 'experiments.compare_variants', _SMALL, self.out
-    )
-    self.assertEqual(before_resume, 1)  # one (activation, depth) on iris
+    a, b = binaries.assert_resumed_equals_whole(self, self.sweep)
+    # One (activation, depth) group: both datasets.
+    self.assertLen(self.sweep['before_resume'], 2)
     self.assertLen(a, 2 * 2)
     for key in a:
       for curve in ('train_loss', 'test_acc', 'dead'):
         self.assertEqual(a[key][curve], b[key][curve])
-    # Training works: iris is far above chance (1/3) at depth 2.
+    # Training works: both datasets are far above chance (1/3) at depth 2.
     by_cell = {
       (c['dataset'], c['activation'], c['depth']): c for c in a.values()
     }
-    for act in ('relu', 'elu'):
-      acc = np.asarray(by_cell[('iris', act, 2)]['test_acc'])[:, -1]
-      self.assertGreater(acc.mean(), 0.8)
+    for ds in ('iris', 'wine'):
+      for act in ('relu', 'elu'):
+        acc = np.asarray(by_cell[(ds, act, 2)]['test_acc'])[:, -1]
+        self.assertGreater(acc.mean(), 0.8, (ds, act))
     # Outputs.
+    parts = self.sweep['parts_dir']
     for png in ('accuracy_vs_depth.png', 'loss_curves.png', 'prelu_slopes.png'):
       with open(f'{parts}/{png}', 'rb') as f:
         self.assertEqual(f.read(4), b'\x89PNG')
@@ -238,7 +252,7 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
           'NOT SUPPORTED (no significant difference)',
         ),
       )
-      self.assertEqual(verdict['n'], 2 * 3)  # depths x seeds, paired
+      self.assertEqual(verdict['n'], 2 * 3)  # datasets x seeds, paired
     with open(f'{parts}/report.md') as f:
       report = f.read()
     for text in (
@@ -251,61 +265,88 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
       self.assertIn(text, report)
 
   def test_metrics_from_stored_curves(self):
-    # A tiny run stores one cell; its curves are then replaced by hand-made
-    # ones, and a report-only run computes nothing, so every number below
-    # is known in advance.
-    flags = (
-      '--datasets=iris',
-      '--activations=relu',
-      '--depths=2',
-      '--width=4',
-      '--seeds=2',
-      '--steps=40',
-      '--record_every=20',
-      f'--output_dir={self.out}',
-    )
-    first = _run(*flags)
-    self.assertIn(first.returncode, (0, 1), first.stderr[-3000:])
-    (path,) = binaries.cell_files(self.out)
+    # One stored cell of the sweep, its curves replaced by hand-made ones
+    # (3 seeds, records at steps 0, 20, 40, 60); a report-only run
+    # computes nothing, so every number below is known in advance.
+    (cell,) = [
+      c
+      for c in binaries.read_cells(self.sweep['whole_dir'])
+      if (c['dataset'], c['activation']) == ('iris', 'relu')
+    ]
+    path = f'{self.out}/cells/{cell["key"]}.json'
+    os.makedirs(f'{self.out}/cells')
+    shutil.copy(f'{self.sweep["whole_dir"]}/cells/{cell["key"]}.json', path)
     with open(path) as f:
       record = json.load(f)
     nan = math.nan
     record['result'].update(
       {
-        # Seed 0 trains; seed 1 diverges after its second record.
-        'train_loss': [[1.0, 0.05, 0.02], [1.0, 0.5, nan]],
-        'val_loss': [[1.0, 0.3, 0.5], [1.0, 0.4, nan]],
-        'train_acc': [[0.3, 1.0, 1.0], [0.3, 0.8, 0.33]],
-        'test_acc': [[0.3, 0.9, 0.8], [0.3, 0.7, 0.33]],
-        'dead': [[[0, 0], [0.25, 0.25], [0.5, 0.5]], [[0, 0], [0, 0], [1, 1]]],
+        # Seed 0 trains; seed 1 diverges after its second record; seed 2
+        # never reaches the target loss.
+        'train_loss': [
+          [1.0, 0.05, 0.02, 0.01],
+          [1.0, 0.5, nan, nan],
+          [1.0, 0.6, 0.4, 0.3],
+        ],
+        'val_loss': [
+          [1.0, 0.3, 0.5, 0.6],
+          [1.0, 0.4, nan, nan],
+          [1.0, 0.8, 0.7, 0.75],
+        ],
+        'train_acc': [
+          [0.3, 1.0, 1.0, 1.0],
+          [0.3, 0.8, 0.33, 0.33],
+          [0.3, 0.6, 0.7, 0.75],
+        ],
+        'test_acc': [
+          [0.3, 0.9, 0.8, 0.8],
+          [0.3, 0.7, 0.33, 0.33],
+          [0.3, 0.5, 0.6, 0.55],
+        ],
+        'dead': [
+          [[0, 0], [0.25, 0.25], [0.5, 0.5], [0.5, 0.5]],
+          [[0, 0], [0, 0], [1, 1], [1, 1]],
+          [[0, 0], [0, 0], [0, 0], [0.25, 0.25]],
+        ],
       }
     )
     with open(path, 'w') as f:
       f.write(json.dumps(record) + '\n')
-    result = _run(*flags, '--report_only')
+    result = self.binary.run(
+      *_CONFIG,
+      '--datasets=iris',
+      '--activations=relu',
+      '--depths=2',
+      '--report_only',
+      f'--output_dir={self.out}',
+    )
     self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+    self.assertEqual(binaries.cell_files(self.out), [path])  # none computed
     with open(f'{self.out}/summary.json') as f:
       (row,) = json.load(f)['groups']
-    # Early stopping at the least validation loss (record 1 in both seeds).
-    self.assertAlmostEqual(row['test_acc_mean'], (0.9 + 0.7) / 2)
+    # Early stopping at the least validation loss: records 1, 1 and 2.
+    self.assertAlmostEqual(row['test_acc_mean'], (0.9 + 0.7 + 0.6) / 3)
     # End-of-training values leave the diverged seed out.
     self.assertEqual(row['diverged'], 1)
-    self.assertAlmostEqual(row['final_test_acc_mean'], 0.8)
-    self.assertAlmostEqual(row['gap_mean'], 1.0 - 0.8)
-    self.assertAlmostEqual(row['final_dead_mean'], 0.5)
-    # Loss 0.1 reached at step 20 by seed 0; seed 1 never, censored at 60.
+    self.assertAlmostEqual(row['final_test_acc_mean'], (0.8 + 0.55) / 2)
+    self.assertAlmostEqual(row['gap_mean'], ((1.0 - 0.8) + (0.75 - 0.55)) / 2)
+    self.assertAlmostEqual(row['final_dead_mean'], (0.5 + 0.25) / 2)
+    # Loss 0.1 reached at step 20 by seed 0 only; the others are censored
+    # one record past the budget, at 60 + 20.
     self.assertEqual(row['reached'], 1)
-    self.assertEqual(row['steps_to_target_median'], (20 + 60) / 2)
+    self.assertEqual(row['steps_to_target_median'], 80)
     with open(f'{self.out}/report.md') as f:
-      self.assertIn(
-        'Non-finite training loss in: iris relu depth 2 (1/2)', f.read()
-      )
+      report = f.read()
+    self.assertIn('| iris | 2 | 20 (1/3) |', report)  # median of those reaching
+    self.assertIn(
+      'Non-finite training loss in: iris relu depth 2 (1/3)', report
+    )
 
   def test_another_binarys_directory_is_refused_before_compute(self):
     os.makedirs(f'{self.out}/cells')
     with open(f'{self.out}/store.json', 'w') as f:
       f.write('{"binary": "dying_relu", "format": 1}\n')
-    result = _run('--datasets=iris', f'--output_dir={self.out}')
+    result = self.binary.run('--datasets=iris', f'--output_dir={self.out}')
     self.assertEqual(result.returncode, 2, result.stderr)
     lines = result.stderr.strip().splitlines()
     self.assertLen(lines, 1, result.stderr)
@@ -325,7 +366,7 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
     ('--target_loss=nan', '--target_loss: nan is not a finite number > 0'),
   )
   def test_bad_flags(self, flag, message):
-    result = _run(flag, f'--output_dir={self.out}/never')
+    result = self.binary.run(flag, f'--output_dir={self.out}/never')
     binaries.assert_one_line_error(self, result, message, f'{self.out}/never')
 
 

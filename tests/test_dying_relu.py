@@ -1,6 +1,10 @@
-"""experiments/dying_relu.py: small sweeps, resume after interruption, flags."""
+"""experiments/dying_relu.py: small sweeps, resume after interruption, flags.
 
-import functools
+One small sweep (two activations, a grid of eight cells each, so the
+eight-device run spreads one cell per device) is run whole, and again
+stopped and resumed, once for the class; the tests read it.
+"""
+
 import json
 import os
 import shutil
@@ -11,37 +15,42 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 _SMALL = (
-  '--activations=relu,leaky_relu,prelu',
   '--learning_rates=0.01,0.5',
-  '--bias_inits=-1,0,0.01',
-  '--depths=2',
+  '--bias_inits=-1,0,0.01,0.1',  # with 2 learning rates: 8 cells a group
+  '--depths=4',
   '--widths=16',
   '--steps=40',
   '--record_every=20',
   '--seeds=2',
   '--batch=32',
 )
-
-
-_run = functools.partial(binaries.run, 'experiments.dying_relu')
+_ACTIVATIONS = '--activations=relu,prelu'
+# One device, as the eight-device run is compared with (on CPU).
+_ENV = dict(os.environ, JAX_PLATFORMS='cpu')
 
 
 class DyingReluTest(parameterized.TestCase):
-  def setUp(self):
-    super().setUp()
-    self.out = tempfile.mkdtemp()
-    self.addCleanup(shutil.rmtree, self.out)
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.out = tempfile.mkdtemp()
+    cls.addClassCleanup(shutil.rmtree, cls.out)
+    cls.binary = binaries.Binary('experiments.dying_relu', env=_ENV)
+    cls.addClassCleanup(cls.binary.close)
+    cls.sweep = binaries.whole_and_resumed(
+      cls.binary.run, (_ACTIVATIONS, *_SMALL), cls.out
+    )
 
   def test_interrupted_and_resumed_equals_uninterrupted(self):
-    a, b, before_resume, parts = binaries.run_whole_and_resumed(
-      self, 'experiments.dying_relu', _SMALL, self.out
-    )
-    self.assertEqual(before_resume, 2 * 3)  # one activation's lr x bias cells
-    self.assertLen(a, 3 * 2 * 3)
+    a, b = binaries.assert_resumed_equals_whole(self, self.sweep)
+    # One activation's lr x bias cells, then the other's.
+    self.assertLen(self.sweep['before_resume'], 2 * 4)
+    self.assertLen(a, 2 * 2 * 4)
     for key in a:
       self.assertEqual(a[key]['dead_per_layer'], b[key]['dead_per_layer'])
       self.assertEqual(a[key]['loss'], b[key]['loss'])
     # Outputs of the finished sweep.
+    parts = self.sweep['parts_dir']
     for name in ('cells.csv', 'report.md', 'summary.json'):
       self.assertTrue(os.path.exists(f'{parts}/{name}'), name)
     for png in ('dead_heatmaps.png', 'dead_vs_step.png'):
@@ -58,21 +67,9 @@ class DyingReluTest(parameterized.TestCase):
       self.assertIn(claim, report)
 
   def test_bias_minus_one_kills_units_at_initialisation(self):
-    _run(
-      '--activations=relu,prelu',
-      '--learning_rates=0.01',
-      '--bias_inits=-1,0',
-      '--depths=4',
-      '--widths=16',
-      '--steps=20',
-      '--record_every=20',
-      '--seeds=4',
-      '--batch=32',
-      f'--output_dir={self.out}',
-    )
     cells = {
       (c['activation'], c['learning_rate'], c['bias_init']): c
-      for c in binaries.read_cells(self.out)
+      for c in binaries.read_cells(self.sweep['whole_dir'])
     }
     # At init (record 0), bias -1 kills more ReLU units than bias 0.
     self.assertGreater(
@@ -83,31 +80,37 @@ class DyingReluTest(parameterized.TestCase):
     self.assertLen(cells[('prelu', 0.01, 0.0)]['final_slopes'][0], 4)
 
   def test_cells_spread_over_eight_devices_match_one_device(self):
-    flags = (
-      '--activations=relu',
-      '--learning_rates=0.01,0.03,0.1,0.3',
-      '--bias_inits=0,0.01',  # 8 cells: one per device
-      '--depths=2',
-      '--widths=16',
-      '--steps=20',
-      '--record_every=10',
-      '--seeds=2',
-      '--batch=32',
+    # The one-device reference: the whole sweep's relu cells, reported
+    # alone (nothing is computed) to compare the claims too.
+    one = f'{self.out}/one'
+    shutil.copytree(self.sweep['whole_dir'], one)
+    flags = ('--activations=relu', *_SMALL)
+    reported = self.binary.run(*flags, '--report_only', f'--output_dir={one}')
+    env = dict(_ENV, XLA_FLAGS='--xla_force_host_platform_device_count=8')
+    eight = binaries.run(
+      'experiments.dying_relu',
+      *flags,
+      f'--output_dir={self.out}/eight',
+      env=env,
     )
-    env = dict(os.environ, JAX_PLATFORMS='cpu')
-    one = _run(*flags, f'--output_dir={self.out}/one', env=env)
-    env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
-    eight = _run(*flags, f'--output_dir={self.out}/eight', env=env)
-    self.assertIn(one.returncode, (0, 1), one.stderr[-2000:])  # the claims
-    self.assertEqual(eight.returncode, one.returncode, eight.stderr[-2000:])
+    self.assertIn(reported.returncode, (0, 1), reported.stderr[-2000:])
+    self.assertEqual(
+      eight.returncode, reported.returncode, eight.stderr[-2000:]
+    )
+    summaries = {}
     for name, devices in (('one', 1), ('eight', 8)):
       with open(f'{self.out}/{name}/summary.json') as f:
-        meta = json.load(f)['meta']
-      self.assertEqual(meta['cells_sharded_over_devices'], devices)
-    a = {c['key']: c for c in binaries.read_cells(f'{self.out}/one')}
+        summaries[name] = json.load(f)
+      self.assertEqual(
+        summaries[name]['meta']['cells_sharded_over_devices'], devices
+      )
+    self.assertEqual(
+      summaries['eight']['verdicts'], summaries['one']['verdicts']
+    )
+    a = {c['key']: c for c in binaries.read_cells(self.sweep['whole_dir'])}
     b = {c['key']: c for c in binaries.read_cells(f'{self.out}/eight')}
-    self.assertEqual(set(a), set(b))
-    for key in a:
+    self.assertEqual({k for k in a if a[k]['activation'] == 'relu'}, set(b))
+    for key in b:
       self.assertEqual(a[key]['dead_per_layer'], b[key]['dead_per_layer'])
       np.testing.assert_allclose(a[key]['loss'], b[key]['loss'], rtol=1e-4)
 
@@ -124,7 +127,7 @@ class DyingReluTest(parameterized.TestCase):
     ('--depths=0', '--depths: 0 is not an integer >= 1'),
   )
   def test_bad_flags(self, flag, message):
-    result = _run(flag, f'--output_dir={self.out}/never')
+    result = self.binary.run(flag, f'--output_dir={self.out}/never')
     binaries.assert_one_line_error(self, result, message, f'{self.out}/never')
 
 

@@ -1,7 +1,10 @@
 """The experiment engine: store, keys, sweeps split over tasks, flags, plots.
 
 End-to-end failures run born_dead with tiny cells (a cell is one (init,
-width) pair, about a second each), so the whole file stays fast.
+width) pair, about a second each), so the whole file stays fast: one
+process runs it again and again (`binaries.Binary`), and runs of their
+own start where a test needs a process of its own (killed, or several at
+once).
 """
 
 import json
@@ -30,10 +33,6 @@ _BORN_DEAD = (
   '--trials=40',
   '--grid_points=5',
 )
-
-
-def _born_dead(*flags, **kwargs):
-  return binaries.run('experiments.born_dead', *_BORN_DEAD, *flags, **kwargs)
 
 
 def _put_many(directory: str, keys: list[str], tag: str) -> None:
@@ -228,6 +227,20 @@ class StatsAndPlotsTest(absltest.TestCase):
 class SweepEndToEndTest(absltest.TestCase):
   """The failures of the old per-binary stores, each as a run."""
 
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.binary = binaries.Binary('experiments.born_dead')
+    cls.addClassCleanup(cls.binary.close)
+    # The uninterrupted run the interrupted and concurrent ones must equal.
+    cls.whole = tempfile.mkdtemp()
+    cls.addClassCleanup(shutil.rmtree, cls.whole)
+    cls.whole_result = cls._born_dead(f'--output_dir={cls.whole}')
+
+  @classmethod
+  def _born_dead(cls, *flags, **kwargs):
+    return cls.binary.run(*_BORN_DEAD, *flags, **kwargs)
+
   def setUp(self):
     super().setUp()
     self.out = tempfile.mkdtemp()
@@ -242,10 +255,9 @@ class SweepEndToEndTest(absltest.TestCase):
     return rows
 
   def _whole(self):
-    whole = f'{self.out}/whole'
-    result = _born_dead(f'--output_dir={whole}')
+    result = self.whole_result
     self.assertIn(result.returncode, (0, 1), result.stderr[-2000:])
-    return whole, result.returncode
+    return self.whole, result.returncode
 
   def test_sigkill_torn_cell_and_missing_newline_recover(self):
     whole, code = self._whole()
@@ -260,7 +272,7 @@ class SweepEndToEndTest(absltest.TestCase):
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     self.assertLen(binaries.cell_files(parts), 1)
-    resumed = _born_dead(f'--output_dir={parts}')
+    resumed = self._born_dead(f'--output_dir={parts}')
     self.assertEqual(resumed.returncode, code, resumed.stderr[-2000:])
     self.assertEqual(self._rows(parts), self._rows(whole))
     # Tear one cell and cut another's final newline: both are recomputed.
@@ -269,7 +281,7 @@ class SweepEndToEndTest(absltest.TestCase):
       f.truncate(20)
     with open(cut, 'r+b') as f:
       f.truncate(os.path.getsize(cut) - 1)
-    again = _born_dead(f'--output_dir={parts}')
+    again = self._born_dead(f'--output_dir={parts}')
     self.assertEqual(again.returncode, code, again.stderr[-2000:])
     self.assertIn('0 cells stored before, 2 to run', again.stderr)
     self.assertEqual(self._rows(parts), self._rows(whole))
@@ -291,9 +303,9 @@ class SweepEndToEndTest(absltest.TestCase):
     self.assertEqual(self._rows(both), self._rows(whole))
 
   def test_rerun_with_other_settings_never_reuses_cells(self):
-    first = _born_dead(f'--output_dir={self.out}')
+    first = self._born_dead(f'--output_dir={self.out}')
     self.assertIn(first.returncode, (0, 1), first.stderr[-2000:])
-    again = _born_dead('--trials=60', f'--output_dir={self.out}')
+    again = self._born_dead('--trials=60', f'--output_dir={self.out}')
     self.assertIn(again.returncode, (0, 1), again.stderr[-2000:])
     self.assertIn('0 cells stored before, 2 to run', again.stderr)
     self.assertLen(binaries.cell_files(self.out), 4)  # old cells kept
@@ -321,15 +333,18 @@ class SweepEndToEndTest(absltest.TestCase):
       self.assertEqual(p.returncode, 0, err[-2000:])
       self.assertIn('--report_only', out)
     self.assertFalse(os.path.exists(f'{split}/results.md'))
-    report = _born_dead('--report_only', f'--output_dir={split}')
+    report = self._born_dead('--report_only', f'--output_dir={split}')
     self.assertEqual(report.returncode, code, report.stderr[-2000:])
     with open(f'{split}/results.md') as a, open(f'{whole}/results.md') as b:
       self.assertEqual(a.read(), b.read())
 
   def test_slurm_array_task_and_report_of_missing_cells(self):
-    env = dict(os.environ, SLURM_ARRAY_TASK_ID='3', SLURM_ARRAY_TASK_MIN='2')
-    env['SLURM_ARRAY_TASK_COUNT'] = '2'
-    task = _born_dead(f'--output_dir={self.out}', env=env)
+    env = {
+      'SLURM_ARRAY_TASK_ID': '3',
+      'SLURM_ARRAY_TASK_MIN': '2',
+      'SLURM_ARRAY_TASK_COUNT': '2',
+    }
+    task = self._born_dead(f'--output_dir={self.out}', env=env)
     self.assertEqual(task.returncode, 0, task.stderr[-2000:])
     self.assertIn('task 1/2: 1 groups', task.stderr)
     # Group 1 of he_zero_bias x widths (2, 3): width 3.
@@ -337,7 +352,7 @@ class SweepEndToEndTest(absltest.TestCase):
     self.assertEqual(
       [(c['init'], c['width']) for c in stored], [('he_zero_bias', 3)]
     )
-    report = _born_dead('--report_only', f'--output_dir={self.out}')
+    report = self._born_dead('--report_only', f'--output_dir={self.out}')
     self.assertIn(report.returncode, (0, 1), report.stderr[-2000:])
     with open(f'{self.out}/results.md') as f:
       text = f.read()
@@ -353,7 +368,7 @@ class SweepEndToEndTest(absltest.TestCase):
       (f'--output_dir={path}', 'is an existing file'),
       ('extra_argument', 'unexpected arguments: extra_argument'),
     ):
-      result = _born_dead(flag)
+      result = self._born_dead(flag)
       self.assertEqual(result.returncode, 2, result.stderr)
       lines = result.stderr.strip().splitlines()
       self.assertLen(lines, 1, result.stderr)
@@ -362,11 +377,7 @@ class SweepEndToEndTest(absltest.TestCase):
       self.assertEqual(f.read(), 'x')
 
   def test_result_files_are_0644_and_name_the_commit(self):
-    old = os.umask(0o022)
-    try:
-      result = _born_dead(f'--output_dir={self.out}')
-    finally:
-      os.umask(old)
+    result = self._born_dead(f'--output_dir={self.out}', umask=0o022)
     self.assertIn(result.returncode, (0, 1), result.stderr[-2000:])
     for name in ('results.json', 'results.md', 'results.csv', 'born_dead.png'):
       mode = stat.S_IMODE(os.stat(f'{self.out}/{name}').st_mode)
@@ -387,6 +398,13 @@ def _free_port() -> int:
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     return s.getsockname()[1]
+
+
+def _reap(process: subprocess.Popen) -> None:
+  """Kills process if it still runs, and closes its pipes."""
+  if process.poll() is None:
+    process.kill()
+  process.communicate()
 
 
 class DistributedTest(absltest.TestCase):
@@ -420,6 +438,8 @@ class DistributedTest(absltest.TestCase):
       )
       for i in range(2)
     ]
+    for p in procs:  # a failure leaves no process behind
+      self.addCleanup(_reap, p)
     for p in procs:
       _, err = p.communicate(timeout=300)
       self.assertEqual(p.returncode, 0, err[-2000:])
@@ -497,17 +517,22 @@ class WheelTest(absltest.TestCase):
     empty = f'{tmp}/empty'
     os.makedirs(empty)
     env = dict(os.environ, PYTHONPATH=f'{tmp}/site')
-    for command in commands:
-      result = subprocess.run(
+    # Every command's --help at once (each its own process).
+    helps = [
+      subprocess.Popen(
         [f'{tmp}/site/bin/{command}', '--help'],
         cwd=empty,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
       )
-      self.assertEqual(result.returncode, 0, result.stderr[-2000:])
-      self.assertIn('--output_dir', result.stdout)
+      for command in commands
+    ]
+    for command, process in zip(commands, helps, strict=True):
+      out, err = process.communicate(timeout=300)
+      self.assertEqual(process.returncode, 0, f'{command}: {err[-2000:]}')
+      self.assertIn('--output_dir', out, command)
     result = subprocess.run(
       [f'{tmp}/site/bin/jaxrelu-born-dead', *_BORN_DEAD, '--output_dir=out'],
       cwd=empty,

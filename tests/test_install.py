@@ -67,6 +67,18 @@ class CoreInstallTest(absltest.TestCase):
     )
     self.assertEqual(lines[-1], '[]')  # no optional package was imported
 
+  def test_import_starts_no_backend(self):
+    # jax.distributed.initialize() must run before any backend starts; an
+    # import-time jnp call in jaxrelu would make that impossible.
+    result = _python(
+      'import jaxrelu\n'
+      'from jaxrelu import diagnostics, initializers, selu_theory\n'
+      'from jax._src import xla_bridge\n'  # private: the started backends
+      'print(sorted(xla_bridge._backends))\n'
+    )
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertEqual(result.stdout.splitlines()[-1], '[]')
+
   def test_flax_layers_without_flax_name_the_extra(self):
     for module in ('linen', 'nnx'):
       result = _python(f'import jaxrelu.{module}\n')

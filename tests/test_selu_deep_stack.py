@@ -1,7 +1,6 @@
 """experiments/selu_deep_stack.py: small runs end to end, flags, sharding."""
 
 import csv
-import functools
 import json
 import os
 import shutil
@@ -12,31 +11,40 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 _SMALL = ('--depth=60', '--width=256', '--batch=64', '--seeds=2')
-
-
-_run = functools.partial(binaries.run, 'experiments.selu_deep_stack')
+# One device (on CPU), as the sharded run is compared with.
+_ENV = dict(os.environ, JAX_PLATFORMS='cpu')
 
 
 class SeluDeepStackTest(parameterized.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.binary = binaries.Binary('experiments.selu_deep_stack', env=_ENV)
+    cls.addClassCleanup(cls.binary.close)
+    # The small run, read by several tests.
+    cls.small_dir = tempfile.mkdtemp()
+    cls.addClassCleanup(shutil.rmtree, cls.small_dir)
+    cls.small = cls.binary.run(
+      *_SMALL,
+      '--activations=selu,relu',
+      '--noscenarios',
+      f'--output_dir={cls.small_dir}',
+    )
+
   def setUp(self):
     super().setUp()
     self.out = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, self.out)
 
-  def _results(self):
-    with open(os.path.join(self.out, 'results.json')) as f:
+  def _results(self, directory=None):
+    with open(os.path.join(directory or self.out, 'results.json')) as f:
       return json.load(f)
 
   def test_small_run_writes_results_and_plots_and_exits_0(self):
-    result = _run(
-      *_SMALL,
-      '--activations=selu,relu',
-      '--noscenarios',
-      f'--output_dir={self.out}',
-    )
+    result, out = self.small, self.small_dir
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertIn('HELD', result.stdout)
-    data = self._results()
+    data = self._results(out)
     self.assertTrue(data['claim_holds'])
     self.assertEqual(data['meta']['flags']['depth'], 60)
     self.assertIn('jax', data['meta']['versions'])
@@ -47,18 +55,18 @@ class SeluDeepStackTest(parameterized.TestCase):
     # The backward pass grows as the theory says (1.0716 per layer).
     self.assertAlmostEqual(selu['grad_gain_per_layer'], 1.0716, delta=0.02)
     self.assertAlmostEqual(selu['predicted_grad_gain_per_layer'], 1.0716, 4)
-    with open(os.path.join(self.out, 'results.csv')) as f:
+    with open(os.path.join(out, 'results.csv')) as f:
       rows = list(csv.DictReader(f))
     self.assertLen(rows, 2 * 60)
     self.assertEqual(rows[0]['layer'], '1')
     for png in ('stats_main.png', 'gradients.png'):
-      with open(os.path.join(self.out, png), 'rb') as f:
+      with open(os.path.join(out, png), 'rb') as f:
         self.assertEqual(f.read(8), b'\x89PNG\r\n\x1a\n')
-    self.assertNotIn('.tmp-', ''.join(os.listdir(self.out)))
+    self.assertNotIn('.tmp-', ''.join(os.listdir(out)))
 
   def test_negative_control_fails_the_criterion(self):
     # Weight variance 1.1/n: std settles near 1.19, outside the band.
-    result = _run(
+    result = self.binary.run(
       '--depth=200',
       '--width=256',
       '--batch=64',
@@ -93,7 +101,7 @@ class SeluDeepStackTest(parameterized.TestCase):
     ('tasks', '--num_tasks=0', '--num_tasks: 0 is not an integer >= 1'),
   )
   def test_bad_flag_one_line_error_before_computation(self, flag, message):
-    result = _run(flag, f'--output_dir={self.out}/never')
+    result = self.binary.run(flag, f'--output_dir={self.out}/never')
     binaries.assert_one_line_error(self, result, message, f'{self.out}/never')
 
   def test_sharded_run_equals_single_device(self):
@@ -105,16 +113,19 @@ class SeluDeepStackTest(parameterized.TestCase):
       '--activations=selu',
       '--noscenarios',
     )
-    env = dict(os.environ, JAX_PLATFORMS='cpu')
-    single = _run(*flags, f'--output_dir={self.out}/one', env=env)
-    env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
-    sharded = _run(*flags, f'--output_dir={self.out}/eight', env=env)
+    single = self.binary.run(*flags, f'--output_dir={self.out}/one')
+    env = dict(_ENV, XLA_FLAGS='--xla_force_host_platform_device_count=8')
+    sharded = binaries.run(
+      'experiments.selu_deep_stack',
+      *flags,
+      f'--output_dir={self.out}/eight',
+      env=env,
+    )
     self.assertEqual(single.returncode, 0, single.stderr[-2000:])
     self.assertEqual(sharded.returncode, 0, sharded.stderr[-2000:])
-    runs = {}
-    for name in ('one', 'eight'):
-      with open(f'{self.out}/{name}/results.json') as f:
-        runs[name] = json.load(f)
+    runs = {
+      name: self._results(f'{self.out}/{name}') for name in ('one', 'eight')
+    }
     self.assertEqual(runs['one']['meta']['devices_used'], 1)
     self.assertEqual(runs['eight']['meta']['devices_used'], 8)
     a = runs['one']['results'][0]['per_layer']
