@@ -590,7 +590,7 @@ def _exp_parts(t):
   e * scale - 1 is within about an ulp. Below -32, e = exp(t + 32) and
   scale = exp(-32), so alpha * e * scale does not underflow before the
   multiply while the result is normal. One exp and a short polynomial cost
-  less than XLA's expm1 and exp together (BUILD_NOTES.md).
+  less than XLA's expm1 (BUILD_NOTES.md).
   """
   dtype = t.dtype
   tail = t < -_SHIFT
@@ -633,9 +633,24 @@ def _elu_slope(xc, a, pos_slope):
   return _elu_slope_parts(xc, a, pos_slope)[1]
 
 
+def _slope_exp_arg(xc):
+  """min(x, 0): the derivative's exp argument, apart from the value's.
+
+  The value takes where(x > 0, 0, x); the same numbers written another way
+  keep XLA from sharing one exp between value and derivative. Shared, the
+  exp is kept as its own array until the backward pass, which then reads it
+  and the pre-activation: a training step held three arrays per layer, not
+  two (an MLP step at 16 x 2048, batch 1024: 264 MiB, jax.nn's figure,
+  instead of 136). Apart, the backward pass recomputes the derivative from
+  x alone: two exps in value_and_grad, one in the forward pass and in a
+  pure vjp (tests/test_residuals.py pins the memory).
+  """
+  return jnp.minimum(xc, jnp.zeros((), xc.dtype))
+
+
 def _elu_slope_parts(xc, a, pos_slope):
   pos = xc > 0
-  _, _, _, e, scale = _exp_parts(_neg_part(xc, pos))
+  _, _, _, e, scale = _exp_parts(_slope_exp_arg(xc))
   neg_slope = (a * scale) * e
   slope = jnp.where(pos, jnp.asarray(pos_slope, xc.dtype), neg_slope)
   return pos, slope, neg_slope, e * scale
@@ -856,7 +871,7 @@ def _quotient_residual(num, den, quot, inv_den):
 
 def _celu_slope_parts(xc, a):
   pos = xc > 0
-  xneg = _neg_part(xc, pos)
+  xneg = _slope_exp_arg(xc)
   inv_a = jnp.ones((), xc.dtype) / a
   t = xneg * inv_a
   _, _, _, e, scale = _exp_parts(t)
