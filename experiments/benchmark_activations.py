@@ -196,6 +196,7 @@ def main(argv: Sequence[str]) -> int:
   speed = timing.speed_rows(
     pairs, sizes, dtypes, _REPEATS.value, _MIN_SECONDS.value
   )
+  timing.apply_noise_band(speed)
   eager = []
   if _EAGER_CALLS.value:
     eager = timing.eager_rows(

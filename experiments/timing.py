@@ -199,6 +199,27 @@ def speed_rows(
   return rows
 
 
+def apply_noise_band(rows: list[dict], quantile: float = 0.9) -> None:
+  """Judges each ratio against the A/A noise of its (dtype, size), in place.
+
+  One A/A ratio is itself one noisy draw, so a row is not judged by its
+  own: the band is the `quantile` of |A/A - 1| over every row of the same
+  dtype and size (every activation and mode, measured in the same
+  conditions). A ratio at or below 1 is 'ok', within 1 + band 'noise',
+  above it 'MISS'; one compiled program as jax.nn's stays 'ok'.
+  """
+  groups: dict[tuple, list[float]] = {}
+  for r in rows:
+    if r['aa'] is not None:
+      groups.setdefault((r['dtype'], r['size']), []).append(abs(r['aa'] - 1))
+  for r in rows:
+    aa = sorted(groups.get((r['dtype'], r['size']), [0.0]))
+    r['noise_band'] = aa[min(len(aa) - 1, int(quantile * len(aa)))]
+    if r['ratio'] is None or r['same_program']:
+      continue
+    r['verdict'] = verdict(r['ratio'], 1.0, 1.0 + r['noise_band'])
+
+
 def eager_rows(
   pairs: dict[str, tuple[Callable, Callable]],
   calls_per_round: int,

@@ -609,73 +609,70 @@ def _neg_part(xc, pos):
   return jnp.where(pos, jnp.zeros((), xc.dtype), xc)
 
 
-def _elu_parts(x, alpha, scale):
-  """Shared by elu and selu: value, mask, compute-dtype x, expm1 and alpha."""
-  cdt = compute_dtype(x.dtype)
-  xc, a = x.astype(cdt), jnp.asarray(alpha).astype(cdt)
+def _elu_core(xc, m, pos_slope):
+  """elu's and selu's shared pieces, x in its compute dtype.
+
+  m is the negative side's scale (alpha for elu, lambda * alpha for selu),
+  pos_slope the positive side's (1, lambda). The slope, pos_slope for
+  x > 0 and m * exp(x) otherwise, is computed first and the value from it
+  (m * exp(x) - m away from 0, a Taylor polynomial near 0): the slope is
+  then what the forward pass keeps, so reverse mode saves the slope and the
+  output and nothing else. XLA keeps an expensive value read by two
+  fusions as its own array; with the exp itself as that value, the
+  backward pass read it and the pre-activation, and a training step held
+  three arrays per layer instead of two (an MLP step at 16 x 2048, batch
+  1024: 264 MiB, jax.nn's figure, instead of 136; tests/test_residuals.py
+  pins it).
+  """
   pos = xc > 0
   xneg = _neg_part(xc, pos)
-  small, p, far, _, _ = _exp_parts(xneg)
-  em = jnp.where(small, xneg * p, far)
-  value = jnp.where(pos, xc, a * em)
-  if scale != 1:
-    value = jnp.asarray(scale, cdt) * value
-  return value.astype(x.dtype), pos, xc, em, a
+  small, p, _, e, scale = _exp_parts(xneg)
+  exp_x = e * scale
+  slope = jnp.where(pos, jnp.asarray(pos_slope, xc.dtype), (m * scale) * e)
+  return pos, xneg, small, p, slope, exp_x
+
+
+def _elu_parts(x, m, pos_slope):
+  """Value, mask, compute-dtype x, expm1(x) and m."""
+  cdt = compute_dtype(x.dtype)
+  xc, m = x.astype(cdt), jnp.asarray(m).astype(cdt)
+  pos, xneg, small, p, slope, exp_x = _elu_core(xc, m, pos_slope)
+  neg = jnp.where(small, m * (xneg * p), slope - m)
+  value = jnp.where(pos, jnp.asarray(pos_slope, cdt) * xc, neg)
+  em = jnp.where(small, xneg * p, exp_x - jnp.ones((), cdt))
+  return value.astype(x.dtype), pos, xc, em, m
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _elu_slope(xc, a, pos_slope):
-  """pos_slope for x > 0, else a * exp(x): elu's derivative, x compute dtype.
+def _elu_slope(xc, m, pos_slope):
+  """pos_slope for x > 0, else m * exp(x): elu's derivative, x compute dtype.
 
-  Its own rule makes the second derivative PyTorch's: a * exp(x) for x < 0
+  Its own rule makes the second derivative PyTorch's: m * exp(x) for x < 0
   and 0 at the kink (PyTorch's double backward masks with x < 0).
   """
-  return _elu_slope_parts(xc, a, pos_slope)[1]
-
-
-def _slope_exp_arg(xc):
-  """min(x, 0): the derivative's exp argument, apart from the value's.
-
-  The value takes where(x > 0, 0, x); the same numbers written another way
-  keep XLA from sharing one exp between value and derivative. Shared, the
-  exp is kept as its own array until the backward pass, which then reads it
-  and the pre-activation: a training step held three arrays per layer, not
-  two (an MLP step at 16 x 2048, batch 1024: 264 MiB, jax.nn's figure,
-  instead of 136). Apart, the backward pass recomputes the derivative from
-  x alone: two exps in value_and_grad, one in the forward pass and in a
-  pure vjp (tests/test_residuals.py pins the memory).
-  """
-  return jnp.minimum(xc, jnp.zeros((), xc.dtype))
-
-
-def _elu_slope_parts(xc, a, pos_slope):
-  pos = xc > 0
-  _, _, _, e, scale = _exp_parts(_slope_exp_arg(xc))
-  neg_slope = (a * scale) * e
-  slope = jnp.where(pos, jnp.asarray(pos_slope, xc.dtype), neg_slope)
-  return pos, slope, neg_slope, e * scale
+  return _elu_core(xc, m, pos_slope)[4]
 
 
 @_elu_slope.defjvp
 def _elu_slope_jvp(pos_slope, primals, tangents):
-  xc, a = primals
-  x_dot, a_dot = tangents
-  pos, slope, neg_slope, exp_x = _elu_slope_parts(xc, a, pos_slope)
+  xc, m = primals
+  x_dot, m_dot = tangents
+  pos, _, _, _, slope, exp_x = _elu_core(xc, m, pos_slope)
   zero = jnp.zeros((), xc.dtype)
-  tangent = x_dot * jnp.where(xc < 0, neg_slope, zero)
-  tangent = tangent + a_dot * jnp.where(pos, zero, exp_x)
+  tangent = x_dot * jnp.where(xc < 0, slope, zero)
+  tangent = tangent + m_dot * jnp.where(pos, zero, exp_x)
   return slope, tangent
 
 
 @jax.custom_jvp
 def _elu(x, alpha):
-  return _elu_parts(x, alpha, 1)[0]
+  return _elu_parts(x, alpha, 1.0)[0]
 
 
 def _elu_jvp(primals, tangents):
   x, alpha = primals
   x_dot, alpha_dot = tangents
-  y, pos, xc, em, a = _elu_parts(x, alpha, 1)
+  y, pos, xc, em, a = _elu_parts(x, alpha, 1.0)
   cdt = xc.dtype
   terms = []
   if not is_zero(x_dot):
@@ -760,16 +757,15 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
 
 @jax.custom_jvp
 def _selu(x):
-  return _elu_parts(x, SELU_ALPHA, SELU_SCALE)[0]
+  return _elu_parts(x, _SELU_SCALE_ALPHA, SELU_SCALE)[0]
 
 
 @_selu.defjvp
 def _selu_jvp(primals, tangents):
   (x,), (g,) = primals, tangents
-  y, _, xc, _, _ = _elu_parts(x, SELU_ALPHA, SELU_SCALE)
-  cdt = xc.dtype
-  d = _elu_slope(xc, jnp.asarray(_SELU_SCALE_ALPHA, cdt), SELU_SCALE)
-  return y, (g.astype(cdt) * d).astype(y.dtype)
+  y, _, xc, _, m = _elu_parts(x, _SELU_SCALE_ALPHA, SELU_SCALE)
+  d = _elu_slope(xc, m, SELU_SCALE)
+  return y, (g.astype(xc.dtype) * d).astype(y.dtype)
 
 
 _selu_jit = jax.jit(_selu)
@@ -817,20 +813,38 @@ def selu(x: ArrayLike) -> jax.Array:
 # celu
 
 
+def _celu_t(xc, a, pos):
+  """(x_neg, t, r): t ~ x_neg / alpha and what its rounding lost, r."""
+  xneg = _neg_part(xc, pos)
+  # x * (1 / alpha): one division per alpha, not per element. Its rounding,
+  # and the product's, are undone by r (_quotient_residual).
+  inv_a = jnp.ones((), xc.dtype) / a
+  t = xneg * inv_a
+  return xneg, t, _quotient_residual(xneg, a, t, inv_a)
+
+
+def _celu_core(xc, a):
+  """celu's shared pieces: the slope first, as in `_elu_core`.
+
+  The forward pass then keeps the slope, not the exp and x.
+  """
+  pos = xc > 0
+  xneg, t, r = _celu_t(xc, a, pos)
+  small, p, _, e, scale = _exp_parts(t)
+  exp_t = e * scale
+  # exp(x / alpha) = exp(t) * (1 + r).
+  slope = jnp.where(pos, jnp.ones((), xc.dtype), exp_t + exp_t * r)
+  return pos, xneg, t, small, p, slope
+
+
 def _celu_parts(x, alpha):
   cdt = compute_dtype(x.dtype)
   xc, a = x.astype(cdt), jnp.asarray(alpha).astype(cdt)
-  pos = xc > 0
-  xneg = _neg_part(xc, pos)
-  # x * (1 / alpha): one division per alpha, not per element. Its extra
-  # rounding is undone in the slope (_quotient_residual) and harmless in
-  # the value, where the error in t is damped by exp(t).
-  t = xneg * (jnp.ones((), cdt) / a)
-  small, p, far, _, _ = _exp_parts(t)
+  pos, xneg, t, small, p, slope = _celu_core(xc, a)
   # Near 0, alpha * expm1(t) = x * p: no rounding of x / alpha, no underflow
   # of t for tiny x and large alpha.
-  value = jnp.where(pos, xc, jnp.where(small, xneg * p, a * far))
-  em = jnp.where(small, t * p, far)
+  em = jnp.where(small, t * p, slope - jnp.ones((), cdt))
+  value = jnp.where(pos, xc, jnp.where(small, xneg * p, a * em))
   return value.astype(x.dtype), pos, xc, a, t, em
 
 
@@ -851,15 +865,14 @@ def _quotient_residual(num, den, quot, inv_den):
   Where exp(quot) underflows, or den is too large to split, it is 0.
   """
   dtype = quot.dtype
-  ok = (quot > jnp.asarray(-2.0 * np.log(jnp.finfo(dtype).max), dtype)) & (
-    jnp.abs(den) < jnp.asarray(2.0 ** (jnp.finfo(dtype).maxexp // 2), dtype)
-  )
   zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
-  num, den, quot = (
-    jnp.where(ok, num, zero),
-    jnp.where(ok, den, one),
-    jnp.where(ok, quot, zero),
+  # Guarded apart, so that a scalar alpha is split once, not per element.
+  den_ok = jnp.abs(den) < jnp.asarray(
+    2.0 ** (jnp.finfo(dtype).maxexp // 2), dtype
   )
+  den = jnp.where(den_ok, den, one)
+  ok = den_ok & (quot > jnp.asarray(-2.0 * np.log(jnp.finfo(dtype).max), dtype))
+  num, quot = jnp.where(ok, num, zero), jnp.where(ok, quot, zero)
   prod = den * quot
   den_hi, den_lo = _split(den)
   quot_hi, quot_lo = _split(quot)
@@ -870,15 +883,7 @@ def _quotient_residual(num, den, quot, inv_den):
 
 
 def _celu_slope_parts(xc, a):
-  pos = xc > 0
-  xneg = _slope_exp_arg(xc)
-  inv_a = jnp.ones((), xc.dtype) / a
-  t = xneg * inv_a
-  _, _, _, e, scale = _exp_parts(t)
-  exp_t = e * scale
-  # exp(x / alpha) = exp(t) * (1 + r), r what rounding t lost.
-  exp_t = exp_t + exp_t * _quotient_residual(xneg, a, t, inv_a)
-  slope = jnp.where(pos, jnp.ones((), xc.dtype), exp_t)
+  pos, _, t, _, _, slope = _celu_core(xc, a)
   return pos, t, slope
 
 
@@ -907,7 +912,18 @@ def _celu_slope_jvp(primals, tangents):
 
 @jax.custom_jvp
 def _celu(x, alpha):
-  return _celu_parts(x, alpha)[0]
+  # Forward only: the value needs no corrected exp (its error in t is damped
+  # by exp(t) <= 1/2 where it is used), so skip the correction; under
+  # differentiation the value comes from the corrected slope instead, and
+  # the two may differ in the last bit.
+  cdt = compute_dtype(x.dtype)
+  xc, a = x.astype(cdt), jnp.asarray(alpha).astype(cdt)
+  pos = xc > 0
+  xneg = _neg_part(xc, pos)
+  t = xneg * (jnp.ones((), cdt) / a)
+  small, p, far, _, _ = _exp_parts(t)
+  value = jnp.where(pos, xc, jnp.where(small, xneg * p, a * far))
+  return value.astype(x.dtype)
 
 
 def _celu_jvp(primals, tangents):

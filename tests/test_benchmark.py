@@ -1,6 +1,5 @@
 """A small run of experiments/benchmark_activations.py, end to end."""
 
-import functools
 import json
 import os
 import shutil
@@ -9,14 +8,19 @@ import tempfile
 import binaries
 from absl.testing import absltest
 
-_run = functools.partial(binaries.run, 'experiments.benchmark_activations')
-
 
 class BenchmarkBinaryTest(absltest.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    # One process for the class: imports and compiled programs are reused.
+    cls.binary = binaries.Binary('experiments.benchmark_activations')
+    cls.addClassCleanup(cls.binary.close)
+
   def test_small_run_writes_json_and_markdown(self):
     out = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, out)
-    result = _run(
+    result = self.binary.run(
       '--sizes=1024',
       '--dtypes=float32,bfloat16',
       '--repeats=3',
@@ -100,7 +104,9 @@ class BenchmarkBinaryTest(absltest.TestCase):
       (['--mlp_layers=-1'], 'mlp_layers'),
       (['--activations=relu,relu'], '--activations repeats relu'),
     ):
-      result = _run(*flags, '--output_dir=/nonexistent/never-written')
+      result = self.binary.run(
+        *flags, '--output_dir=/nonexistent/never-written'
+      )
       self.assertEqual(result.returncode, 2, flags)
       self.assertLen(result.stderr.strip().splitlines(), 1, result.stderr)
       self.assertIn(message, result.stderr, flags)
