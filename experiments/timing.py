@@ -91,7 +91,7 @@ def median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
 def verdict(
   value: float | None, target: float | None, aa: float | None = None
 ) -> str:
-  """'ok' within target; 'noise' if over it by no more than the A/A gap."""
+  """'ok' within target; 'noise' if over it by at most the A/A factor aa."""
   if value is None or target is None:
     return ''
   if value <= target:
@@ -298,8 +298,10 @@ def markdown(speed, eager, memory, header: str) -> str:
       'Median over repeats of the per-repeat time ratio jaxrelu / jax.nn'
       ' (below 1 is faster), with the A/A control (a second jit of jax.nn in'
       ' the same loop) in brackets. Verdicts: ok = at or below 1.00 (1.10 for'
-      ' eager calls); noise = above it by no more than the A/A gap; = marks'
-      ' the same compiled program as jax.nn (ok by construction).',
+      ' eager calls); noise = above it by no more than the A/A noise band (90th'
+      ' percentile of |A/A - 1| over all rows of that dtype and size; for'
+      " eager calls, the row's own A/A); = marks the same compiled program as"
+      ' jax.nn (ok by construction).',
       '',
       markdown_table(
         ['activation', 'dtype', 'size', *MODES, 'fwd / copy', 'verdict'], table

@@ -10,7 +10,7 @@ one contract:
   masks with x < 0) gives.
 * The exponential units compute one exp per element, shared by the value
   and the derivative; the derivative is alpha * exp(x), never y + alpha or
-  expm1(x) + 1. Value and derivative stay within 3 ulp of mpmath down to the
+  expm1(x) + 1. Value and derivative stay within 4 ulp of mpmath down to the
   smallest normal number, for any alpha, in float32 and float64
   (tests/test_exponential_tails.py).
 * A NaN is never hidden: NaN in gives NaN out, and a NaN cotangent stays NaN
@@ -705,7 +705,7 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   Under differentiation we take elu'(0) = alpha, the derivative of the left
   side (PyTorch's convention; for alpha = 1 both sides agree), and
   elu''(0) = 0 (PyTorch's double backward); elu''(x) = alpha e^x for x < 0.
-  Value and derivative are within 3 ulp of the exact ones down to the
+  Value and derivative are within 4 ulp of the exact ones down to the
   smallest normal number, for any alpha (jax.nn.elu's derivative, y + alpha,
   is 44% off at x = -17 in float32 and 0 below -18). elu(-inf) = -alpha,
   derivative 0. A NaN input gives a NaN output and a NaN derivative.
@@ -784,7 +784,7 @@ def selu(x: ArrayLike) -> jax.Array:
   weights. Under differentiation we take selu'(0) = lambda * alpha, the
   derivative of the left side (PyTorch's convention), and selu''(0) = 0
   (PyTorch's double backward). The negative side's derivative is
-  lambda * alpha * exp(x), within 3 ulp down to the smallest normal number.
+  lambda * alpha * exp(x), within 4 ulp down to the smallest normal number.
   selu(-inf) = -lambda * alpha. A NaN input gives a NaN output and a NaN
   derivative. Half-precision inputs are computed in float32 and rounded once
   (jax.nn.selu in bfloat16 is 0.7% off at x = -5).
@@ -973,7 +973,7 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   is the point of CELU. celu''(0) = 0 (PyTorch's double backward) and
   celu''(x) = exp(x / alpha) / alpha for x < 0. The negative side's
   derivative is exp(x / alpha), with the rounding of x / alpha corrected, so
-  value and derivative are within 3 ulp of the exact ones for every x and
+  value and derivative are within 4 ulp of the exact ones for every x and
   alpha, down to the smallest normal number. celu(-inf) = -alpha
   for alpha > 0. A NaN input gives a NaN output and a NaN derivative.
   Gradients flow to alpha too. Reverse mode saves the derivative, one element
