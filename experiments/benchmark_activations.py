@@ -154,8 +154,10 @@ def memory_rows(names, dtype, mlp: tuple[int, int, int]) -> list[dict]:
     res = {
       n: f and _residuals.residual_bytes_per_element(f, x) for n, f in both
     }
-    temp = {n: f and mlp[0] and _residuals.mlp_temp_bytes(f, *mlp, dtype)
-            for n, f in both}  # fmt: skip
+    temp = {
+      n: _residuals.mlp_temp_bytes(f, *mlp, dtype) if f and mlp[0] else None
+      for n, f in both
+    }
     # Allow two saved scalars (a slope, a literal): 8 bytes in all.
     ok = res['jaxrelu'] <= spec.residual_target + 8 / _RESIDUAL_ELEMENTS
     if temp['jaxrelu'] and temp['jax.nn']:
