@@ -274,9 +274,16 @@ def eager_scalar(value: Any, x: jax.Array) -> Any:
   jit's C++ dispatch converts a Python float argument on every call (about
   1.3 us on CPU, a third of a small eager call); a weak-typed device scalar
   has the same abstract value, so it hits the same compiled program, and is
-  passed through. Under tracing (x a tracer) the float is returned as is.
+  passed through. Under tracing (x a tracer) the float is returned as is,
+  and so it is for a committed x (placed on a device or sharded): the
+  scalar lives on the default device, and passing it would be a
+  device-to-device transfer, which a transfer guard may forbid.
   """
-  if type(value) is not float or isinstance(x, jax.core.Tracer):
+  if (
+    type(value) is not float
+    or isinstance(x, jax.core.Tracer)
+    or getattr(x, 'committed', True)
+  ):
     return value
   # copysign: 0.0 == -0.0, but they are different slopes.
   key = (value, math.copysign(1.0, value), jax.config.jax_enable_x64)
@@ -284,7 +291,10 @@ def eager_scalar(value: Any, x: jax.Array) -> Any:
   if scalar is None:
     if len(_EAGER_SCALARS) >= 256:
       _EAGER_SCALARS.clear()
-    scalar = _EAGER_SCALARS[key] = jnp.asarray(value)
+    # Concrete even when called while tracing (x a constant closed over
+    # by a jitted function): a tracer kept here would leak its trace.
+    with jax.ensure_compile_time_eval():
+      scalar = _EAGER_SCALARS[key] = jnp.asarray(value)
   return scalar
 
 

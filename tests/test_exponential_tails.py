@@ -133,6 +133,36 @@ class TailTest(parameterized.TestCase):
         self.assertLessEqual(err.max(), MAX_ULPS, (alpha, err))
 
 
+class NegativeAlphaTest(parameterized.TestCase):
+  """celu takes any nonzero alpha: a negative one makes x / alpha > 0."""
+
+  @parameterized.product(
+    alpha=(-0.5, -1.0, -3.0), dtype=(np.float32, np.float64)
+  )
+  def test_celu_negative_alpha_against_mpmath(self, alpha, dtype):
+    x = np.array([-1e-6, -0.1, -0.5, -1.0, -3.0, -10.0, -30.0], dtype)
+    with jax.enable_x64(dtype == np.float64):
+      fn = functools.partial(jaxrelu.celu, alpha=alpha)
+      value, grad = jax.jit(jax.vmap(jax.value_and_grad(fn)))(x)
+      forward = jax.jit(fn)(x)
+    refs = [mp_reference('celu', xi, alpha) for xi in x]
+    big = float(np.finfo(dtype).max)
+    for name, got, ref in (
+      ('value', value, [r[0] for r in refs]),
+      ('forward', forward, [r[0] for r in refs]),
+      ('derivative', grad, [r[1] for r in refs]),
+    ):
+      ref = np.asarray([float(r) for r in ref])
+      got = np.asarray(got, np.float64)
+      finite = np.abs(ref) <= big
+      err, _ = ulps(got[finite], ref[finite], dtype)
+      self.assertLessEqual(err.max(), MAX_ULPS, (name, alpha, got, ref))
+      # Past the overflow of exp(x / alpha): inf of the right sign, not NaN.
+      np.testing.assert_array_equal(
+        got[~finite], np.sign(ref[~finite]) * np.inf
+      )
+
+
 def second_derivative_reference(kind, x, alpha):
   """PyTorch's: the negative side's for x < 0, 0 at 0 and for x > 0."""
   neg = np.minimum(x, 0.0)
