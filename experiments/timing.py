@@ -46,7 +46,19 @@ def time_interleaved(
     start = time.perf_counter()
     jax.block_until_ready(programs[name](*args))
     slowest = max(slowest, time.perf_counter() - start)
-  calls = _calls_per_repeat(slowest, min_seconds)
+  return _rotated(
+    programs, args, repeats, _calls_per_repeat(slowest, min_seconds)
+  )
+
+
+def _rotated(
+  programs: dict[str, Callable], args: Sequence, repeats: int, calls: int
+) -> dict[str, list[float]]:
+  """Seconds per call, each repeat running every program `calls` times.
+
+  The order is rotated by one each repeat, so drift hits all alike.
+  """
+  names = list(programs)
   times: dict[str, list[float]] = {n: [] for n in names}
   for r in range(repeats):
     for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -68,19 +80,9 @@ def time_eager(
   every thunk `per_round` times back to back, in rotated order, and waits
   for the last result.
   """
-  names = list(calls)
-  for name in names:
-    jax.block_until_ready(calls[name]())
-  times: dict[str, list[float]] = {n: [] for n in names}
-  for r in range(rounds):
-    for name in names[r % len(names) :] + names[: r % len(names)]:
-      thunk = calls[name]
-      start = time.perf_counter()
-      for _ in range(per_round):
-        out = thunk()
-      jax.block_until_ready(out)
-      times[name].append((time.perf_counter() - start) / per_round)
-  return times
+  for thunk in calls.values():
+    jax.block_until_ready(thunk())
+  return _rotated(calls, (), rounds, per_round)
 
 
 def median_ratio(a: Sequence[float], b: Sequence[float]) -> float:

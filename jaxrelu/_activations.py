@@ -599,8 +599,8 @@ _SHIFT = 32.0
 def _exp_parts(t):
   """expm1(t) and exp(t) for t <= 0 (or -inf), with one exp.
 
-  Returns (small, p, far, e, scale): expm1(t) is t * p where `small`
-  (|t| <= ln 2), else `far`; exp(t) is e * scale. Near 0, expm1 is a Taylor
+  Returns (small, p, e, scale): exp(t) is e * scale, and expm1(t) is t * p
+  where `small` (|t| <= ln 2), else e * scale - 1. Near 0, expm1 is a Taylor
   polynomial, so t * p never cancels; elsewhere e * scale <= 1/2, so
   e * scale - 1 is within about an ulp. Below -32, e = exp(t + 32) and
   scale = exp(-32), so alpha * e * scale does not underflow before the
@@ -617,7 +617,7 @@ def _exp_parts(t):
   for c in reversed(coeffs[:-1]):
     p = p * t + jnp.asarray(c, dtype)
   # |t|: celu with a negative alpha has t > 0, where e - 1 cannot cancel.
-  return jnp.abs(t) < _LN2, p, e * scale - one, e, scale
+  return jnp.abs(t) < _LN2, p, e, scale
 
 
 def _neg_part(xc, pos):
@@ -642,7 +642,7 @@ def _elu_core(xc, m, pos_slope):
   """
   pos = xc > 0
   xneg = _neg_part(xc, pos)
-  small, p, _, e, scale = _exp_parts(xneg)
+  small, p, e, scale = _exp_parts(xneg)
   exp_x = e * scale
   slope = jnp.where(pos, jnp.asarray(pos_slope, xc.dtype), (m * scale) * e)
   return pos, xneg, small, p, slope, exp_x
@@ -847,7 +847,7 @@ def _celu_core(xc, a):
   """
   pos = xc > 0
   xneg, t, r = _celu_t(xc, a, pos)
-  small, p, _, e, scale = _exp_parts(t)
+  small, p, e, scale = _exp_parts(t)
   exp_t = e * scale
   # exp(x / alpha) = exp(t) * (1 + r).
   # exp_t is inf where t > 0 overflows (a negative alpha); inf * r is NaN.
@@ -940,7 +940,8 @@ def _celu(x, alpha):
   pos = xc > 0
   xneg = _neg_part(xc, pos)
   t = xneg * (jnp.ones((), cdt) / a)
-  small, p, far, _, _ = _exp_parts(t)
+  small, p, e, scale = _exp_parts(t)
+  far = e * scale - jnp.ones((), cdt)
   value = jnp.where(pos, xc, jnp.where(small, xneg * p, a * far))
   return value.astype(x.dtype)
 
