@@ -6,8 +6,8 @@ weights drawn per layer) + activation, `--seeds` stacks vectorized; per
 layer it measures the mean and std over units and samples, their spread
 over units, and the backward pass (the squared norm of d<h_L, r>/dh_l for a
 random probe r). `predict` iterates `jaxrelu.selu_theory`'s moment map, and
-`tolerances` derives the pass band from finite-size sampling error
-(`finite_size_model`, derivation in BUILD_NOTES.md).
+`jaxrelu.self_normalization.check` gives each configuration its verdict:
+PASS, FAIL or NOT TESTABLE, with the deviations the run could detect.
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from jax.scipy.special import ndtri
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxrelu
 from experiments import plots
 from experiments.report import fmt as _fmt
-from jaxrelu import selu_theory
+from jaxrelu import self_normalization, selu_theory
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
   'selu': jaxrelu.selu,
@@ -107,141 +106,6 @@ def weight_variance(init: str, activation: str, width: int) -> float:
   if init == 'torch_selu_gain':
     return (3.0 / 4.0) ** 2  # PyTorch's calculate_gain('selu') = 3/4
   raise ValueError(init)
-
-
-# ----------------------------------------------------------------------------
-# The pass/fail tolerance, derived from finite-size sampling error.
-
-# d(nu~)/d(nu) of the moment map at (0, 1) (selu_theory.moment_map_jacobian).
-_J22 = 0.782648
-
-
-def finite_size_model(width: int, batch: int) -> dict[str, float]:
-  r"""Finite-width, finite-batch fluctuations of a SELU stack at (0, 1).
-
-  Derivation (BUILD_NOTES.md has the long form). Split a layer's input
-  batch into its mean vector m (over samples) and centred rows d_b, which sum
-  to zero exactly. Unit i's batch mean of y = f(w_i . h_b) then gets:
-
-  - the previous spread of unit means, passed on with gain
-    chi1 = tau E[f']^2 = 0.9707;
-  - fresh sampling noise (Var f - E[f']^2) / b. The linear part cancels
-    because the centred rows sum to zero;
-  - the nonlinearity's second-order term (E[f'']^2 / 2) c2. Here c2 is the
-    variance of pairwise sample correlations, which finite width injects at
-    1/n per layer and the correlation map contracts by C'(0) = chi1:
-    c2 = (1/n) / (1 - chi1^2);
-  - unit-to-unit variation of tau_i = |w_i|^2 (variance 2/n) through
-    d(mu~)/d(nu) = E[f''] / 2.
-
-  The spread of unit means is stationary at
-  s_m^2 = injection / (1 - chi1). Per-unit second moments get the same
-  terms for g = f^2, plus E[g']^2 s_m^2. Units are independent given the
-  batch, so a layer's pooled mean has SD sqrt(s_m^2 / n). Its pooled
-  variance has SD sqrt(s_g^2 / n), and deviations of it accumulate through
-  the map with d(nu~)/d(nu) = 0.7826, so that SD is multiplied by
-  1 / sqrt(1 - 0.7826^2). The pooled std's SD is half that. All
-  expectations come from Stein's identities (E[f'] = E[f z],
-  E[f''] = E[f (z^2 - 1)]), exact across the kink.
-
-  Returns:
-    The predicted spreads and per-layer standard deviations.
-  """
-  with jax.enable_x64(True):
-
-    def e(h):
-      return float(selu_theory.gaussian_expectation(h))
-
-    f = jaxrelu.selu
-    mean_f, m2, m4 = e(f), e(lambda z: f(z) ** 2), e(lambda z: f(z) ** 4)
-    d1 = e(lambda z: f(z) * z)  # E[f']
-    d2 = e(lambda z: f(z) * (z * z - 1))  # E[f'']
-    g1 = e(lambda z: f(z) ** 2 * z)  # E[(f^2)']
-    g2 = e(lambda z: f(z) ** 2 * (z * z - 1))  # E[(f^2)'']
-  chi1 = d1**2
-  c2 = (1.0 / width) / (1.0 - chi1**2)
-  s_m2 = (
-    (m2 - mean_f**2 - d1**2) / batch
-    + 0.5 * d2**2 * c2
-    + (0.5 * d2) ** 2 * 2.0 / width
-  ) / (1.0 - chi1)
-  s_g2 = (
-    (m4 - m2**2 - g1**2) / batch
-    + 0.5 * g2**2 * c2
-    + (0.5 * g2) ** 2 * 2.0 / width
-    + g1**2 * s_m2
-  )
-  sd_var = math.sqrt(s_g2 / width) / math.sqrt(1.0 - _J22**2)
-
-  # Finite-width bias. Given a sample row h_b, a unit's net input is exactly
-  # N(0, q_b) over random weights, q_b = |h_b|^2 / n. Row lengths vary: each
-  # layer resamples them with variance (E[y^4] - 1) / n, and the length map
-  # G(q) = E[f(sqrt(q) xi)^2] passes them on with slope G'(1) = J22, so
-  # Var(q) = ((E[y^4] - 1) / n) / (1 - J22^2). Averaging G over rows biases
-  # the pooled second moment by G''(1) Var(q) / 2 per layer, and the fixed
-  # point moves by that / (1 - J22). The mean moves by
-  # F'(1) * shift + F''(1) Var(q) / 2, with F(q) = E[f(sqrt(q) xi)].
-  with jax.enable_x64(True):
-
-    def smoothed(g, q):
-      return float(selu_theory.gaussian_expectation(g, var=q))
-
-    h = 1e-3
-    g_q = [smoothed(lambda z: f(z) ** 2, 1 + k * h) for k in (-1, 0, 1)]
-    f_q = [smoothed(f, 1 + k * h) for k in (-1, 0, 1)]
-  g_curv = (g_q[2] - 2 * g_q[1] + g_q[0]) / h**2
-  f_slope = (f_q[2] - f_q[0]) / (2 * h)
-  f_curv = (f_q[2] - 2 * f_q[1] + f_q[0]) / h**2
-  var_q = ((m4 - 1.0) / width) / (1.0 - _J22**2)
-  shift = 0.5 * g_curv * var_q / (1.0 - _J22)
-  return {
-    'unit_mean_spread': math.sqrt(s_m2),
-    'unit_second_moment_spread': math.sqrt(s_g2),
-    'sd_layer_mean': math.sqrt(s_m2 / width),
-    'sd_layer_std': 0.5 * sd_var,
-    'bias_mean': f_slope * shift + 0.5 * f_curv * var_q,
-    'bias_std': 0.5 * shift,
-  }
-
-
-# Family-wise false-alarm rates of the two checks.
-POINTWISE_ALPHA = 1e-6
-SYSTEMATIC_ALPHA = 1e-3
-# Integrated autocorrelation time (layers) of the pooled std: an AR(1) with
-# coefficient J22; the pooled mean is uncorrelated across layers (J11 = 0).
-_TAU_STD = (1.0 + _J22) / (1.0 - _J22)
-
-
-def tolerances(width: int, batch: int, depth: int, seeds: int) -> dict:
-  r"""The two pass bands of a self-normalizing stack, from `finite_size_model`.
-
-  Pointwise: every layer of every seed has |mean| <= z SD_mean and
-  |std - 1| <= z SD_std. z is the two-sided Bonferroni quantile for a
-  family-wise false-alarm rate of 1e-6 over the 2 * depth * seeds checks.
-  This check guards against gross failures (explosion, collapse,
-  transients), so a very low false-alarm rate costs it no power.
-
-  Systematic: each seed's average over the second half of the layers,
-  minus the predicted finite-width bias, lies within z' SD_avg. Here
-  SD_avg = SD / sqrt(L / tau), with tau = 1 for the mean and
-  (1 + J22) / (1 - J22) = 8.2 for the std, and z' is the Bonferroni
-  quantile for 1e-3 over 2 * seeds checks. This catches small persistent
-  offsets, such as weight variance 0.95/n (std 0.91), that pointwise noise
-  would hide.
-  """
-  model = finite_size_model(width, batch)
-  z = float(-ndtri(POINTWISE_ALPHA / (2 * 2 * depth * seeds)))
-  z_sys = float(-ndtri(SYSTEMATIC_ALPHA / (2 * 2 * seeds)))
-  layers = depth - depth // 2
-  return {
-    'point_mean': z * model['sd_layer_mean'],
-    'point_std': z * model['sd_layer_std'],
-    'sys_mean': z_sys * model['sd_layer_mean'] / math.sqrt(layers),
-    'sys_std': z_sys * model['sd_layer_std'] * math.sqrt(_TAU_STD / layers),
-    'bias_mean': model['bias_mean'],
-    'bias_std': model['bias_std'],
-    'sys_from_layer': depth // 2 + 1,
-  }
 
 
 # ----------------------------------------------------------------------------
@@ -395,8 +259,15 @@ def recovery_layer(
   return 1 if bad.size == 0 else int(bad[-1]) + 2
 
 
-def evaluate(cfg, runs, pred, tol: dict) -> dict:
-  """Summaries and the verdict of one configuration."""
+def evaluate(cfg, runs, pred, criterion: dict) -> dict:
+  """Summaries and the verdict of one configuration.
+
+  Args:
+    cfg: the configuration.
+    runs: `run_stack`'s output, vectorized over seeds.
+    pred: `predict`'s output.
+    criterion: {'width', 'batch', 'level', 'detectable'}.
+  """
   stats = np.asarray(runs['stats'], np.float64)  # (seeds, depth, 4)
   grad = np.asarray(runs['grad_sq'], np.float64)  # (seeds, depth)
   mean, std = stats[..., 0], stats[..., 1]
@@ -405,22 +276,23 @@ def evaluate(cfg, runs, pred, tol: dict) -> dict:
   max_std_dev = float(np.max(np.abs(std - 1))) if finite else math.inf
   avg_mean, avg_std = mean.mean(0), std.mean(0)
   recovered_at = recovery_layer(avg_mean, avg_std, RECOVERY_WITHIN)
+  # Every row gets the self-normalization test (a control should FAIL).
+  check = self_normalization.check(
+    mean,
+    std,
+    width=criterion['width'],
+    batch=criterion['batch'],
+    dropout_rate=cfg.dropout_rate if cfg.dropout == 'alpha' else 0.0,
+    level=criterion['level'],
+    detectable=criterion['detectable'],
+  )
   if cfg.role == 'recovery':
-    # Judged by the recovery claim, not the stationary band: perturbed
+    # Judged by the recovery claim, not the stationary test: perturbed
     # inputs leave per-unit offsets that decay only by chi1 = 0.971 a layer.
-    passes = recovered_at is not None and recovered_at <= RECOVERY_LAYERS
+    ok = recovered_at is not None and recovered_at <= RECOVERY_LAYERS
+    verdict = self_normalization.PASS if ok else self_normalization.FAIL
   else:
-    # Each seed's second-half average, less the predicted bias.
-    half = slice(tol['sys_from_layer'] - 1, None)
-    sys_mean = np.abs(mean[:, half].mean(1) - tol['bias_mean'])
-    sys_std = np.abs(std[:, half].mean(1) - 1.0 - tol['bias_std'])
-    systematic_ok = bool(
-      np.all(sys_mean <= tol['sys_mean']) and np.all(sys_std <= tol['sys_std'])
-    )
-    pointwise_ok = (
-      max_mean <= tol['point_mean'] and max_std_dev <= tol['point_std']
-    )
-    passes = finite and pointwise_ok and systematic_ok
+    verdict = check.verdict
   # Gradient growth per layer (squared norm), from the top layer down.
   with np.errstate(all='ignore'):
     log_growth = np.log(grad[:, :-1] / grad[:, 1:])
@@ -433,7 +305,9 @@ def evaluate(cfg, runs, pred, tol: dict) -> dict:
     'role': cfg.role,
     'config': dataclasses.asdict(cfg),
     'paper_conditions': cfg.paper_conditions,
-    'meets_criterion': bool(passes),
+    'verdict': verdict,
+    'meets_criterion': verdict == self_normalization.PASS,
+    'check': check.as_dict(),
     'max_abs_mean': max_mean,
     'max_abs_std_minus_1': max_std_dev,
     'second_half_mean': float(np.mean(mean[:, depth_half(mean)])),
@@ -462,32 +336,40 @@ def evaluate(cfg, runs, pred, tol: dict) -> dict:
   }
 
 
-def verdict_table(results: list[dict], tol: dict) -> str:
+def verdict_table(results: list[dict], criterion: dict) -> str:
   lines = [
-    'Criterion (derived from finite-size sampling error, finite_size_model):'
-    f' every layer of every seed within |mean| <= {tol["point_mean"]:.4f} and'
-    f" |std - 1| <= {tol['point_std']:.4f}; and each seed's average over "
-    f'layers >= {tol["sys_from_layer"]}, less the predicted finite-width '
-    f'bias ({tol["bias_mean"]:+.4f}, {tol["bias_std"]:+.4f}), within '
-    f'{tol["sys_mean"]:.4f} (mean) and {tol["sys_std"]:.4f} (std). '
-    'Recovery rows: the seed-averaged mean and '
-    f'std are back within {RECOVERY_WITHIN} of (0, 1) by layer '
-    f'{RECOVERY_LAYERS} and stay there. Predictions: the theory moment map.',
+    'Test (jaxrelu.self_normalization.check): the average over the second '
+    'half of the layers, of the mean and of the std over units and samples, '
+    'against the fixed point plus the finite-width bias; the standard error '
+    'from the data (serial correlation estimated per run), Holm over the two, '
+    f'family-wise level {criterion["level"]:g}. PASS needs the power to '
+    f'detect a {100 * criterion["detectable"]:g}% error in lambda and in the '
+    'weight variance (probability 0.8), else NOT TESTABLE. Recovery rows: '
+    f'the seed-averaged mean and std are back within {RECOVERY_WITHIN} of '
+    f'(0, 1) by layer {RECOVERY_LAYERS} and stay there. Predictions: the '
+    'theory moment map.',
     '',
-    '| configuration | role | meets criterion | max abs mean | max abs(std-1) '
-    '| 2nd-half mean, std | final mean (pred) | final std (pred) '
-    '| recovery layer (pred) | grad gain/layer (pred) |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| configuration | role | verdict | mean: measured (predicted +- band) '
+    '| std: measured (predicted +- band) | Holm p (mean, std) '
+    '| detectable lambda, weight var | recovery layer (pred) '
+    '| grad gain/layer (pred) |',
+    '|---|---|---|---|---|---|---|---|---|',
   ]
   for r in results:
+    c = r['check']
+    stat = {
+      k: f'{_fmt(c["measured"][k], ".4f")} ({_fmt(c["predicted"][k], ".4f")} '
+      f'+- {_fmt(c["band"][k], ".4f")})'
+      for k in ('mean', 'std')
+    }
+    d = c['detectable']
     lines.append(
-      f'| {r["name"]} | {r["role"]} '
-      f'| {"PASS" if r["meets_criterion"] else "FAIL"} '
-      f'| {_fmt(r["max_abs_mean"])} | {_fmt(r["max_abs_std_minus_1"])} '
-      f'| {_fmt(r["second_half_mean"], ".4f")}, '
-      f'{_fmt(r["second_half_std"], ".4f")} '
-      f'| {_fmt(r["final_mean"])} ({_fmt(r["predicted_final_mean"])}) '
-      f'| {_fmt(r["final_std"])} ({_fmt(r["predicted_final_std"])}) '
+      f'| {r["name"]} | {r["role"]} | {r["verdict"]} '
+      f'| {stat["mean"]} | {stat["std"]} '
+      f'| {_fmt(c["p_holm"]["mean"], ".2g")}, '
+      f'{_fmt(c["p_holm"]["std"], ".2g")} '
+      f'| {_fmt(100 * d["scale"], ".2f")}%, '
+      f'{_fmt(100 * d["weight_variance"], ".2f")}% '
       f'| {_fmt(r["recovery_layer"], "d")} '
       f'({_fmt(r["predicted_recovery_layer"], "d")}) '
       f'| {_fmt(r["grad_gain_per_layer"], ".4f")} '
@@ -530,7 +412,7 @@ def csv_text(results: list[dict]) -> str:
   return buf.getvalue()
 
 
-def plot(results: list[dict], out_dir: str, tol: dict) -> list[str]:
+def plot(results: list[dict], out_dir: str, model: dict) -> list[str]:
   """Writes the PNG plots atomically; returns their paths."""
   plt = plots.pyplot()
   paths = []
@@ -553,8 +435,9 @@ def plot(results: list[dict], out_dir: str, tol: dict) -> list[str]:
       axes[0].plot(layers, p['predicted_mean'], color=color, ls='--', lw=1)
       axes[1].plot(layers, p['std'], color=color, label=r['name'])
       axes[1].plot(layers, p['predicted_std'], color=color, ls='--', lw=1)
-    axes[0].axhspan(-tol['point_mean'], tol['point_mean'], color='0.85')
-    axes[1].axhspan(1 - tol['point_std'], 1 + tol['point_std'], color='0.85')
+    band_mean, band_std = 3 * model['sd_layer_mean'], 3 * model['sd_layer_std']
+    axes[0].axhspan(-band_mean, band_mean, color='0.85')
+    axes[1].axhspan(1 - band_std, 1 + band_std, color='0.85')
     axes[0].set(
       xlabel='layer', ylabel='mean over units and samples', ylim=(-1.5, 1.5)
     )
@@ -563,7 +446,8 @@ def plot(results: list[dict], out_dir: str, tol: dict) -> list[str]:
     )
     axes[1].legend(fontsize=7)
     fig.suptitle(
-      'measured (solid) vs theory (dashed); grey = pointwise pass band'
+      'measured (solid) vs theory (dashed); grey = +-3 SD of one layer at '
+      'the fixed point (finite_size_model)'
     )
     fig.tight_layout()
     paths.append(plots.save_figure(fig, f'{out_dir}/{filename}'))
@@ -600,12 +484,49 @@ def batch_sharding(batch: int) -> NamedSharding | None:
   return None
 
 
+def criterion(flag: dict) -> dict:
+  """The settings `evaluate` passes to `self_normalization.check`."""
+  return {k: flag[k] for k in ('width', 'batch', 'level', 'detectable')}
+
+
+def claim(results: list[dict], flag: dict) -> tuple[str, str]:
+  """The verdict on SELU under the paper's conditions, and its summary.
+
+  SUPPORTED when every such row passes, CONTRADICTED when one fails, else
+  NOT TESTABLE; the summary lists each row's detectable deviations, so a
+  reader knows what a PASS rules out.
+  """
+  paper = [r for r in results if r['paper_conditions']]
+  verdicts = [r['verdict'] for r in paper]
+  if not paper:
+    verdict = 'NOT TESTABLE'
+    reason = ' (no selu / lecun_normal / (0, 1) configuration ran)'
+  elif self_normalization.FAIL in verdicts:
+    verdict, reason = 'CONTRADICTED', ''
+  elif all(v == self_normalization.PASS for v in verdicts):
+    verdict, reason = 'SUPPORTED', ''
+  else:
+    verdict = 'NOT TESTABLE'
+    reason = (
+      f' (the run could not detect a {100 * flag["detectable"]:g}% error '
+      'in lambda or the weight variance)'
+    )
+  lines = [
+    f"Claim (SELU under the paper's conditions keeps mean 0 / std 1 "
+    f'through {flag["depth"]} layers at width {flag["width"]}, batch '
+    f'{flag["batch"]}, {flag["seeds"]} seeds): {verdict}{reason}.'
+  ]
+  for r in paper:
+    c = self_normalization.Verdict(**r['check'])
+    lines.append(f'  {r["name"]}: {r["verdict"]}; {c.detectable_text()}.')
+  return verdict, '\n'.join(lines)
+
+
 def write_results(
   outcome,
   flag: dict,
-  tol: dict,
   summary: str,
-  claim_holds: bool,
+  verdict: str,
   sharding: NamedSharding | None,
 ) -> None:
   """results.json, .csv and .md and the plots; prints what it wrote.
@@ -613,36 +534,37 @@ def write_results(
   Args:
     outcome: the sweep's `sweep.Outcome`.
     flag: the binary's checked flags.
-    tol: `tolerances` of the run.
-    summary: the claim and its verdict, in words.
-    claim_holds: the verdict.
+    summary: the claim and its verdict, in words (`claim`).
+    verdict: SUPPORTED, CONTRADICTED or NOT TESTABLE.
     sharding: `batch_sharding` of the run.
   """
   from experiments import report
 
   results = [c['result'] for c in outcome.cells.values()]
-  table = verdict_table(results, tol)
+  table = verdict_table(results, flag)
   out = flag['output_dir']
   meta = report.provenance(report.flag_values(flag))
   meta['devices_used'] = len(jax.devices()) if sharding is not None else 1
   meta['processes'] = jax.process_count()
+  model = self_normalization.finite_size_model(flag['width'], flag['batch'])
   report.write_json(
     f'{out}/results.json',
     {
       'meta': meta,
       'criterion': {
-        **tol,
-        'finite_size_model': finite_size_model(flag['width'], flag['batch']),
-        'derivation': 'experiments/selu_deep_stack.py:finite_size_model',
+        **criterion(flag),
+        'finite_size_model': model,
+        'test': 'jaxrelu/self_normalization.py:check',
       },
-      'claim_holds': claim_holds,
+      'verdict': verdict,
+      'claim_holds': verdict == 'SUPPORTED',
       'missing_cells': len(outcome.missing),
       'results': results,
     },
   )
   report.write_text(f'{out}/results.csv', csv_text(results))
   report.write_text(f'{out}/results.md', f'{summary}\n\n{table}')
-  paths = plot(results, out, tol) if results else []
+  paths = plot(results, out, model) if results else []
   print(summary)
   print()
   print(table)
@@ -661,7 +583,7 @@ class Programs:
       jax.random.key(flag['seed']), flag['seeds']
     )
 
-  def run_config(self, cfg: Config, tol: dict) -> list[dict]:
+  def run_config(self, cfg: Config) -> list[dict]:
     flag, program_key = self.flag, (cfg.activation, cfg.dropout)
     params = jax.tree.map(jnp.float32, stack_params(cfg, flag['width']))
     compile_s = 0.0
@@ -698,6 +620,6 @@ class Programs:
     run_s = time.perf_counter() - start
     logging.info('%s: compile %.1fs, run %.1fs', cfg.name, compile_s, run_s)
     pred = predict(cfg, flag['depth'], flag['width'])
-    result = evaluate(cfg, runs, pred, tol)
+    result = evaluate(cfg, runs, pred, criterion(flag))
     result['timing'] = {'compile_seconds': compile_s, 'run_seconds': run_s}
     return [result]

@@ -423,7 +423,9 @@ class DistributedTest(absltest.TestCase):
     one = binaries.run(
       'experiments.selu_deep_stack', *flags, f'--output_dir={out}/one', env=env
     )
-    self.assertEqual(one.returncode, 0, one.stderr[-2000:])
+    # 20 layers are too few to test: NOT TESTABLE, exit 1 (what is compared
+    # here is the numbers).
+    self.assertEqual(one.returncode, 1, one.stderr[-2000:])
     port = _free_port()
     procs = [
       binaries.start(
@@ -440,9 +442,10 @@ class DistributedTest(absltest.TestCase):
     ]
     for p in procs:  # a failure leaves no process behind
       self.addCleanup(_reap, p)
-    for p in procs:
+    for i, p in enumerate(procs):
       _, err = p.communicate(timeout=300)
-      self.assertEqual(p.returncode, 0, err[-2000:])
+      # Process 0 writes and gives the verdict's status; the others exit 0.
+      self.assertEqual(p.returncode, 1 if i == 0 else 0, err[-2000:])
     runs = {}
     for name in ('one', 'two'):
       with open(f'{out}/{name}/results.json') as f:
