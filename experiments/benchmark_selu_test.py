@@ -7,7 +7,7 @@ Claims (issue 12):
    the widths from 64 up.
 2. Wherever the test claims power (its detectable size is below
    `--detectable`), a wrong SELU with lambda or the weight variance off by
-   `--error` (2%) fails in at least `--power` (80%) of runs.
+   `--error` (2%) fails in at least 80% of runs (the power it claims).
 3. Where it has no power (width 16 at depth 200) the verdict is never PASS.
 
 Method: each run is `--seeds_per_run` independent stacks of
@@ -33,15 +33,14 @@ error.
 from __future__ import annotations
 
 import functools
+import zlib
 from collections.abc import Sequence
 
 import jax
 import numpy as np
 from absl import flags
-from scipy import stats as scipy_stats
 
-from experiments import cli, report, sweep
-from experiments.report import fmt
+from experiments import cli, report, stats, sweep
 from jaxrelu import self_normalization as sn
 
 _BATCH = flags.DEFINE_integer('batch', 256, 'Samples per stack (>= 1).')
@@ -59,9 +58,6 @@ _LEVEL = flags.DEFINE_float(
   'level', 0.01, "The test's family-wise level, in (0, 0.5]."
 )
 _OUTPUT_DIR = cli.output_dir_flag('benchmark_selu_test', __name__)
-_POWER = flags.DEFINE_float(
-  'power', 0.8, 'Claimed detection rate of the wrong SELUs, in (0, 1).'
-)
 _POWER_RUNS = flags.DEFINE_integer(
   'power_runs', 5, 'Runs per wrong SELU and width (>= 0; 0 = none).'
 )
@@ -81,20 +77,23 @@ VERSION = 1
 # The width from which claim 1 is made (below it the test has little power
 # and is judged by claim 3 instead).
 CALIBRATED_FROM = 64
+# The detection rate claimed for the wrong SELUs (the test's own power).
+POWER = 0.8
+SIMULATE = ('width', 'batch', 'depth', 'seeds', 'scale', 'weight_variance')
+SIMULATE += ('dropout_rate',)
 
 
 def setups(flag: dict) -> list[tuple[str, dict]]:
   """(name, simulate settings): the correct stacks, then the wrong SELUs."""
+  base = {'scale': 1.0, 'weight_variance': 1.0, 'dropout_rate': 0.0}
   out = [
-    (f'correct, dropout {r:g}' if r else 'correct', {'dropout_rate': r})
+    (f'correct, dropout {r:g}' if r else 'correct', {**base, 'dropout_rate': r})
     for r in flag['dropout_rates']
   ]
-  e = flag['error']
-  for sign, label in ((1, '+'), (-1, '-')):
-    out.append((f'lambda {label}{e:.0%}', {'scale': 1 + sign * e}))
-    out.append(
-      (f'weight variance {label}{e:.0%}', {'weight_variance': 1 + sign * e})
-    )
+  for sign in (1, -1):
+    for name, label in (('scale', 'lambda'), ('weight_variance', 'w. var')):
+      error = sign * flag['error']
+      out.append((f'{label} {error:+.0%}', {**base, name: 1 + error}))
   return out
 
 
@@ -122,9 +121,6 @@ def check_flags() -> dict:
     'detectable': cli.number(
       'detectable', _DETECTABLE.value, low=0, high=1, low_open=True
     ),
-    'power': cli.number(
-      'power', _POWER.value, low=0, high=1, low_open=True, high_open=True
-    ),
     **cli.values(_BATCH, _SEEDS_PER_RUN, _POWER_RUNS, _SEED),
   }
   cli.at_least(flag, ('batch', 'seeds_per_run'))
@@ -133,29 +129,17 @@ def check_flags() -> dict:
 
 
 def _simulate(settings: dict) -> list[dict]:
-  key = jax.random.fold_in(jax.random.key(settings['seed']), settings['index'])
-  means, stds = sn.simulate(
-    key,
-    width=settings['width'],
-    batch=settings['batch'],
-    depth=settings['depth'],
-    seeds=settings['seeds'],
-    scale=settings['scale'],
-    weight_variance=settings['weight_variance'],
-    dropout_rate=settings['dropout_rate'],
-  )
+  key = jax.random.fold_in(jax.random.key(settings['seed']), settings['run_id'])
+  means, stds = sn.simulate(key, **{k: settings[k] for k in SIMULATE})
   # float32 values: 9 significant digits keep them exactly.
-  return [
-    {
-      'means': [[float(f'{v:.9g}') for v in row] for row in means],
-      'stds': [[float(f'{v:.9g}') for v in row] for row in stds],
-    }
-  ]
+  as_text = np.vectorize(lambda v: float(f'{v:.9g}'))
+  return [{'means': as_text(means).tolist(), 'stds': as_text(stds).tolist()}]
 
 
 def groups(flag: dict) -> list[sweep.Group]:
-  """One cell per run; every run its own key (index folded into --seed)."""
-  out, index = [], 0
+  """One cell per run. A run's key folds (setup, width, run) into --seed,
+  so runs are independent and other flags' runs stay valid when resumed."""
+  out = []
   for name, setting in setups(flag):
     correct = name.startswith('correct')
     for width, runs in zip(flag['widths'], flag['runs'], strict=True):
@@ -165,17 +149,13 @@ def groups(flag: dict) -> list[sweep.Group]:
         settings = {
           'version': VERSION,
           'setup': name,
-          'scale': setting.get('scale', 1.0),
-          'weight_variance': setting.get('weight_variance', 1.0),
-          'dropout_rate': setting.get('dropout_rate', 0.0),
+          **setting,
           'width': width,
-          'batch': flag['batch'],
           'depth': max(flag['depths']),
           'seeds': flag['seeds_per_run'],
-          'seed': flag['seed'],
-          'index': index,
+          'run_id': zlib.crc32(f'{name}|{width}|{run}'.encode()) >> 1,
+          **{k: flag[k] for k in ('batch', 'seed')},
         }
-        index += 1
         out.append(
           sweep.Group(
             f'{name}, width {width}, run {run}',
@@ -186,170 +166,60 @@ def groups(flag: dict) -> list[sweep.Group]:
   return out
 
 
-def _rate(k: int, n: int) -> dict:
-  """k of n with its exact 95% interval."""
-  lo = scipy_stats.beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
-  hi = scipy_stats.beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
-  return {'k': k, 'n': n, 'rate': k / n, 'low': float(lo), 'high': float(hi)}
-
-
-def verdicts(flag: dict, outcome: sweep.Outcome) -> list[dict]:
-  """Every stored run's verdict at every depth, from the current test."""
-  rows = []
-  for c in outcome.results():
-    for depth in flag['depths']:
-      v = sn.check(
-        np.asarray(c['means'])[:, :depth],
-        np.asarray(c['stds'])[:, :depth],
-        width=c['width'],
-        batch=c['batch'],
-        dropout_rate=c['dropout_rate'],
-        level=flag['level'],
-        detectable=flag['detectable'],
-      )
-      rows.append(
-        {
-          'setup': c['setup'],
-          'width': c['width'],
-          'depth': depth,
-          'verdict': v.verdict,
-          'detectable_scale': v.detectable['scale'],
-          'detectable_weight_variance': v.detectable['weight_variance'],
-          't_mean': v.t['mean'],
-          't_std': v.t['std'],
-        }
-      )
-  return rows
-
-
-def _count(rows: list[dict], verdict: str) -> int:
-  return sum(r['verdict'] == verdict for r in rows)
-
-
-def _table(cells: dict[tuple, list[dict]]) -> list[str]:
-  lines = [
-    '| setup | width | depth | runs | FAIL | NOT TESTABLE | PASS '
-    '| FAIL rate (95% CI) | detectable lambda, weight var (mean) '
-    '| t of mean, of std: mean (sd) |',
-    '|---|---|---|---|---|---|---|---|---|---|',
-  ]
-  for (setup, width, depth), rs in cells.items():
-    rate = _rate(_count(rs, sn.FAIL), len(rs))
-    t = np.array([[r['t_mean'], r['t_std']] for r in rs])
-    det = [np.mean([r[f'detectable_{p}'] for r in rs]) for p in sn.PARAMETERS]
-    lines.append(
-      f'| {setup} | {width} | {depth} | {len(rs)} | {_count(rs, sn.FAIL)} '
-      f'| {_count(rs, sn.NOT_TESTABLE)} | {_count(rs, sn.PASS)} '
-      f'| {rate["rate"]:.3f} ({rate["low"]:.3f}, {rate["high"]:.3f}) '
-      f'| {100 * det[0]:.2f}%, {100 * det[1]:.2f}% '
-      f'| {fmt(t[:, 0].mean(), ".2f")} ({fmt(t[:, 0].std(), ".2f")}), '
-      f'{fmt(t[:, 1].mean(), ".2f")} ({fmt(t[:, 1].std(), ".2f")}) |'
-    )
-  return lines
-
-
 def claims(flag: dict, rows: list[dict]) -> tuple[list[str], dict]:
   """The three claims: the report's lines and each claim's verdict."""
   cells: dict[tuple, list[dict]] = {}
   for r in rows:
     cells.setdefault((r['setup'], r['width'], r['depth']), []).append(r)
-  tests = {}  # name -> (kind, rate, one-sided p, point estimate on the side)
+
+  def count(rs, verdict):
+    return sum(r['verdict'] == verdict for r in rs)
+
+  tests = {}  # name -> (kind, k, n, claimed rate, direction)
   for depth in flag['depths']:
     for setup in dict.fromkeys(r['setup'] for r in rows):
-      if not setup.startswith('correct'):
-        continue
       rs = [
         r
         for (s, w, d), group in cells.items()
         if s == setup and d == depth and w >= CALIBRATED_FROM
         for r in group
       ]
-      if rs:
-        k = _count(rs, sn.FAIL)
-        p = scipy_stats.binomtest(k, len(rs), flag['level'], 'greater').pvalue
+      if setup.startswith('correct') and rs:
         name = f'false alarms <= {flag["level"]:g}: {setup}, depth {depth}'
-        tests[name] = (
-          'calibration',
-          _rate(k, len(rs)),
-          p,
-          k / len(rs) <= flag['level'],
-        )
+        k = count(rs, sn.FAIL)
+        tests[name] = ('calibration', k, len(rs), flag['level'], 'at_most')
   for (setup, width, depth), rs in cells.items():
     worst = [max(r[f'detectable_{p}'] for p in sn.PARAMETERS) for r in rs]
     if not setup.startswith('correct') and np.mean(worst) < flag['detectable']:
-      k = _count(rs, sn.FAIL)
-      p = scipy_stats.binomtest(k, len(rs), flag['power'], 'less').pvalue
-      name = (
-        f'detected >= {flag["power"]:g}: {setup}, width {width}, depth {depth}'
-      )
-      tests[name] = (
-        'power',
-        _rate(k, len(rs)),
-        p,
-        k / len(rs) >= flag['power'],
-      )
-  out = {}
-  for kind in ('calibration', 'power'):
-    names = [n for n, t in tests.items() if t[0] == kind]
-    adjusted = sn.holm({n: tests[n][2] for n in names}) if names else {}
-    for n in names:
-      _, rate, p, on_side = tests[n]
-      if adjusted[n] <= 0.05:
-        v = 'CONTRADICTED'
-      elif on_side:
-        v = 'SUPPORTED'
-      else:
-        v = 'NOT TESTABLE (estimate on the wrong side, not significant)'
-      out[n] = {'verdict': v, **rate, 'p': float(p), 'p_holm': adjusted[n]}
+      name = f'detected >= {POWER:g}: {setup}, width {width}, '
+      name += f'depth {depth}'
+      k = count(rs, sn.FAIL)
+      tests[name] = ('power', k, len(rs), POWER, 'at_least')
+  out = stats.rate_claims(tests)
   # Claim 3: no PASS where the test has no power (narrow, shallow runs).
   for (setup, width, depth), rs in cells.items():
     if width < CALIBRATED_FROM and depth == min(flag['depths']):
-      k = _count(rs, sn.PASS)
-      name = f'never PASS: {setup}, width {width}, depth {depth}'
-      out[name] = {
+      k = count(rs, sn.PASS)
+      out[f'never PASS: {setup}, width {width}, depth {depth}'] = {
         'verdict': 'CONTRADICTED' if k else 'SUPPORTED',
-        **_rate(k, len(rs)),
+        **stats.clopper_pearson(k, len(rs)),
       }
   lines = [
     f'Test: jaxrelu.self_normalization.check at level {flag["level"]:g}, '
     f'detectable {flag["detectable"]:.0%}; {flag["seeds_per_run"]} stacks '
-    f'per run, batch {flag["batch"]}. Claims 1-2 are one-sided exact '
+    f'per run, batch {flag["batch"]}. Claims 1-2: one-sided exact '
     'binomial tests, Holm-corrected within each kind.',
     '',
-    *_table(cells),
-    '',
-    '## Claims',
-    '',
-    '| claim | k / n | rate (95% CI) | one-sided p (raw, Holm) | verdict |',
-    '|---|---|---|---|---|',
+    *report.selu_test_tables(cells, out),
   ]
-  for n, v in out.items():
-    lines.append(
-      f'| {n} | {v["k"]} / {v["n"]} | {v["rate"]:.3f} ({v["low"]:.3f}, '
-      f'{v["high"]:.3f}) | {fmt(v.get("p"), ".3g")}, '
-      f'{fmt(v.get("p_holm"), ".3g")} | {v["verdict"]} |'
-    )
   return lines, out
 
 
 def write(flag: dict, outcome: sweep.Outcome) -> dict:
-  rows = verdicts(flag, outcome)
+  rows = stats.selu_test_rows(outcome.results(), flag)
   lines, verdict = claims(flag, rows)
   text = report.missing_text(outcome) + '\n'.join(lines) + '\n'
-  out = flag['output_dir']
-  report.write_json(
-    f'{out}/results.json',
-    {
-      'meta': report.provenance(report.flag_values(flag)),
-      'claims': verdict,
-      'runs': rows,
-      'missing_cells': len(outcome.missing),
-    },
-  )
-  report.write_text(f'{out}/results.md', text)
-  report.write_csv(f'{out}/results.csv', rows)
-  print(text)
-  print(f'Wrote {out}/results.json, results.csv, results.md')
+  report.write_results(flag, outcome, text, claims=verdict, runs=rows)
   return verdict
 
 

@@ -406,3 +406,64 @@ def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
     f'{out}/summary.json',
     {'meta': meta, 'missing_cells': len(outcome.missing), 'verdicts': verdicts},
   )
+
+
+# ----------------------------------------------------------------------------
+# experiments.benchmark_selu_test: runs by (setup, width, depth), claims.
+
+
+def selu_test_tables(cells: dict[tuple, list[dict]], claims: dict) -> list[str]:
+  """The per-(setup, width, depth) table of verdicts, then the claims."""
+  from jaxrelu import self_normalization as sn
+
+  lines = [
+    '| setup | width | depth | runs | FAIL | NOT TESTABLE | PASS '
+    '| FAIL rate (95% CI) | detectable lambda, weight var (mean) '
+    '| t of mean, of std: mean (sd) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ]
+  for (setup, width, depth), rs in cells.items():
+    count = {v: sum(r['verdict'] == v for r in rs) for v in sn.VERDICTS}
+    rate = stats.clopper_pearson(count[sn.FAIL], len(rs))
+    t = np.array([[r['t_mean'], r['t_std']] for r in rs])
+    det = [np.mean([r[f'detectable_{p}'] for r in rs]) for p in sn.PARAMETERS]
+    lines.append(
+      f'| {setup} | {width} | {depth} | {len(rs)} | {count[sn.FAIL]} '
+      f'| {count[sn.NOT_TESTABLE]} | {count[sn.PASS]} '
+      f'| {rate["rate"]:.3f} ({rate["low"]:.3f}, {rate["high"]:.3f}) '
+      f'| {100 * det[0]:.2f}%, {100 * det[1]:.2f}% '
+      f'| {fmt(t[:, 0].mean(), ".2f")} ({fmt(t[:, 0].std(), ".2f")}), '
+      f'{fmt(t[:, 1].mean(), ".2f")} ({fmt(t[:, 1].std(), ".2f")}) |'
+    )
+  lines += [
+    '',
+    '## Claims',
+    '',
+    '| claim | k / n | rate (95% CI) | one-sided p (raw, Holm) | verdict |',
+    '|---|---|---|---|---|',
+  ]
+  for name, v in claims.items():
+    lines.append(
+      f'| {name} | {v["k"]} / {v["n"]} | {v["rate"]:.3f} ({v["low"]:.3f}, '
+      f'{v["high"]:.3f}) | {fmt(v.get("p"), ".3g")}, '
+      f'{fmt(v.get("p_holm"), ".3g")} | {v["verdict"]} |'
+    )
+  return lines
+
+
+def write_results(flag: dict, outcome, text: str, **results) -> None:
+  """results.json (provenance + `results`), results.md (text) and, from
+  results['runs'], results.csv; prints the text and what it wrote."""
+  out = flag['output_dir']
+  write_json(
+    f'{out}/results.json',
+    {
+      'meta': provenance(flag_values(flag)),
+      **results,
+      'missing_cells': len(outcome.missing),
+    },
+  )
+  write_text(f'{out}/results.md', text)
+  write_csv(f'{out}/results.csv', results['runs'])
+  print(text)
+  print(f'Wrote {out}/results.json, results.csv, results.md')

@@ -15,13 +15,11 @@ batch of N(input_mean, input_var) inputs, and records per layer:
 - the backward pass: the squared norm of d<h_L, r>/dh_l for a random probe r,
   against the predicted growth tau * E[f'(z)^2] per layer (1.0716 for SELU).
 
-Each configuration's verdict comes from `jaxrelu.self_normalization.check`
-(calibration in BUILD_NOTES.md): PASS, FAIL, or NOT TESTABLE when the run
-could not have detected a `--detectable` error in lambda or the weight
-variance; the report prints, under the verdict, the deviations the run
-could detect. Scenarios beyond the main sweep (--scenarios): negative
-controls, recovery from perturbed inputs, and alpha versus standard
-dropout.
+Each row's verdict is `jaxrelu.self_normalization.check`'s: PASS, FAIL, or
+NOT TESTABLE when the run could not have seen a `--detectable` error in
+lambda or the weight variance; the deviations it could see are printed
+under the verdict. --scenarios adds negative controls, recovery from
+perturbed inputs, and alpha versus standard dropout.
 
 Exit status 0 when the claim (SELU under the paper's conditions) is
 SUPPORTED, 1 when it is CONTRADICTED or NOT TESTABLE, 2 for a usage

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from jaxrelu import self_normalization
+
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
   """95% Wilson score interval for a binomial proportion."""
@@ -56,18 +58,8 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
   return out
 
 
-def holm(p_values: Mapping[str, float]) -> dict[str, float]:
-  """Holm-Bonferroni adjusted p-values (family-wise error control).
-
-  The i-th smallest of m p-values is multiplied by (m - i), made monotone
-  non-decreasing in that order, and capped at 1.
-  """
-  order = sorted(p_values, key=lambda k: p_values[k])
-  m, running, out = len(order), 0.0, {}
-  for i, name in enumerate(order):
-    running = max(running, min(1.0, (m - i) * p_values[name]))
-    out[name] = running
-  return out
+# Holm-Bonferroni adjusted p-values: one implementation, the library's.
+holm = self_normalization.holm
 
 
 def curve_metrics(cell: dict, target_loss: float) -> dict[str, np.ndarray]:
@@ -415,6 +407,89 @@ def born_dead_rows(cells: Sequence[dict], depths: Sequence[int]) -> list[dict]:
           'ci95_high': high,
           'closed_form': born_dead_bound(cell['width'], depth),
           'seconds_for_all_depths': cell['seconds'],
+        }
+      )
+  return rows
+
+
+def clopper_pearson(k: int, n: int) -> dict:
+  """k successes of n, with the exact (Clopper-Pearson) 95% interval."""
+  from scipy import stats as scipy_stats
+
+  lo = scipy_stats.beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
+  hi = scipy_stats.beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+  return {'k': k, 'n': n, 'rate': k / n, 'low': float(lo), 'high': float(hi)}
+
+
+def rate_claims(tests: Mapping[str, tuple], alpha: float = 0.05) -> dict:
+  """Verdicts of claims about binomial rates, Holm-corrected within kinds.
+
+  Args:
+    tests: name -> (kind, k, n, claimed rate, direction). The claim is that
+      the true rate is <= the claimed one (direction 'at_most') or >= it
+      ('at_least'); the exact one-sided binomial test of its violation
+      gives p.
+    alpha: family-wise level within each kind.
+
+  Returns:
+    name -> {'verdict', 'k', 'n', 'rate', 'low', 'high', 'p', 'p_holm'}:
+    CONTRADICTED when the Holm-corrected p <= alpha; SUPPORTED when not
+    and the estimate is on the claimed side; else NOT TESTABLE.
+  """
+  from scipy import stats as scipy_stats
+
+  p = {}
+  for name, (_, k, n, claimed, direction) in tests.items():
+    side = 'greater' if direction == 'at_most' else 'less'
+    p[name] = float(scipy_stats.binomtest(k, n, claimed, side).pvalue)
+  out = {}
+  for kind in dict.fromkeys(t[0] for t in tests.values()):
+    names = [name for name, t in tests.items() if t[0] == kind]
+    adjusted = holm({name: p[name] for name in names})
+    for name in names:
+      _, k, n, claimed, direction = tests[name]
+      on_side = k / n <= claimed if direction == 'at_most' else k / n >= claimed
+      if adjusted[name] <= alpha:
+        verdict = 'CONTRADICTED'
+      elif on_side:
+        verdict = 'SUPPORTED'
+      else:
+        verdict = 'NOT TESTABLE (estimate on the wrong side, not significant)'
+      out[name] = {
+        'verdict': verdict,
+        **clopper_pearson(k, n),
+        'p': p[name],
+        'p_holm': adjusted[name],
+      }
+  return out
+
+
+def selu_test_rows(results: Sequence[dict], flag: dict) -> list[dict]:
+  """Each stored run's self-normalization verdict at every depth of flag."""
+  rows = []
+  for c in results:
+    for depth in flag['depths']:
+      v = self_normalization.check(
+        np.asarray(c['means'])[:, :depth],
+        np.asarray(c['stds'])[:, :depth],
+        width=c['width'],
+        batch=c['batch'],
+        dropout_rate=c['dropout_rate'],
+        level=flag['level'],
+        detectable=flag['detectable'],
+      )
+      rows.append(
+        {
+          'setup': c['setup'],
+          'width': c['width'],
+          'depth': depth,
+          'verdict': v.verdict,
+          **{
+            f'detectable_{p}': v.detectable[p]
+            for p in ('scale', 'weight_variance')
+          },
+          't_mean': v.t['mean'],
+          't_std': v.t['std'],
         }
       )
   return rows

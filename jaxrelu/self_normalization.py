@@ -51,6 +51,7 @@ from jax.typing import ArrayLike
 from jaxrelu import _activations, _dropout, selu_theory
 
 PASS, FAIL, NOT_TESTABLE = 'PASS', 'FAIL', 'NOT TESTABLE'
+VERDICTS = (PASS, FAIL, NOT_TESTABLE)
 STATISTICS = ('mean', 'std')
 # Parameters whose relative error `check` reports the detectable size of.
 PARAMETERS = ('scale', 'weight_variance')
