@@ -166,7 +166,9 @@ def groups(flag: dict) -> list[sweep.Group]:
   return out
 
 
-def claims(flag: dict, rows: list[dict]) -> tuple[list[str], dict]:
+def claims(
+  flag: dict, rows: list[dict], bias: list[dict]
+) -> tuple[list[str], dict]:
   """The three claims: the report's lines and each claim's verdict."""
   cells: dict[tuple, list[dict]] = {}
   for r in rows:
@@ -210,16 +212,19 @@ def claims(flag: dict, rows: list[dict]) -> tuple[list[str], dict]:
     f'per run, batch {flag["batch"]}. Claims 1-2: one-sided exact '
     'binomial tests, Holm-corrected within each kind.',
     '',
-    *report.selu_test_tables(cells, out),
+    *report.selu_test_tables(cells, out, bias),
   ]
   return lines, out
 
 
 def write(flag: dict, outcome: sweep.Outcome) -> dict:
   rows = stats.selu_test_rows(outcome.results(), flag)
-  lines, verdict = claims(flag, rows)
+  bias = stats.selu_bias_rows(outcome.results())
+  lines, verdict = claims(flag, rows, bias)
   text = report.missing_text(outcome) + '\n'.join(lines) + '\n'
-  report.write_results(flag, outcome, text, claims=verdict, runs=rows)
+  report.write_results(
+    flag, outcome, text, claims=verdict, bias=bias, runs=rows
+  )
   return verdict
 
 

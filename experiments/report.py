@@ -412,11 +412,29 @@ def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
 # experiments.benchmark_selu_test: runs by (setup, width, depth), claims.
 
 
-def selu_test_tables(cells: dict[tuple, list[dict]], claims: dict) -> list[str]:
-  """The per-(setup, width, depth) table of verdicts, then the claims."""
+def selu_test_tables(
+  cells: dict[tuple, list[dict]], claims: dict, bias: list[dict]
+) -> list[str]:
+  """The finite-width bias, the table of verdicts, then the claims."""
   from jaxrelu import self_normalization as sn
 
   lines = [
+    '## Finite-width bias of the correct stacks (second half of the layers)',
+    '',
+    '| setup | width | statistic | stacks | measured (SE) | model '
+    '| model, first order only |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  for b in bias:
+    lines.append(
+      f'| {b["setup"]} | {b["width"]} | {b["statistic"]} | {b["stacks"]} '
+      f'| {b["measured"]:+.5f} ({b["se"]:.5f}) | {b["model"]:+.5f} '
+      f'| {b["first_order_model"]:+.5f} |'
+    )
+  lines += [
+    '',
+    '## Verdicts',
+    '',
     '| setup | width | depth | runs | FAIL | NOT TESTABLE | PASS '
     '| FAIL rate (95% CI) | detectable lambda, weight var (mean) '
     '| t of mean, of std: mean (sd) |',

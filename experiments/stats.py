@@ -493,3 +493,42 @@ def selu_test_rows(results: Sequence[dict], flag: dict) -> list[dict]:
         }
       )
   return rows
+
+
+def selu_bias_rows(results: Sequence[dict]) -> list[dict]:
+  """Measured finite-width bias of the correct stacks against the model.
+
+  Per (setup, width): each stack's average over the second half of its
+  layers, less the fixed point (0, 1), averaged over stacks, with its
+  standard error over stacks; beside `finite_size_model`'s bias.
+  """
+  stacks: dict[tuple, list] = {}
+  for c in results:
+    if c['scale'] == 1 and c['weight_variance'] == 1:
+      key = (c['setup'], c['width'], c['batch'], c['dropout_rate'])
+      for name in ('means', 'stds'):
+        x = np.asarray(c[name])
+        stacks.setdefault((*key, name), []).extend(
+          x[:, x.shape[1] // 2 :].mean(axis=1) - (name == 'stds')
+        )
+  rows = []
+  for (setup, width, batch, rate, name), values in stacks.items():
+    model = self_normalization.finite_size_model(width, batch, rate)
+    v = np.asarray(values)
+    rows.append(
+      {
+        'setup': setup,
+        'width': width,
+        'statistic': name[:-1],
+        'stacks': v.size,
+        'measured': float(v.mean()),
+        'se': float(v.std(ddof=1) / np.sqrt(v.size))
+        if v.size > 1
+        else math.nan,
+        'model': model['bias_mean' if name == 'means' else 'bias_std'],
+        'first_order_model': model[
+          'bias_mean' if name == 'means' else 'bias_std_first_order'
+        ],
+      }
+    )
+  return rows

@@ -59,6 +59,15 @@ class BenchmarkSeluTestTest(parameterized.TestCase):
     with open(os.path.join(self.out, 'results.md')) as f:
       text = f.read()
     self.assertIn('| correct | 16 | 40 | 3 | 0 | 3 | 0 |', text)
+    # The finite-width bias of the correct stacks, measured against the
+    # model: 12 stacks per width; at width 16 the std's bias is -0.1.
+    bias = {(b['width'], b['statistic']): b for b in self.data['bias']}
+    self.assertEqual(
+      set(bias), {(w, s) for w in (16, 256) for s in ('mean', 'std')}
+    )
+    self.assertEqual(bias[16, 'std']['stacks'], 12)
+    self.assertAlmostEqual(bias[16, 'std']['measured'], -0.1, delta=0.03)
+    self.assertIn('## Finite-width bias of the correct stacks', text)
 
   def test_report_only_rederives_the_same_verdicts_from_the_store(self):
     again = self.binary.run(
