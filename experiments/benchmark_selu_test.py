@@ -4,7 +4,7 @@ Claims (issue 12):
 
 1. On correct SELU stacks the test's false-alarm rate (verdict FAIL) is at
    or below its stated level (`--level`) at every depth of `--depths`, over
-   the widths from 64 up.
+   the widths from 64 up pooled and at each of them.
 2. Wherever the test claims power (its detectable size is below
    `--detectable`), a wrong SELU with lambda or the weight variance off by
    `--error` (2%) fails in at least 80% of runs (the power it claims).
@@ -49,10 +49,12 @@ _DETECTABLE = flags.DEFINE_float(
   'detectable', 0.02, "The test's --detectable, in (0, 1)."
 )
 _DROPOUT_RATES = flags.DEFINE_list(
-  'dropout_rates', ['0'], 'Alpha-dropout rates of the correct stacks, [0, 1).'
+  'dropout_rates',
+  ['0'],
+  'Alpha-dropout rates of the correct stacks, [0, 0.99].',
 )
 _ERROR = flags.DEFINE_float(
-  'error', 0.02, 'Relative error of the wrong SELUs, in (0, 0.5).'
+  'error', 0.02, 'Relative error of the wrong SELUs, in (0, 0.5].'
 )
 _LEVEL = flags.DEFINE_float(
   'level', 0.01, "The test's family-wise level, in (0, 0.5]."
@@ -190,6 +192,16 @@ def claims(
         name = f'false alarms <= {flag["level"]:g}: {setup}, depth {depth}'
         k = count(rs, sn.FAIL)
         tests[name] = ('calibration', k, len(rs), flag['level'], 'at_most')
+        widths = sorted({r['width'] for r in rs})
+        for width in widths if len(widths) > 1 else ():
+          ws = cells[setup, width, depth]
+          tests[f'{name}, width {width}'] = (
+            'calibration',
+            count(ws, sn.FAIL),
+            len(ws),
+            flag['level'],
+            'at_most',
+          )
   for (setup, width, depth), rs in cells.items():
     worst = [max(r[f'detectable_{p}'] for p in sn.PARAMETERS) for r in rs]
     if not setup.startswith('correct') and np.mean(worst) < flag['detectable']:

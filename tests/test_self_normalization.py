@@ -76,13 +76,41 @@ class WrongSelusTest(parameterized.TestCase):
     wrong = _verdict(256, 1, rate=0.1, scale=1.01)
     self.assertEqual(wrong.verdict, sn.FAIL, wrong.reason)
 
-  def test_exploded_stack_fails(self):
+  @parameterized.named_parameters(('late', 30), ('early', 3))
+  def test_exploded_stack_fails(self, layer):
+    # A NaN or inf anywhere, in the tested window or before it, is a FAIL.
     means = np.zeros((2, 40))
     stds = np.ones((2, 40))
-    stds[1, 30] = np.inf
+    stds[1, layer] = np.inf
     v = sn.check(means, stds, width=64, batch=64)
     self.assertEqual(v.verdict, sn.FAIL)
     self.assertIn('not finite', v.reason)
+
+  def test_dead_or_constant_stack_fails(self):
+    # No fluctuation means a zero standard error: never a PASS.
+    dead = sn.simulate(
+      jax.random.key(0),
+      width=64,
+      batch=64,
+      depth=40,
+      seeds=2,
+      weight_variance=0.0,
+    )
+    constant = (np.full((4, 200), 0.0), np.full((4, 200), 0.9967))
+    for means, stds in (dead, constant):
+      v = sn.check(means, stds, width=256, batch=256)
+      self.assertEqual(v.verdict, sn.FAIL, v.reason)
+      self.assertIn('does not fluctuate', v.reason)
+
+  def test_overflowing_values_fail(self):
+    rng = np.random.default_rng(0)
+    v = sn.check(
+      rng.normal(0, 1e160, (4, 200)),
+      rng.normal(1, 0.01, (4, 200)),
+      width=256,
+      batch=256,
+    )
+    self.assertEqual(v.verdict, sn.FAIL)
 
 
 class TheoryAgainstSimulationTest(absltest.TestCase):
@@ -171,10 +199,12 @@ class StatisticsTest(parameterized.TestCase):
     tau = sn.autocorrelation_time(x)
     self.assertAlmostEqual(tau / ((1 + phi) / (1 - phi)), 1.0, delta=0.12)
 
-  def test_weak_spread_correlation_is_not_cut_short(self):
+  @parameterized.parameters(100, 500)
+  def test_weak_spread_correlation_is_not_cut_short(self, n):
     # White noise plus a weak AR(0.8) part: rho_k = 0.059 * 0.8^k, tau 1.47
-    # (like a SELU stack's layer mean); 4 seeds x 500 layers, as in a run.
-    seeds, n, phi, amp = 4, 500, 0.8, 0.15
+    # (like a SELU stack's layer mean); 4 seeds x n layers, as in a run at
+    # depth 200 or 1000. Uncorrected for centring, n = 100 reads 1.24.
+    seeds, phi, amp = 4, 0.8, 0.15
     slow_var = amp**2 / (1 - phi**2)
     expected = 1 + 2 * slow_var / (1 + slow_var) * phi / (1 - phi)
     taus = []
@@ -188,16 +218,43 @@ class StatisticsTest(parameterized.TestCase):
       taus.append(sn.autocorrelation_time(x))
     self.assertAlmostEqual(np.mean(taus) / expected, 1.0, delta=0.1)
 
+  def test_short_ar1_is_corrected_for_centring(self):
+    # AR(0.78), tau 8.09, 4 seeds x 100 layers (the std at depth 200): the
+    # centred estimate alone averages 6.2.
+    taus = []
+    for k in range(40):
+      rng = np.random.default_rng(k)
+      e = rng.normal(size=(4, 100))
+      x = np.zeros((4, 100))
+      x[:, 0] = e[:, 0] / math.sqrt(1 - 0.78**2)
+      for t in range(1, 100):
+        x[:, t] = 0.78 * x[:, t - 1] + e[:, t]
+      taus.append(sn.autocorrelation_time(x))
+    self.assertAlmostEqual(np.mean(taus) / (1.78 / 0.22), 1.0, delta=0.1)
+
+  def test_autocorrelation_time_names_bad_series(self):
+    with self.assertRaisesRegex(ValueError, 'series must be a finite'):
+      sn.autocorrelation_time(np.array([[1.0, np.nan, 2.0, 3.0]]))
+    with self.assertRaisesRegex(ValueError, 'series must be a finite'):
+      sn.autocorrelation_time(np.zeros(10))
+
   @parameterized.parameters((0.5, 3.0), (2.8, 40.0), (4.0, 7.5), (1.0, 1.0))
   def test_t_p_value_and_quantile_match_scipy(self, t, df):
     self.assertAlmostEqual(sn._t_sf2(t, df), 2 * stats.t.sf(t, df), places=10)
     self.assertAlmostEqual(
-      sn._t_quantile(0.9975, df), stats.t.ppf(0.9975, df), places=6
+      sn._t_quantile(0.0025, df), stats.t.ppf(0.9975, df), places=6
+    )
+    # Small tails keep their precision (the test's level may be tiny).
+    self.assertAlmostEqual(
+      sn._t_quantile(2.5e-15, df) / stats.t.isf(2.5e-15, df), 1.0, places=6
     )
 
   def test_holm(self):
     adjusted = sn.holm({'a': 0.01, 'b': 0.04, 'c': 0.03})
     self.assertEqual(adjusted, {'a': 0.03, 'c': 0.06, 'b': 0.06})
+    # A NaN must not hide a significant p-value.
+    with self.assertRaisesRegex(ValueError, "p-value 'mean' must be in"):
+      sn.holm({'mean': math.nan, 'std': 0.001})
 
 
 class BadInputTest(parameterized.TestCase):
@@ -214,6 +271,18 @@ class BadInputTest(parameterized.TestCase):
     ('detectable', dict(detectable=0.0), 'detectable must be > 0'),
     ('detectable_nan', dict(detectable=math.nan), 'detectable must be > 0'),
     ('burn_in', dict(burn_in=17), r'burn_in must be an integer in \[0, 16\]'),
+    ('burn_in_bool', dict(burn_in=True), 'burn_in must be an integer'),
+    ('detectable_bool', dict(detectable=True), 'detectable must be > 0'),
+    (
+      'short',
+      dict(means=np.zeros((2, 5)), stds=np.ones((2, 5))),
+      'means and stds need at least 8 layers, got 5',
+    ),
+    (
+      'negative_std',
+      dict(stds=-np.ones((2, 20))),
+      r'stds must be >= 0',
+    ),
   )
   def test_bad_argument_named(self, overrides, message):
     kwargs = dict(
@@ -222,6 +291,18 @@ class BadInputTest(parameterized.TestCase):
     kwargs.update(overrides)
     with self.assertRaisesRegex(ValueError, message):
       sn.check(kwargs.pop('means'), kwargs.pop('stds'), **kwargs)
+
+  def test_numpy_scalars_are_accepted(self):
+    rng = np.random.default_rng(0)
+    v = sn.check(
+      rng.normal(0, 0.01, (2, 40)),
+      rng.normal(1, 0.01, (2, 40)),
+      width=np.int64(256),
+      batch=256,
+      level=np.float32(0.01),
+      detectable=np.float64(0.02),
+    )
+    self.assertIn(v.verdict, sn.VERDICTS)
 
   def test_simulate_names_bad_argument(self):
     with self.assertRaisesRegex(ValueError, 'seeds must be an integer >= 1'):
