@@ -421,6 +421,32 @@ def clopper_pearson(k: int, n: int) -> dict:
   return {'k': k, 'n': n, 'rate': k / n, 'low': float(lo), 'high': float(hi)}
 
 
+def _detectable_rate(n: int, claimed: float, direction: str, alpha: float):
+  """The rate a one-sided exact binomial test at alpha rejects with power
+  0.8 (the smallest above `claimed`, or the largest below it); None when no
+  outcome of n trials could reject."""
+  from scipy import stats as scipy_stats
+
+  binom = scipy_stats.binom
+  ks = np.arange(n + 1)
+  if direction == 'at_most':
+    reject = ks[binom.sf(ks - 1, n, claimed) <= alpha]  # k >= k*
+    if not reject.size:
+      return None
+    k_star, lo, hi = reject[0], claimed, 1.0
+    power = lambda r: binom.sf(k_star - 1, n, r)
+  else:
+    reject = ks[binom.cdf(ks, n, claimed) <= alpha]  # k <= k*
+    if not reject.size:
+      return None
+    k_star, lo, hi = reject[-1], claimed, 0.0
+    power = lambda r: binom.cdf(k_star, n, r)
+  for _ in range(50):  # bisection between the claimed rate and the far end
+    mid = 0.5 * (lo + hi)
+    lo, hi = (lo, mid) if power(mid) >= 0.8 else (mid, hi)
+  return float(hi)
+
+
 def rate_claims(tests: Mapping[str, tuple], alpha: float = 0.05) -> dict:
   """Verdicts of claims about binomial rates, Holm-corrected within kinds.
 
@@ -432,9 +458,12 @@ def rate_claims(tests: Mapping[str, tuple], alpha: float = 0.05) -> dict:
     alpha: family-wise level within each kind.
 
   Returns:
-    name -> {'verdict', 'k', 'n', 'rate', 'low', 'high', 'p', 'p_holm'}:
-    CONTRADICTED when the Holm-corrected p <= alpha; SUPPORTED when not
-    and the estimate is on the claimed side; else NOT TESTABLE.
+    name -> {'verdict', 'k', 'n', 'rate', 'low', 'high', 'p', 'p_holm',
+    'detectable'}: CONTRADICTED when the Holm-corrected p <= alpha;
+    otherwise SUPPORTED when the run could have caught a clear violation
+    (5x the claimed rate for 'at_most', half of it for 'at_least'), else
+    NOT TESTABLE. `detectable` is the violating rate the run would have
+    caught with probability 0.8 (at alpha / m, m claims of the kind).
   """
   from scipy import stats as scipy_stats
 
@@ -448,18 +477,23 @@ def rate_claims(tests: Mapping[str, tuple], alpha: float = 0.05) -> dict:
     adjusted = holm({name: p[name] for name in names})
     for name in names:
       _, k, n, claimed, direction = tests[name]
-      on_side = k / n <= claimed if direction == 'at_most' else k / n >= claimed
+      detectable = _detectable_rate(n, claimed, direction, alpha / len(names))
+      if direction == 'at_most':  # could it catch 5x the claimed rate?
+        testable = detectable is not None and detectable <= 5 * claimed
+      else:  # could it catch half the claimed rate?
+        testable = detectable is not None and detectable >= claimed / 2
       if adjusted[name] <= alpha:
         verdict = 'CONTRADICTED'
-      elif on_side:
-        verdict = 'SUPPORTED'
+      elif not testable:
+        verdict = f'NOT TESTABLE (too few runs, {n}, to see a violation)'
       else:
-        verdict = 'NOT TESTABLE (estimate on the wrong side, not significant)'
+        verdict = 'SUPPORTED'
       out[name] = {
         'verdict': verdict,
         **clopper_pearson(k, n),
         'p': p[name],
         'p_holm': adjusted[name],
+        'detectable': detectable,
       }
   return out
 

@@ -23,8 +23,11 @@ The test, per statistic c in {mean, std}:
   that centring) and tau the larger of Geyer's initial-positive-sequence
   estimate, pooled over seeds, and the theory's (1 + J22) / (1 - J22) for
   the std, 1 for the mean. Alpha-dropout rows thus get their own noise.
-- **Decision.** t = (measured - predicted) / SE with S (L / tau - 1)
-  degrees of freedom; the two p-values are Holm-corrected. FAIL when a
+- **Decision.** t = (measured - predicted) / SE against Student's t, with
+  the degrees of freedom of the variance estimate (Satterthwaite: about
+  N / (2K + 1 + tau) over N = S L values and K summed lags when tau is
+  estimated, S (L / tau - 1) when it is the theory's floor); the two
+  p-values are Holm-corrected. FAIL when a
   corrected p-value is <= `level`, or a statistic is not finite. Otherwise
   PASS if the data could have detected a relative error of `detectable`
   (default 2%) in SELU's lambda and in the weight variance with
@@ -304,7 +307,7 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
   return out
 
 
-def autocorrelation_time(series: np.ndarray, *, min_lags: int = 10) -> float:
+def autocorrelation_time(series: ArrayLike, *, min_lags: int = 10) -> float:
   """Integrated autocorrelation time of stationary series, pooled over rows.
 
   tau = 1 + 2 sum_k rho_k, with rho_k the lag-k autocorrelation pooled over
@@ -332,6 +335,11 @@ def autocorrelation_time(series: np.ndarray, *, min_lags: int = 10) -> float:
   Raises:
     ValueError: if `series` is not a finite 2-D array.
   """
+  return _autocorrelation(series, min_lags)[0]
+
+
+def _autocorrelation(series: ArrayLike, min_lags: int) -> tuple[float, int]:
+  """`autocorrelation_time`, and how many lags it summed."""
   x = np.asarray(series, np.float64)
   if x.ndim != 2 or not np.all(np.isfinite(x)):
     raise ValueError(
@@ -345,7 +353,7 @@ def autocorrelation_time(series: np.ndarray, *, min_lags: int = 10) -> float:
   n = x.shape[1]
   gamma0 = np.mean(x * x)
   if n < 4 or gamma0 == 0:
-    return 1.0
+    return 1.0, 0
   total, lags = -1.0, 0  # rho_0 is counted twice below
   for m in range(0, n // 2 - 1):
     pair = 0.0
@@ -356,7 +364,7 @@ def autocorrelation_time(series: np.ndarray, *, min_lags: int = 10) -> float:
     total, lags = total + 2.0 * pair, 2 * m + 1
   half_sum = (total - 1.0) / 2.0
   total = (1.0 + 2.0 * half_sum) / max(1.0 - 2.0 * (lags - half_sum) / n, 0.5)
-  return max(1.0, total)
+  return max(1.0, total), lags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,7 +388,7 @@ class Verdict:
     standard_error: of `measured` against `predicted`: from the data (see
       the module docstring), with `bias_uncertainty` added in quadrature.
     autocorrelation_time: tau used (layers).
-    degrees_of_freedom: of the t reference, S (L / tau - 1).
+    degrees_of_freedom: of the t reference (see the module docstring).
     t: (measured - predicted) / standard_error.
     p_value: two-sided raw p-values.
     p_holm: Holm-corrected p-values.
@@ -575,14 +583,35 @@ def check(
   tau_floor = {'mean': 1.0, 'std': (1 + fixed['j22']) / (1 - fixed['j22'])}
   tau, gamma0, se, df = {}, {}, {}, {}
   for c, x in window.items():
-    tau[c] = max(tau_floor[c], autocorrelation_time(x))
+    estimate, lags = _autocorrelation(x, 10)
+    tau[c] = max(tau_floor[c], estimate)
+    # Degrees of freedom of the variance estimate (Satterthwaite): gamma_0
+    # has relative variance ~2 tau / N over N = S L values, and an estimated
+    # tau another ~2 (2K + 1) / N over K summed lags (Bartlett's formula for
+    # a flat lag window); a floored tau is a constant.
+    n_values = seeds * layers
+    if estimate > tau_floor[c]:
+      df[c] = n_values / (2 * lags + 1 + tau[c])
+    else:
+      df[c] = seeds * (layers / tau[c] - 1.0)
+    df[c] = max(1.0, df[c])
     centred = x - x.mean(axis=1, keepdims=True)
     # Centring each seed at its own average removes ~tau / L of the variance.
     shrink = max(1.0 - tau[c] / layers, 1.0 / layers)
     gamma0[c] = float(np.mean(centred**2)) / shrink
     sampling = gamma0[c] * tau[c] / (seeds * layers)
+    if seeds > 1:
+      # The seeds' spread estimates the same variance with no assumption on
+      # the serial correlation (S - 1 degrees of freedom): pooled with the
+      # within-seed estimate by degrees of freedom. It catches what the
+      # autocorrelation misses (the mean's slow build-up over the first
+      # ~100 layers).
+      between = float(np.var(np.mean(x, axis=1), ddof=1)) / seeds
+      sampling = (df[c] * sampling + (seeds - 1) * between) / (
+        df[c] + seeds - 1
+      )
+      df[c] += seeds - 1
     se[c] = math.sqrt(sampling + uncertainty[c] ** 2)
-    df[c] = max(1.0, seeds * (layers / tau[c] - 1.0))
   if not all(0 < v < math.inf for v in gamma0.values()):
     return _failed(
       base,
