@@ -102,6 +102,30 @@ class WrongSelusTest(parameterized.TestCase):
       self.assertEqual(v.verdict, sn.FAIL, v.reason)
       self.assertIn('does not fluctuate', v.reason)
 
+  def test_exploding_or_oscillating_stack_fails_whatever_its_average(self):
+    # He init (2/n) makes SELU explode; an oscillation about the right
+    # values has the right average. Both fluctuate far beyond finite-size
+    # noise: FAIL, not NOT TESTABLE.
+    means, stds = sn.simulate(
+      jax.random.key(0),
+      width=64,
+      batch=64,
+      depth=100,
+      seeds=2,
+      weight_variance=2.0,
+    )
+    v = sn.check(means, stds, width=64, batch=64)
+    self.assertEqual(v.verdict, sn.FAIL, v.reason)
+    sign = np.where(np.arange(200) % 2 == 0, 1.0, -1.0)
+    v = sn.check(
+      np.tile(0.3 * sign, (4, 1)),
+      np.tile(0.9967 + 0.3 * sign, (4, 1)),
+      width=256,
+      batch=256,
+    )
+    self.assertEqual(v.verdict, sn.FAIL, v.reason)
+    self.assertIn('fluctuates', v.reason)
+
   def test_overflowing_values_fail(self):
     rng = np.random.default_rng(0)
     v = sn.check(
