@@ -510,6 +510,7 @@ class WheelTest(absltest.TestCase):
       commands,
       [
         'jaxrelu-benchmark-activations',
+        'jaxrelu-benchmark-selu-test',
         'jaxrelu-benchmark-unit-stats',
         'jaxrelu-born-dead',
         'jaxrelu-compare-variants',
