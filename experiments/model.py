@@ -477,11 +477,23 @@ def teacher_groups(flag: dict, version: int) -> list[tuple]:
   return out
 
 
+def teacher_keys(seed: int, depth: int, width: int, seeds: int) -> jax.Array:
+  """dying_relu's per-seed keys: paired by construction.
+
+  They depend on the base seed and the network's shape only, so seed s has
+  the same weight noise, minibatch order and RReLU noise in every cell a
+  claim compares: across learning rates, bias inits, optimizers and
+  activations (which scale the same noise by their own gain).
+  """
+  tag = zlib.crc32(json.dumps(['teacher', depth, width]).encode())
+  return jax.random.split(jax.random.fold_in(jax.random.key(seed), tag), seeds)
+
+
 def train_teacher(flag: dict, activation: str, depth: int, width: int):
   """One group of `teacher_groups`, vectorized: a record per cell.
 
   Each (learning rate, bias init) cell trains flag['seeds'] seeds, whose
-  keys are folded from the cell's settings (not from its store key), on
+  keys come from `teacher_keys` (the same in every cell), on
   `data.teacher_dataset(flag['seed'])`, with plain SGD (no momentum) or
   Adam, no dropout; units are judged on the probe set.
 
@@ -489,19 +501,8 @@ def train_teacher(flag: dict, activation: str, depth: int, width: int):
     `stats.dead_cell` of each cell, learning rates outermost.
   """
   grid = [(lr, b) for lr in flag['learning_rates'] for b in flag['bias_inits']]
-  base = jax.random.key(flag['seed'])
-  tags = [
-    json.dumps([activation, depth, width, flag['optimizer'], lr, b])
-    for lr, b in grid
-  ]
-  keys = jnp.stack(
-    [
-      jax.random.split(
-        jax.random.fold_in(base, zlib.crc32(tag.encode())), flag['seeds']
-      )
-      for tag in tags
-    ]
-  )  # (cells, seeds)
+  seed_keys = teacher_keys(flag['seed'], depth, width, flag['seeds'])
+  keys = jnp.stack([seed_keys] * len(grid))  # (cells, seeds)
   cfg = {
     'width': width,
     'steps': flag['steps'],

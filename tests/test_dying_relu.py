@@ -79,6 +79,20 @@ class DyingReluTest(parameterized.TestCase):
     # PReLU slopes are learned and recorded, one per hidden layer.
     self.assertLen(cells[('prelu', 0.01, 0.0)]['final_slopes'][0], 4)
 
+  def test_seeds_pair_across_learning_rates_and_biases(self):
+    # Seed s starts from the same weights and trains on the same minibatch
+    # order in every cell: the step-0 record of a bias is bit-identical
+    # across learning rates, and the weights are across bias inits.
+    cells = {
+      (c['activation'], c['learning_rate'], c['bias_init']): c
+      for c in binaries.read_cells(self.sweep['whole_dir'])
+    }
+    for act in ('relu', 'prelu'):
+      for bias in (-1.0, 0.0, 0.01, 0.1):
+        first = [s[0] for s in cells[(act, 0.01, bias)]['dead_per_layer']]
+        again = [s[0] for s in cells[(act, 0.5, bias)]['dead_per_layer']]
+        self.assertEqual(first, again, (act, bias))
+
   def test_cells_spread_over_eight_devices_match_one_device(self):
     # The one-device reference: the whole sweep's relu cells, reported
     # alone (nothing is computed) to compare the claims too.
@@ -129,6 +143,43 @@ class DyingReluTest(parameterized.TestCase):
   def test_bad_flags(self, flag, message):
     result = self.binary.run(flag, f'--output_dir={self.out}/never')
     binaries.assert_one_line_error(self, result, message, f'{self.out}/never')
+
+
+class PairedInitTest(absltest.TestCase):
+  def test_step_zero_parameters_are_bit_identical_across_cells(self):
+    import jax
+    import jax.numpy as jnp
+
+    from experiments import data, model
+
+    dataset = jax.tree.map(jnp.asarray, data.teacher_dataset(0))
+    keys = model.teacher_keys(0, 4, 16, 3)
+    # A learning rate never enters the init; a bias init sets the hidden
+    # biases alone. The key is what train_seed splits for its init.
+    params = {
+      b: jax.vmap(
+        lambda k, b=b: model.init_params(
+          jax.random.split(k)[0], dataset, 1.4142135, b, depth=4, width=16
+        )
+      )(keys)
+      for b in (-1.0, -0.3, 0.0, 0.01)
+    }
+    for b, p in params.items():
+      for name in ('w_in', 'w_hidden', 'w_out', 'slopes', 'b_out'):
+        np.testing.assert_array_equal(p[name], params[0.0][name], name)
+      np.testing.assert_array_equal(
+        p['b_hidden'], np.full((3, 3, 16), b, np.float32)
+      )
+    # Other widths or depths get other keys; seeds differ from each other.
+    self.assertFalse(
+      np.array_equal(
+        jax.random.key_data(keys),
+        jax.random.key_data(model.teacher_keys(0, 4, 32, 3)),
+      )
+    )
+    self.assertFalse(
+      np.array_equal(params[0.0]['w_in'][0], params[0.0]['w_in'][1])
+    )
 
 
 if __name__ == '__main__':
