@@ -2,7 +2,9 @@ r"""Dying ReLU: what kills units, and what saves them, measured in training.
 
 Claims under test, each reported with its seed spread:
 
-1. A high learning rate raises the dead fraction of ReLU.
+1. A high learning rate raises the dead fraction of ReLU: tested as the
+   trend over the whole learning-rate grid (per-seed slopes, seeds paired
+   by construction), with divergence reported as its own outcome.
 2. Bias -1 leaves whole layers dead from the start.
 3. A small positive bias (0.01) helps. CS231n calls this unclear; we report
    what we measure.
@@ -24,7 +26,8 @@ cell is one (activation, depth, width, learning rate, bias init) over all
 seeds, stored by `experiments.store` under a key of every setting, so a
 rerun resumes and `--num_tasks`/`--report_only` split the sweep (see
 `experiments.sweep`). Outputs: `cells/`, `cells.csv`, `summary.json`,
-`report.md`, `dead_heatmaps.png` and `dead_vs_step.png`. Exit status: 0
+`report.md`, `dead_heatmaps.png`, `dead_vs_step.png` and `dead_vs_lr.png`
+(the final dead fraction against the learning rate). Exit status: 0
 when claims 1, 2 and 4 held, 1 when one did not, 2 for a usage error.
 
 Usage (from the repo root; `jaxrelu-dying-relu` once installed):
@@ -52,8 +55,10 @@ _ACTS = flags.DEFINE_list('activations', list(ACTIVATIONS), 'Activations.')
 _BATCH = flags.DEFINE_integer('batch', 128, 'Minibatch size.')
 _BIASES = flags.DEFINE_list('bias_inits', ['-1', '0', '0.01'], 'Bias inits.')
 _DEPTHS = flags.DEFINE_list('depths', ['4'], 'Hidden layers.')
+# From 0.01 (nothing dies) across SGD's dying regime, where units die and
+# seeds start to diverge (0.5-0.9 for the default MLP, BUILD_NOTES.md).
 _LRS = flags.DEFINE_list(
-  'learning_rates', ['0.01', '0.1', '0.3', '1.0'], 'LRs.'
+  'learning_rates', ['0.01', '0.1', '0.3', '0.5', '0.7', '0.9'], 'LRs.'
 )
 _OPTIMIZER = flags.DEFINE_string('optimizer', 'sgd', f'One of {OPTIMIZERS}.')
 _OUTPUT_DIR = cli.output_dir_flag('dying_relu', __name__)
@@ -73,10 +78,15 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
   Cells where training diverged (non-finite loss) in any seed are listed
   and left out of the claims: their dead fraction measures divergence.
   """
-  lines, verdicts = [], {}
+  lines, verdicts, trends = [], {}, {}
+  for at in stats.DeadCells.each(cells, flag):
+    b0 = 0.0 if 0.0 in at.biases else at.biases[len(at.biases) // 2]
+    trends[_tag(at, flag)] = stats.lr_trend(at, 'relu', b0)
+  ps = {t: v['p'] if math.isfinite(v['p']) else 1.0 for t, v in trends.items()}
+  adjusted = stats.holm(ps)
   for at in stats.DeadCells.each(cells, flag):
     lrs, biases = at.lrs, at.biases
-    tag = f'depth {at.depth}, width {at.width}, {flag["optimizer"]}'
+    tag = _tag(at, flag)
     lines.append(f'## {tag}\n')
     if diverged := at.diverged():
       lines.append(
@@ -84,25 +94,32 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
         + ', '.join(f'{a} lr {lr:g} bias {b:g}' for a, lr, b in diverged)
         + '.\n'
       )
-    # (1) high learning rate, among the learning rates that trained.
+    # (1) learning rate: the trend over the whole grid, seeds paired.
     b0 = 0.0 if 0.0 in biases else biases[len(biases) // 2]
-    stable = [lr for lr in lrs if at.stable('relu', lr, b0)]
-    if len(stable) > 1:
-      lo, hi = at.get('relu', stable[0], b0), at.get('relu', stable[-1], b0)
-      m, se = stats.paired_difference(
-        stats.final_dead(hi), stats.final_dead(lo)
-      )
-      held = m > 2 * se if math.isfinite(se) else m > 0
-      verdicts[f'{tag}: high lr raises ReLU dead fraction'] = bool(held)
-      lines.append(
-        f'1. **High learning rate.** ReLU, bias {b0:g}: dead fraction '
-        f'{lo["final_dead_mean"]:.3f} +- {lo["final_dead_std"]:.3f} at lr '
-        f'{stable[0]:g} vs {hi["final_dead_mean"]:.3f} +- '
-        f'{hi["final_dead_std"]:.3f} at lr {stable[-1]:g}, the highest '
-        f'that did not diverge (mean +- std over {lo["seeds"]} seeds; '
-        f'paired difference {m:+.3f} +- {se:.3f} SE). Claim '
-        f'{"HELD" if held else "DID NOT HOLD"}.'
-      )
+    trend = trends[tag]
+    verdict = trend_verdict(trend, adjusted[tag])
+    verdicts[f'{tag}: high lr raises ReLU dead fraction'] = {
+      'verdict': verdict,
+      'held': verdict == 'SUPPORTED',
+      **{k: trend[k] for k in ('n', 'mean', 'ci', 'p', 'detectable')},
+      'p_holm': adjusted[tag],
+    }
+    per_lr = '; '.join(
+      f'lr {r["lr"]:g}: {r["dead_mean"]:.3f} +- {r["dead_std"]:.3f}'
+      + (f' ({r["diverged"]}/{r["seeds"]} diverged)' if r['diverged'] else '')
+      for r in trend['rows']
+    )
+    lo, hi = trend['ci']
+    lines.append(
+      f'1. **High learning rate.** ReLU, bias {b0:g}, final dead fraction '
+      f'(mean +- std over the seeds that stayed finite): {per_lr}. Trend '
+      f'(per-seed slope of the dead fraction per decade of learning rate, '
+      f'seeds paired, {trend["n"]} seeds with >= 3 finite rates): '
+      f'{trend["mean"]:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), t-test p = '
+      f'{trend["p"]:.2g} (Holm {adjusted[tag]:.2g}), Wilcoxon p = '
+      f'{trend["wilcoxon_p"]:.2g}; a slope of {trend["detectable"]:.3f} was '
+      f'detectable. **{verdict}.**'
+    )
     # (2) negative bias, at initialisation.
     neg = [b for b in biases if b < 0]
     if neg and (c := at.get('relu', lrs[0], neg[0])):
@@ -157,6 +174,25 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
   return '\n'.join(lines) + '\n', verdicts
 
 
+def _tag(at: stats.DeadCells, flag: dict) -> str:
+  return f'depth {at.depth}, width {at.width}, {flag["optimizer"]}'
+
+
+def trend_verdict(trend: dict, p_holm: float) -> str:
+  """The learning-rate claim's verdict from `stats.lr_trend`."""
+  if trend['n'] < 2:
+    return (
+      'NOT TESTABLE (fewer than 2 seeds stayed finite at 3 or more learning '
+      'rates)'
+    )
+  if p_holm <= 0.05:
+    return 'SUPPORTED' if trend['mean'] > 0 else 'CONTRADICTED'
+  return (
+    f'NOT TESTABLE (no significant trend; slopes below '
+    f'{trend["detectable"]:.3f} per decade were not detectable)'
+  )
+
+
 def check_flags() -> dict:
   """Every flag, checked before any compute; UsageError on the first bad."""
   flag = {
@@ -195,7 +231,9 @@ def main(argv: Sequence[str]) -> int:
   # Claim 3 is reported as measured (HELPED / HURT / NO CLEAR EFFECT): the
   # literature calls it unclear, so it decides no exit status.
   held = verdicts is None or all(
-    v for v in verdicts.values() if isinstance(v, bool)
+    v if isinstance(v, bool) else v['held']
+    for v in verdicts.values()
+    if isinstance(v, bool) or 'held' in v
   )
   return cli.EXIT_HELD if held else cli.EXIT_NOT_HELD
 

@@ -331,7 +331,8 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
 
   dead_heatmaps.png: the final dead fraction over (learning rate, bias
   init) per activation; dead_vs_step.png: ReLU's dead fraction in training,
-  a cross where a seed diverged.
+  a cross where a seed diverged; dead_vs_lr.png: the final dead fraction
+  against the learning rate (finite seeds) beside the fraction diverged.
 
   Args:
     cells: stored cells by (activation, depth, width, lr, bias).
@@ -380,6 +381,43 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
     ylabel='ReLU dead fraction (mean over layers, finite seeds)',
   )
   figure([panel], f'{out}/dead_vs_step.png', size=(6, 4))
+  # The curve the experiment exists for: final dead fraction against the
+  # learning rate (finite seeds), beside the fraction of seeds diverged.
+  b0 = 0.0 if 0.0 in biases else biases[len(biases) // 2]
+  dead_lines, diverged_lines = [], []
+  for act in flag['activations']:
+    found = [
+      (lr, c) for lr in lrs if (c := cells.get((act, depth, width, lr, b0)))
+    ]
+    if not found:
+      continue
+    x = [lr for lr, _ in found]
+    mean = [c['final_dead_mean'] for _, c in found]
+    std = [c['final_dead_std'] for _, c in found]
+    gone = [c['diverged'] / len(c['finite_seeds']) for _, c in found]
+    dead_lines.append(Line.of(act, x, mean, yerr=std, marker='o'))
+    diverged_lines.append(Line.of(act, x, gone, marker='o'))
+  figure(
+    [
+      Panel(
+        dead_lines,
+        title=f'bias {b0:g}: mean +- std over the seeds that stayed finite',
+        xlabel='learning rate',
+        ylabel='final dead (ReLU) / never-positive fraction',
+        xlog=lrs,
+      ),
+      Panel(
+        diverged_lines,
+        title='divergence, its own outcome',
+        xlabel='learning rate',
+        ylabel='fraction of seeds diverged',
+        xlog=lrs,
+        ylim=(-0.05, 1.05),
+      ),
+    ],
+    f'{out}/dead_vs_lr.png',
+    size=(5.5, 4),
+  )
 
 
 def born_dead_figure(rows: list[dict], inits: Sequence[str], path: str) -> str:

@@ -566,3 +566,76 @@ def selu_bias_rows(results: Sequence[dict]) -> list[dict]:
       }
     )
   return rows
+
+
+def lr_trend(at: DeadCells, act: str, bias: float) -> dict:
+  """The learning-rate claim: the trend of the final dead fraction with lr.
+
+  Seeds are paired by construction (`model.teacher_keys`), so each seed
+  gives a slope: the least-squares slope of its final dead fraction (mean
+  over layers) against log10(learning rate), over the learning rates where
+  that seed stayed finite (at least 3). The slopes' mean, its t-based 95%
+  CI, the one-sample t-test (two-sided) and Wilcoxon's signed-rank p are the
+  effect, its interval and the tests. Divergence is its own outcome: per
+  learning rate, the seeds that diverged and the dead fraction of those
+  that did not.
+
+  Returns:
+    {'rows': per learning rate (lr, diverged, seeds, dead mean, dead std),
+    'slopes': per seed (NaN where fewer than 3 finite), and the test:
+    'n', 'mean', 'ci', 'p', 'wilcoxon_p', 'detectable' (the slope a
+    two-sided t-test at 0.05 detects with probability 0.8)}.
+  """
+  from scipy import stats as scipy_stats
+
+  lrs = [lr for lr in at.lrs if at.get(act, lr, bias) is not None]
+  rows, columns = [], []
+  for lr in lrs:
+    cell = at.get(act, lr, bias)
+    ok = np.asarray(cell['finite_seeds'])
+    dead = np.asarray(cell['dead_per_layer'], np.float64)[:, -1].mean(-1)
+    dead = np.where(ok, dead, np.nan)
+    columns.append(dead)
+    finite = dead[ok]
+    rows.append(
+      {
+        'lr': lr,
+        'diverged': int((~ok).sum()),
+        'seeds': int(ok.size),
+        'dead_mean': float(finite.mean()) if finite.size else math.nan,
+        'dead_std': float(finite.std()) if finite.size else math.nan,
+      }
+    )
+  out = {'rows': rows, 'slopes': [], 'n': 0, 'mean': math.nan}
+  out.update(ci=[math.nan, math.nan], p=math.nan, wilcoxon_p=math.nan)
+  out['detectable'] = math.nan
+  if not columns:
+    return out
+  dead = np.stack(columns, axis=1)  # (seeds, lrs)
+  x = np.log10(np.asarray(lrs))
+  slopes = []
+  for row in dead:
+    ok = np.isfinite(row)
+    if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
+      slopes.append(float(np.polyfit(x[ok], row[ok], 1)[0]))
+    else:
+      slopes.append(math.nan)
+  out['slopes'] = slopes
+  s = np.asarray([v for v in slopes if math.isfinite(v)])
+  out['n'] = int(s.size)
+  if s.size >= 2:
+    se = s.std(ddof=1) / math.sqrt(s.size)
+    t_crit = float(scipy_stats.t.ppf(0.975, s.size - 1))
+    out['mean'] = float(s.mean())
+    out['ci'] = [out['mean'] - t_crit * se, out['mean'] + t_crit * se]
+    if se > 0:
+      out['p'] = float(scipy_stats.ttest_1samp(s, 0.0).pvalue)
+    else:
+      out['p'] = 0.0 if out['mean'] != 0 else 1.0
+    out['detectable'] = (t_crit + 0.8416) * se
+    nonzero = s[s != 0]
+    if nonzero.size:
+      with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        out['wilcoxon_p'] = float(scipy_stats.wilcoxon(nonzero).pvalue)
+  return out

@@ -53,7 +53,7 @@ class DyingReluTest(parameterized.TestCase):
     parts = self.sweep['parts_dir']
     for name in ('cells.csv', 'report.md', 'summary.json'):
       self.assertTrue(os.path.exists(f'{parts}/{name}'), name)
-    for png in ('dead_heatmaps.png', 'dead_vs_step.png'):
+    for png in ('dead_heatmaps.png', 'dead_vs_step.png', 'dead_vs_lr.png'):
       with open(f'{parts}/{png}', 'rb') as f:
         self.assertEqual(f.read(4), b'\x89PNG')
     with open(f'{parts}/report.md') as f:
@@ -180,6 +180,52 @@ class PairedInitTest(absltest.TestCase):
     self.assertFalse(
       np.array_equal(params[0.0]['w_in'][0], params[0.0]['w_in'][1])
     )
+
+
+class LearningRateTrendTest(absltest.TestCase):
+  def test_trend_is_per_seed_slope_over_finite_rates(self):
+    from scipy import stats as scipy_stats
+
+    from experiments import stats
+
+    lrs = [0.01, 0.1, 1.0, 10.0]
+    # Seed x lr final dead fractions (one layer); seed 2 diverges at lr 10.
+    dead = np.array(
+      [[0.0, 0.1, 0.2, 0.4], [0.0, 0.0, 0.3, 0.3], [0.1, 0.1, 0.4, 0.0]]
+    )
+    finite = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]], bool)
+    cells = {
+      ('relu', 2, 8, lr, 0.0): {
+        'finite_seeds': finite[:, j].tolist(),
+        # (seeds, records + 1, depth): the last record is what counts.
+        'dead_per_layer': np.stack([np.zeros(3), dead[:, j]], axis=1)[
+          ..., None
+        ].tolist(),
+      }
+      for j, lr in enumerate(lrs)
+    }
+    flag = {
+      'activations': ['relu'],
+      'learning_rates': lrs,
+      'bias_inits': [0.0],
+      'depths': [2],
+      'widths': [8],
+    }
+    (at,) = stats.DeadCells.each(cells, flag)
+    trend = stats.lr_trend(at, 'relu', 0.0)
+    x = np.log10(lrs)
+    expected = [
+      np.polyfit(x, dead[0], 1)[0],
+      np.polyfit(x, dead[1], 1)[0],
+      np.polyfit(x[:3], dead[2, :3], 1)[0],  # the diverged rate left out
+    ]
+    np.testing.assert_allclose(trend['slopes'], expected, rtol=1e-12)
+    self.assertAlmostEqual(trend['mean'], np.mean(expected), places=12)
+    self.assertAlmostEqual(
+      trend['p'], scipy_stats.ttest_1samp(expected, 0.0).pvalue, places=12
+    )
+    self.assertEqual([r['diverged'] for r in trend['rows']], [0, 0, 0, 1])
+    self.assertAlmostEqual(trend['rows'][3]['dead_mean'], 0.35)
 
 
 if __name__ == '__main__':
