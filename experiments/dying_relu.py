@@ -13,21 +13,23 @@ Claims under test, each reported with its seed spread:
    set; unlike dead ReLUs, these still pass gradient.
 
 MLPs (`--depths` x `--widths`, initialised by `jaxrelu.initializers` for
-their activation, biases set to each of `--bias_inits`) are trained with
-optax (`--optimizer`, `--learning_rates`) on a classification task labelled
-by a seeded random teacher network: data generated in code, nothing
-downloaded. Learning rates, bias inits and seeds share shapes, so they run
-vectorized (`vmap`) in one compiled program per (activation, depth, width,
-optimizer) group. When several devices are present, the vectorized axis is
-spread over them.
+their activation) are trained with each of `--optimizers`: plain SGD over
+`--learning_rates` x `--bias_inits`, Adam over `--adam_learning_rates` x
+`--adam_bias_inits`, on a classification task labelled by a seeded random
+teacher network (data generated in code, nothing downloaded). Seed s has
+the same init noise and minibatch order in every cell (`model.teacher_keys`).
+Learning rates, bias inits and seeds run vectorized (`vmap`) in one
+compiled program per (optimizer, activation, depth, width) group, spread
+over the devices when there are several.
 
 The model is `experiments.model`'s MLP and trainer (plain SGD or Adam); a
 cell is one (activation, depth, width, learning rate, bias init) over all
 seeds, stored by `experiments.store` under a key of every setting, so a
 rerun resumes and `--num_tasks`/`--report_only` split the sweep (see
 `experiments.sweep`). Outputs: `cells/`, `cells.csv`, `summary.json`,
-`report.md`, `dead_heatmaps.png`, `dead_vs_step.png` and `dead_vs_lr.png`
-(the final dead fraction against the learning rate). Exit status: 0
+`report.md`, and per optimizer `dead_heatmaps_*.png`, `dead_vs_step_*.png`
+and `dead_vs_lr_*.png` (the dead fraction against the learning rate).
+Exit status: 0
 when claims 1, 2 and 4 held, 1 when one did not, 2 for a usage error.
 
 Usage (from the repo root; `jaxrelu-dying-relu` once installed):
@@ -53,14 +55,29 @@ OPTIMIZERS = ('sgd', 'adam')
 
 _ACTS = flags.DEFINE_list('activations', list(ACTIVATIONS), 'Activations.')
 _BATCH = flags.DEFINE_integer('batch', 128, 'Minibatch size.')
-_BIASES = flags.DEFINE_list('bias_inits', ['-1', '0', '0.01'], 'Bias inits.')
+_BIASES = flags.DEFINE_list(
+  'bias_inits', ['-1', '0', '0.01'], 'Bias inits (with SGD).'
+)
+_ADAM_BIASES = flags.DEFINE_list(
+  'adam_bias_inits', ['0'], 'Bias inits with Adam.'
+)
+# Adam's dying regime lies around 1e-2 to 1e-1 (BUILD_NOTES.md).
+_ADAM_LRS = flags.DEFINE_list(
+  'adam_learning_rates',
+  ['0.001', '0.003', '0.01', '0.03', '0.1'],
+  'Learning rates with Adam.',
+)
 _DEPTHS = flags.DEFINE_list('depths', ['4'], 'Hidden layers.')
 # From 0.01 (nothing dies) across SGD's dying regime, where units die and
 # seeds start to diverge (0.5-0.9 for the default MLP, BUILD_NOTES.md).
 _LRS = flags.DEFINE_list(
-  'learning_rates', ['0.01', '0.1', '0.3', '0.5', '0.7', '0.9'], 'LRs.'
+  'learning_rates',
+  ['0.01', '0.1', '0.3', '0.5', '0.7', '0.9'],
+  'Learning rates with SGD.',
 )
-_OPTIMIZER = flags.DEFINE_string('optimizer', 'sgd', f'One of {OPTIMIZERS}.')
+_OPTIMIZERS = flags.DEFINE_list(
+  'optimizers', list(OPTIMIZERS), f'Comma list of: {", ".join(OPTIMIZERS)}.'
+)
 _OUTPUT_DIR = cli.output_dir_flag('dying_relu', __name__)
 _RECORD_EVERY = flags.DEFINE_integer('record_every', 25, 'Steps per record.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Base PRNG seed.')
@@ -75,18 +92,28 @@ VERSION = 3
 def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
   """Markdown report: each claim with its numbers, and plain verdicts.
 
-  Cells where training diverged (non-finite loss) in any seed are listed
-  and left out of the claims: their dead fraction measures divergence.
+  Args:
+    cells: stored cells by (optimizer, activation, depth, width, lr, bias).
+    flag: the checked flags.
+
+  The learning-rate claim uses every seed that stayed finite; the others
+  leave out cells where a seed diverged (their dead fraction measures
+  divergence). The learning-rate trends are Holm-corrected together.
   """
   lines, verdicts, trends = [], {}, {}
-  for at in stats.DeadCells.each(cells, flag):
+  blocks = []  # (DeadCells, its optimizer's flags), optimizers outermost
+  for opt in flag['optimizers']:
+    mine = {k[1:]: c for k, c in cells.items() if k[0] == opt}
+    grid = model.optimizer_flag(flag, opt)
+    blocks += [(at, grid) for at in stats.DeadCells.each(mine, grid)]
+  for at, grid in blocks:
     b0 = 0.0 if 0.0 in at.biases else at.biases[len(at.biases) // 2]
-    trends[_tag(at, flag)] = stats.lr_trend(at, 'relu', b0)
+    trends[_tag(at, grid)] = stats.lr_trend(at, 'relu', b0)
   ps = {t: v['p'] if math.isfinite(v['p']) else 1.0 for t, v in trends.items()}
   adjusted = stats.holm(ps)
-  for at in stats.DeadCells.each(cells, flag):
+  for at, grid in blocks:
     lrs, biases = at.lrs, at.biases
-    tag = _tag(at, flag)
+    tag = _tag(at, grid)
     lines.append(f'## {tag}\n')
     if diverged := at.diverged():
       lines.append(
@@ -95,31 +122,9 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
         + '.\n'
       )
     # (1) learning rate: the trend over the whole grid, seeds paired.
-    b0 = 0.0 if 0.0 in biases else biases[len(biases) // 2]
-    trend = trends[tag]
-    verdict = trend_verdict(trend, adjusted[tag])
-    verdicts[f'{tag}: high lr raises ReLU dead fraction'] = {
-      'verdict': verdict,
-      'held': verdict == 'SUPPORTED',
-      **{k: trend[k] for k in ('n', 'mean', 'ci', 'p', 'detectable')},
-      'p_holm': adjusted[tag],
-    }
-    per_lr = '; '.join(
-      f'lr {r["lr"]:g}: {r["dead_mean"]:.3f} +- {r["dead_std"]:.3f}'
-      + (f' ({r["diverged"]}/{r["seeds"]} diverged)' if r['diverged'] else '')
-      for r in trend['rows']
-    )
-    lo, hi = trend['ci']
-    lines.append(
-      f'1. **High learning rate.** ReLU, bias {b0:g}, final dead fraction '
-      f'(mean +- std over the seeds that stayed finite): {per_lr}. Trend '
-      f'(per-seed slope of the dead fraction per decade of learning rate, '
-      f'seeds paired, {trend["n"]} seeds with >= 3 finite rates): '
-      f'{trend["mean"]:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), t-test p = '
-      f'{trend["p"]:.2g} (Holm {adjusted[tag]:.2g}), Wilcoxon p = '
-      f'{trend["wilcoxon_p"]:.2g}; a slope of {trend["detectable"]:.3f} was '
-      f'detectable. **{verdict}.**'
-    )
+    line, verdict = report_lib.dying_lr_claim(trends[tag], adjusted[tag])
+    verdicts[f'{tag}: high lr raises ReLU dead fraction'] = verdict
+    lines.append(line)
     # (2) negative bias, at initialisation.
     neg = [b for b in biases if b < 0]
     if neg and (c := at.get('relu', lrs[0], neg[0])):
@@ -178,32 +183,21 @@ def _tag(at: stats.DeadCells, flag: dict) -> str:
   return f'depth {at.depth}, width {at.width}, {flag["optimizer"]}'
 
 
-def trend_verdict(trend: dict, p_holm: float) -> str:
-  """The learning-rate claim's verdict from `stats.lr_trend`."""
-  if trend['n'] < 2:
-    return (
-      'NOT TESTABLE (fewer than 2 seeds stayed finite at 3 or more learning '
-      'rates)'
-    )
-  if p_holm <= 0.05:
-    return 'SUPPORTED' if trend['mean'] > 0 else 'CONTRADICTED'
-  return (
-    f'NOT TESTABLE (no significant trend; slopes below '
-    f'{trend["detectable"]:.3f} per decade were not detectable)'
-  )
-
-
 def check_flags() -> dict:
   """Every flag, checked before any compute; UsageError on the first bad."""
   flag = {
     'activations': cli.choices('activations', _ACTS.value, ACTIVATIONS),
-    'learning_rates': cli.floats(
+    'optimizers': cli.choices('optimizers', _OPTIMIZERS.value, OPTIMIZERS),
+    'sgd_learning_rates': cli.floats(
       'learning_rates', _LRS.value, low=0, low_open=True
     ),
-    'bias_inits': cli.floats('bias_inits', _BIASES.value),
+    'sgd_bias_inits': cli.floats('bias_inits', _BIASES.value),
+    'adam_learning_rates': cli.floats(
+      'adam_learning_rates', _ADAM_LRS.value, low=0, low_open=True
+    ),
+    'adam_bias_inits': cli.floats('adam_bias_inits', _ADAM_BIASES.value),
     'depths': cli.integers('depths', _DEPTHS.value),
     'widths': cli.integers('widths', _WIDTHS.value),
-    'optimizer': cli.choices('optimizer', [_OPTIMIZER.value], OPTIMIZERS)[0],
     **cli.values(_STEPS, _SEEDS, _BATCH, _RECORD_EVERY, _SEED),
   }
   cli.record_schedule(flag, 'seeds', 'batch')
@@ -212,13 +206,14 @@ def check_flags() -> dict:
 
 def write(flag: dict, outcome: sweep.Outcome) -> dict:
   """Report, CSV, summary and figures of the stored cells; the verdicts."""
-  cells = outcome.by(
-    'activation', 'depth', 'width', 'learning_rate', 'bias_init'
-  )
+  key = ('optimizer', 'activation', 'depth', 'width', 'learning_rate')
+  cells = outcome.by(*key, 'bias_init')
   text, verdicts = report(cells, flag)
   text = report_lib.missing_text(outcome) + text
   report_lib.write_dying(outcome, cells, flag, text, verdicts)
-  plots.dead_fraction_figures(cells, flag)
+  for opt in flag['optimizers']:
+    mine = {k[1:]: c for k, c in cells.items() if k[0] == opt}
+    plots.dead_fraction_figures(mine, model.optimizer_flag(flag, opt))
   print(text)
   return verdicts
 

@@ -445,8 +445,7 @@ def teacher_groups(flag: dict, version: int) -> list[tuple]:
   and `version`.
   """
   shared = {
-    k: flag[k]
-    for k in ('optimizer', 'steps', 'seeds', 'batch', 'record_every', 'seed')
+    k: flag[k] for k in ('steps', 'seeds', 'batch', 'record_every', 'seed')
   }
   shared['data'] = [
     data.TEACHER_INPUTS,
@@ -455,26 +454,41 @@ def teacher_groups(flag: dict, version: int) -> list[tuple]:
     data.TEACHER_PROBE,
   ]
   shared['version'] = version
-  lrs, biases = flag['learning_rates'], flag['bias_inits']
   out = []
-  for act in flag['activations']:
-    for depth in flag['depths']:
-      for width in flag['widths']:
-        settings = [
-          {
-            **shared,
-            'activation': act,
-            'depth': depth,
-            'width': width,
-            'learning_rate': lr,
-            'bias_init': b,
-          }
-          for lr in lrs
-          for b in biases
-        ]
-        compute = functools.partial(train_teacher, flag, act, depth, width)
-        out.append((f'{act} depth {depth} width {width}', settings, compute))
+  for opt in flag['optimizers']:
+    grid = optimizer_flag(flag, opt)
+    lrs, biases = grid['learning_rates'], grid['bias_inits']
+    for act in flag['activations']:
+      for depth in flag['depths']:
+        for width in flag['widths']:
+          settings = [
+            {
+              **shared,
+              'optimizer': opt,
+              'activation': act,
+              'depth': depth,
+              'width': width,
+              'learning_rate': lr,
+              'bias_init': b,
+            }
+            for lr in lrs
+            for b in biases
+          ]
+          compute = functools.partial(train_teacher, grid, act, depth, width)
+          label = f'{opt} {act} depth {depth} width {width}'
+          out.append((label, settings, compute))
   return out
+
+
+def optimizer_flag(flag: dict, optimizer: str) -> dict:
+  """dying_relu's flags as one optimizer sees them: its own learning rates
+  and bias inits under the plain names."""
+  return {
+    **flag,
+    'optimizer': optimizer,
+    'learning_rates': flag[f'{optimizer}_learning_rates'],
+    'bias_inits': flag[f'{optimizer}_bias_inits'],
+  }
 
 
 def teacher_keys(seed: int, depth: int, width: int, seeds: int) -> jax.Array:

@@ -329,10 +329,11 @@ def variant_figures(table) -> None:
 def dead_fraction_figures(cells: dict, flag: dict) -> None:
   """dying_relu's figures, into flag['output_dir'].
 
-  dead_heatmaps.png: the final dead fraction over (learning rate, bias
-  init) per activation; dead_vs_step.png: ReLU's dead fraction in training,
-  a cross where a seed diverged; dead_vs_lr.png: the final dead fraction
-  against the learning rate (finite seeds) beside the fraction diverged.
+  For flag['optimizer'] (a suffix of every file name): dead_heatmaps: the
+  final dead fraction over (learning rate, bias init) per activation;
+  dead_vs_step: ReLU's dead fraction in training, a cross where a seed
+  diverged; dead_vs_lr: the final dead fraction against the learning rate
+  (finite seeds) beside the fraction diverged.
 
   Args:
     cells: stored cells by (activation, depth, width, lr, bias).
@@ -354,7 +355,7 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
     grids,
     [f'{v:g}' for v in lrs],
     [f'{v:g}' for v in biases],
-    f'{out}/dead_heatmaps.png',
+    f'{out}/dead_heatmaps_{flag["optimizer"]}.png',
     xlabel='learning rate',
     ylabel='bias init',
     label='final dead fraction',
@@ -380,7 +381,7 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
     xlabel='step',
     ylabel='ReLU dead fraction (mean over layers, finite seeds)',
   )
-  figure([panel], f'{out}/dead_vs_step.png', size=(6, 4))
+  figure([panel], f'{out}/dead_vs_step_{flag["optimizer"]}.png', size=(6, 4))
   # The curve the experiment exists for: final dead fraction against the
   # learning rate (finite seeds), beside the fraction of seeds diverged.
   b0 = 0.0 if 0.0 in biases else biases[len(biases) // 2]
@@ -415,7 +416,7 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
         ylim=(-0.05, 1.05),
       ),
     ],
-    f'{out}/dead_vs_lr.png',
+    f'{out}/dead_vs_lr_{flag["optimizer"]}.png',
     size=(5.5, 4),
   )
 

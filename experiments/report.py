@@ -384,7 +384,8 @@ def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
 
   Args:
     outcome: the sweep's `sweep.Outcome`.
-    cells: its stored cells, by (activation, depth, width, lr, bias).
+    cells: its stored cells, by (optimizer, activation, depth, width, lr,
+      bias).
     flag: the binary's checked flags.
     text: the report (without its title).
     verdicts: the claims' verdicts.
@@ -394,13 +395,18 @@ def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
   out = flag['output_dir']
   write_text(f'{out}/report.md', '# Dying ReLU\n\n' + text)
   write_csv(f'{out}/cells.csv', list(cells.values()), DYING_FIELDS)
-  cells_per_group = len(flag['learning_rates']) * len(flag['bias_inits'])
+  cells_per_group = [
+    len(flag[f'{opt}_learning_rates']) * len(flag[f'{opt}_bias_inits'])
+    for opt in flag['optimizers']
+  ]
   devices = jax.device_count()
   meta = provenance(flag_values(flag))
   # model.train_grid spreads a group's cells over the devices when they
   # divide evenly.
   meta['cells_sharded_over_devices'] = (
-    devices if devices > 1 and cells_per_group % devices == 0 else 1
+    devices
+    if devices > 1 and all(n % devices == 0 for n in cells_per_group)
+    else 1
   )
   write_json(
     f'{out}/summary.json',
@@ -491,3 +497,42 @@ def write_results(flag: dict, outcome, text: str, **results) -> None:
   write_csv(f'{out}/results.csv', results['runs'])
   print(text)
   print(f'Wrote {out}/results.json, results.csv, results.md')
+
+
+def dying_lr_claim(trend: dict, p_holm: float) -> tuple[str, dict]:
+  """dying_relu's learning-rate claim from `stats.lr_trend`: line, verdict.
+
+  SUPPORTED (CONTRADICTED) when the Holm-corrected t-test finds a rising
+  (falling) trend; NOT TESTABLE otherwise, with the slope it could detect.
+  """
+  if trend['n'] < 2:
+    verdict = (
+      'NOT TESTABLE (fewer than 2 seeds stayed finite at 3 or more learning '
+      'rates)'
+    )
+  elif p_holm <= 0.05:
+    verdict = 'SUPPORTED' if trend['mean'] > 0 else 'CONTRADICTED'
+  else:
+    verdict = (
+      f'NOT TESTABLE (no significant trend; slopes below '
+      f'{trend["detectable"]:.3f} per decade were not detectable)'
+    )
+  per_lr = '; '.join(
+    f'lr {r["lr"]:g}: {r["dead_mean"]:.3f} +- {r["dead_std"]:.3f}'
+    + (f' ({r["diverged"]}/{r["seeds"]} diverged)' if r['diverged'] else '')
+    for r in trend['rows']
+  )
+  lo, hi = trend['ci']
+  line = (
+    f'1. **High learning rate.** ReLU, bias {trend["bias"]:g}, final dead '
+    f'fraction (mean +- std over the seeds that stayed finite): {per_lr}. '
+    'Trend (per-seed slope of the dead fraction per decade of learning '
+    f'rate, seeds paired, {trend["n"]} seeds with >= 3 finite rates): '
+    f'{trend["mean"]:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), t-test p = '
+    f'{trend["p"]:.2g} (Holm {p_holm:.2g}), Wilcoxon p = '
+    f'{trend["wilcoxon_p"]:.2g}; a slope of {trend["detectable"]:.3f} was '
+    f'detectable. **{verdict}.**'
+  )
+  summary = {k: trend[k] for k in ('n', 'mean', 'ci', 'p', 'detectable')}
+  held = verdict == 'SUPPORTED'
+  return line, {'verdict': verdict, 'held': held, **summary, 'p_holm': p_holm}

@@ -606,7 +606,7 @@ def lr_trend(at: DeadCells, act: str, bias: float) -> dict:
         'dead_std': float(finite.std()) if finite.size else math.nan,
       }
     )
-  out = {'rows': rows, 'slopes': [], 'n': 0, 'mean': math.nan}
+  out = {'rows': rows, 'slopes': [], 'n': 0, 'mean': math.nan, 'bias': bias}
   out.update(ci=[math.nan, math.nan], p=math.nan, wilcoxon_p=math.nan)
   out['detectable'] = math.nan
   if not columns:

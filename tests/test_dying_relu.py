@@ -15,6 +15,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 _SMALL = (
+  '--optimizers=sgd',
   '--learning_rates=0.01,0.5',
   '--bias_inits=-1,0,0.01,0.1',  # with 2 learning rates: 8 cells a group
   '--depths=4',
@@ -53,7 +54,11 @@ class DyingReluTest(parameterized.TestCase):
     parts = self.sweep['parts_dir']
     for name in ('cells.csv', 'report.md', 'summary.json'):
       self.assertTrue(os.path.exists(f'{parts}/{name}'), name)
-    for png in ('dead_heatmaps.png', 'dead_vs_step.png', 'dead_vs_lr.png'):
+    for png in (
+      'dead_heatmaps_sgd.png',
+      'dead_vs_step_sgd.png',
+      'dead_vs_lr_sgd.png',
+    ):
       with open(f'{parts}/{png}', 'rb') as f:
         self.assertEqual(f.read(4), b'\x89PNG')
     with open(f'{parts}/report.md') as f:
@@ -78,6 +83,34 @@ class DyingReluTest(parameterized.TestCase):
     )
     # PReLU slopes are learned and recorded, one per hidden layer.
     self.assertLen(cells[('prelu', 0.01, 0.0)]['final_slopes'][0], 4)
+
+  def test_adam_has_its_own_grid_and_report(self):
+    out = f'{self.out}/adam'
+    result = self.binary.run(
+      '--optimizers=adam',
+      '--activations=relu',
+      '--adam_learning_rates=0.01,0.1',
+      '--adam_bias_inits=0',
+      '--depths=2',
+      '--widths=8',
+      '--steps=20',
+      '--record_every=10',
+      '--seeds=2',
+      '--batch=16',
+      f'--output_dir={out}',
+    )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-2000:])
+    cells = binaries.read_cells(out)
+    self.assertEqual(
+      sorted(
+        (c['optimizer'], c['learning_rate'], c['bias_init']) for c in cells
+      ),
+      [('adam', 0.01, 0.0), ('adam', 0.1, 0.0)],
+    )
+    with open(f'{out}/report.md') as f:
+      self.assertIn('## depth 2, width 8, adam', f.read())
+    with open(f'{out}/dead_vs_lr_adam.png', 'rb') as f:
+      self.assertEqual(f.read(4), b'\x89PNG')
 
   def test_seeds_pair_across_learning_rates_and_biases(self):
     # Seed s starts from the same weights and trains on the same minibatch
@@ -136,7 +169,8 @@ class DyingReluTest(parameterized.TestCase):
     ('--learning_rates=inf', '--learning_rates: inf is not a finite'),
     ('--learning_rates=0.1,0.1', '--learning_rates repeats 0.1'),
     ('--bias_inits=-inf', '--bias_inits: -inf is not a finite number'),
-    ('--optimizer=rmsprop', '--optimizer: unknown rmsprop'),
+    ('--optimizers=sgd,rmsprop', '--optimizers: unknown rmsprop'),
+    ('--adam_learning_rates=0', '--adam_learning_rates: 0 is not'),
     ('--steps=30', '--steps: 30 is not a positive multiple'),
     ('--depths=0', '--depths: 0 is not an integer >= 1'),
   )
