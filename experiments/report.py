@@ -536,3 +536,63 @@ def dying_lr_claim(trend: dict, p_holm: float) -> tuple[str, dict]:
   summary = {k: trend[k] for k in ('n', 'mean', 'ci', 'p', 'detectable')}
   held = verdict == 'SUPPORTED'
   return line, {'verdict': verdict, 'held': held, **summary, 'p_holm': p_holm}
+
+
+def _trend_verdict(trend: dict, p_holm: float, sign: int, unit: str) -> str:
+  if trend['n'] < 2:
+    return 'NOT TESTABLE (fewer than 2 seeds with 3 or more finite values)'
+  if p_holm <= 0.05:
+    return 'SUPPORTED' if sign * trend['mean'] > 0 else 'CONTRADICTED'
+  return (
+    f'NOT TESTABLE (no significant trend; slopes below '
+    f'{trend["detectable"]:.3f} {unit} were not detectable)'
+  )
+
+
+def _trend_text(trend: dict, p_holm: float, unit: str) -> str:
+  lo, hi = trend['ci']
+  return (
+    f'{trend["mean"]:+.3f} {unit} (95% CI {lo:+.3f} to {hi:+.3f}; '
+    f'{trend["n"]} paired seeds), t-test p = {trend["p"]:.2g} (Holm '
+    f'{p_holm:.2g}), Wilcoxon p = {trend["wilcoxon_p"]:.2g}'
+  )
+
+
+def dying_bias_claim(init, trained, p_init, p_trained) -> tuple[str, dict]:
+  """dying_relu's negative-bias claim from two `stats.bias_trend`s.
+
+  SUPPORTED when the dead fraction falls with the bias (a more negative
+  bias kills more units) at initialisation, significantly after Holm; the
+  trend after training is reported beside it, with its own verdict.
+  """
+  unit = 'per unit of bias'
+  verdict = _trend_verdict(init, p_init, -1, unit)
+  after = _trend_verdict(trained, p_trained, -1, unit)
+
+  def doses(trend):
+    return '; '.join(
+      f'{r["bias"]:g}: {r["dead_mean"]:.3f} +- {r["dead_std"]:.3f}'
+      + (f' ({r["diverged"]}/{r["seeds"]} diverged)' if r['diverged'] else '')
+      for r in trend['rows']
+    )
+
+  line = (
+    '2. **Negative bias (dose-response).** ReLU dead fraction by bias init, '
+    f'at initialisation: {doses(init)}; slope '
+    f'{_trend_text(init, p_init, unit)}. '
+    f'**{verdict}.** After training at lr {trained["lr"]:g} (finite seeds): '
+    f'{doses(trained)}; slope {_trend_text(trained, p_trained, unit)}: '
+    f'{after}.'
+  )
+  keys = ('n', 'mean', 'ci', 'p', 'detectable')
+  return line, {
+    'verdict': verdict,
+    'held': verdict == 'SUPPORTED',
+    **{k: init[k] for k in keys},
+    'p_holm': p_init,
+    'after_training': {
+      'verdict': after,
+      **{k: trained[k] for k in keys},
+      'p_holm': p_trained,
+    },
+  }

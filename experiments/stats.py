@@ -568,53 +568,26 @@ def selu_bias_rows(results: Sequence[dict]) -> list[dict]:
   return rows
 
 
-def lr_trend(at: DeadCells, act: str, bias: float) -> dict:
-  """The learning-rate claim: the trend of the final dead fraction with lr.
+def seed_trend(values: np.ndarray, x: Sequence[float]) -> dict:
+  """Per-seed least-squares slopes of values against x, and their test.
 
-  Seeds are paired by construction (`model.teacher_keys`), so each seed
-  gives a slope: the least-squares slope of its final dead fraction (mean
-  over layers) against log10(learning rate), over the learning rates where
-  that seed stayed finite (at least 3). The slopes' mean, its t-based 95%
-  CI, the one-sample t-test (two-sided) and Wilcoxon's signed-rank p are the
-  effect, its interval and the tests. Divergence is its own outcome: per
-  learning rate, the seeds that diverged and the dead fraction of those
-  that did not.
+  Args:
+    values: (seeds, len(x)); NaN where a seed has no value (it diverged).
+    x: the abscissae.
 
   Returns:
-    {'rows': per learning rate (lr, diverged, seeds, dead mean, dead std),
-    'slopes': per seed (NaN where fewer than 3 finite), and the test:
-    'n', 'mean', 'ci', 'p', 'wilcoxon_p', 'detectable' (the slope a
-    two-sided t-test at 0.05 detects with probability 0.8)}.
+    'slopes' per seed (NaN where fewer than 3 values), and over the seeds
+    with a slope: 'n', 'mean' with its t-based 95% 'ci', the one-sample
+    two-sided t-test 'p', Wilcoxon's signed-rank 'wilcoxon_p', and
+    'detectable', the mean slope that test detects with probability 0.8.
   """
   from scipy import stats as scipy_stats
 
-  lrs = [lr for lr in at.lrs if at.get(act, lr, bias) is not None]
-  rows, columns = [], []
-  for lr in lrs:
-    cell = at.get(act, lr, bias)
-    ok = np.asarray(cell['finite_seeds'])
-    dead = np.asarray(cell['dead_per_layer'], np.float64)[:, -1].mean(-1)
-    dead = np.where(ok, dead, np.nan)
-    columns.append(dead)
-    finite = dead[ok]
-    rows.append(
-      {
-        'lr': lr,
-        'diverged': int((~ok).sum()),
-        'seeds': int(ok.size),
-        'dead_mean': float(finite.mean()) if finite.size else math.nan,
-        'dead_std': float(finite.std()) if finite.size else math.nan,
-      }
-    )
-  out = {'rows': rows, 'slopes': [], 'n': 0, 'mean': math.nan, 'bias': bias}
-  out.update(ci=[math.nan, math.nan], p=math.nan, wilcoxon_p=math.nan)
-  out['detectable'] = math.nan
-  if not columns:
-    return out
-  dead = np.stack(columns, axis=1)  # (seeds, lrs)
-  x = np.log10(np.asarray(lrs))
+  x = np.asarray(x, np.float64)
+  out = {'slopes': [], 'n': 0, 'mean': math.nan, 'ci': [math.nan, math.nan]}
+  out.update(p=math.nan, wilcoxon_p=math.nan, detectable=math.nan)
   slopes = []
-  for row in dead:
+  for row in np.asarray(values, np.float64):
     ok = np.isfinite(row)
     if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
       slopes.append(float(np.polyfit(x[ok], row[ok], 1)[0]))
@@ -638,4 +611,72 @@ def lr_trend(at: DeadCells, act: str, bias: float) -> dict:
       with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         out['wilcoxon_p'] = float(scipy_stats.wilcoxon(nonzero).pvalue)
+  return out
+
+
+def _dead_at(cell: dict, record: int) -> np.ndarray:
+  """Per-seed dead fraction (mean over layers) at a record; NaN where the
+  seed diverged (for any record but the first, taken before training)."""
+  dead = np.asarray(cell['dead_per_layer'], np.float64)[:, record].mean(-1)
+  if record == 0:
+    return dead
+  return np.where(np.asarray(cell['finite_seeds']), dead, np.nan)
+
+
+def _rows(key: str, xs, columns) -> list[dict]:
+  rows = []
+  for x, col in zip(xs, columns, strict=True):
+    finite = col[np.isfinite(col)]
+    rows.append(
+      {
+        key: x,
+        'diverged': int(np.sum(~np.isfinite(col))),
+        'seeds': int(col.size),
+        'dead_mean': float(finite.mean()) if finite.size else math.nan,
+        'dead_std': float(finite.std()) if finite.size else math.nan,
+      }
+    )
+  return rows
+
+
+def lr_trend(at: DeadCells, act: str, bias: float) -> dict:
+  """The learning-rate claim: the trend of the final dead fraction with lr.
+
+  Seeds are paired by construction (`model.teacher_keys`), so each seed
+  gives a slope (`seed_trend`): of its final dead fraction (mean over
+  layers) against log10(learning rate), over the rates where that seed
+  stayed finite. Divergence is its own outcome: per learning rate, the
+  seeds that diverged and the dead fraction of those that did not.
+
+  Returns:
+    `seed_trend`'s test, 'bias', and 'rows': per learning rate (lr,
+    diverged, seeds, dead mean, dead std).
+  """
+  lrs = [lr for lr in at.lrs if at.get(act, lr, bias) is not None]
+  columns = [_dead_at(at.get(act, lr, bias), -1) for lr in lrs]
+  out = {'rows': _rows('lr', lrs, columns), 'bias': bias}
+  if columns:
+    out.update(seed_trend(np.stack(columns, axis=1), np.log10(lrs)))
+  else:
+    out.update(seed_trend(np.zeros((0, 0)), []))
+  return out
+
+
+def bias_trend(at: DeadCells, act: str, lr: float, record: int) -> dict:
+  """The bias claim: the dose-response of the dead fraction to the bias.
+
+  Per seed (paired: the same weights at every bias), the slope of its dead
+  fraction at `record` (0: at initialisation, -1: after training at `lr`)
+  against the bias init, over every bias of the grid.
+
+  Returns:
+    `seed_trend`'s test, 'lr', 'record', and 'rows' per bias.
+  """
+  biases = [b for b in at.biases if at.get(act, lr, b) is not None]
+  columns = [_dead_at(at.get(act, lr, b), record) for b in biases]
+  out = {'rows': _rows('bias', biases, columns), 'lr': lr, 'record': record}
+  if columns:
+    out.update(seed_trend(np.stack(columns, axis=1), biases))
+  else:
+    out.update(seed_trend(np.zeros((0, 0)), []))
   return out

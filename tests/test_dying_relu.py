@@ -65,7 +65,7 @@ class DyingReluTest(parameterized.TestCase):
       report = f.read()
     for claim in (
       '1. **High learning rate',
-      '2. **Bias -1',
+      '2. **Negative bias (dose-response)',
       '3. **Bias +0.01',
       '4. **Variants',
     ):
@@ -260,6 +260,35 @@ class LearningRateTrendTest(absltest.TestCase):
     )
     self.assertEqual([r['diverged'] for r in trend['rows']], [0, 0, 0, 1])
     self.assertAlmostEqual(trend['rows'][3]['dead_mean'], 0.35)
+
+  def test_bias_dose_response_at_init_keeps_diverged_seeds(self):
+    from experiments import stats
+
+    biases = [-1.0, -0.3, 0.0]
+    init = np.array([[0.5, 0.2, 0.0], [0.4, 0.1, 0.1]])  # (seeds, biases)
+    cells = {
+      ('relu', 2, 8, 0.1, b): {
+        # Seed 1 diverged later: its record 0 (before training) still counts.
+        'finite_seeds': [True, False],
+        'dead_per_layer': np.stack([init[:, j], np.ones(2)], 1)[
+          ..., None
+        ].tolist(),
+      }
+      for j, b in enumerate(biases)
+    }
+    flag = {
+      'activations': ['relu'],
+      'learning_rates': [0.1],
+      'bias_inits': biases,
+      'depths': [2],
+      'widths': [8],
+    }
+    (at,) = stats.DeadCells.each(cells, flag)
+    trend = stats.bias_trend(at, 'relu', 0.1, 0)
+    expected = [np.polyfit(biases, row, 1)[0] for row in init]
+    np.testing.assert_allclose(trend['slopes'], expected, rtol=1e-12)
+    # After training only seed 0 is finite: one slope, no test.
+    self.assertEqual(stats.bias_trend(at, 'relu', 0.1, -1)['n'], 1)
 
 
 if __name__ == '__main__':
