@@ -596,3 +596,40 @@ def dying_bias_claim(init, trained, p_init, p_trained) -> tuple[str, dict]:
       'p_holm': p_trained,
     },
   }
+
+
+def dying_remedy_claim(effect: dict, p_holm: float) -> tuple[str, dict]:
+  """dying_relu's bias +0.01 claim from `stats.remedy_effect`: line, verdict.
+
+  SUPPORTED when +0.01 lowers the dead fraction where units die (Holm),
+  CONTRADICTED when it raises it, NOT TESTABLE otherwise (no dying regime,
+  or an effect below what the seeds could detect).
+  """
+  if not effect['lrs']:
+    verdict = 'NOT TESTABLE (no learning rate where units die at bias 0)'
+  elif effect['n'] < 2:
+    verdict = 'NOT TESTABLE (fewer than 2 seeds finite in both cells)'
+  elif p_holm <= 0.05:
+    verdict = 'SUPPORTED' if effect['mean'] < 0 else 'CONTRADICTED'
+  else:
+    verdict = (
+      f'NOT TESTABLE (no significant effect; changes below '
+      f'{effect["detectable"]:.3f} were not detectable)'
+    )
+  lo, hi = effect['ci']
+  rates = ', '.join(f'{lr:g}' for lr in effect['lrs']) or 'none'
+  line = (
+    '3. **Bias +0.01 vs 0, where units die** (learning rates where ReLU at '
+    f'bias 0 ends >= 5% dead: {rates}). Paired change in the final dead '
+    f'fraction, per seed averaged over those rates: {effect["mean"]:+.3f} '
+    f'(95% CI {lo:+.3f} to {hi:+.3f}; {effect["n"]} seeds), t-test p = '
+    f'{effect["p"]:.2g} (Holm {p_holm:.2g}), Wilcoxon p = '
+    f'{effect["wilcoxon_p"]:.2g}. **{verdict}** (CS231n calls the benefit '
+    'unclear; this decides no exit status).'
+  )
+  keys = ('n', 'mean', 'ci', 'p', 'detectable', 'lrs')
+  return line, {
+    'verdict': verdict,
+    **{k: effect[k] for k in keys},
+    'p_holm': p_holm,
+  }

@@ -345,33 +345,6 @@ class DeadCells:
       if (c := self.get(act, lr, b)) and c['diverged']
     )
 
-  def changes(self, act: str, bias: float, base: float) -> list[tuple]:
-    """Per learning rate: the paired change in the final dead fraction.
-
-    Returns:
-      (lr, mean, standard error) of bias minus base, for each learning
-      rate where both cells are stable.
-    """
-    out = []
-    for lr in self.lrs:
-      a, z = self.stable(act, lr, bias), self.stable(act, lr, base)
-      if a and z:
-        out.append((lr, *paired_difference(final_dead(a), final_dead(z))))
-    return out
-
-
-def final_dead(cell: dict) -> np.ndarray:
-  """Per-seed final dead fraction (mean over layers), finite seeds only."""
-  ok = np.asarray(cell['finite_seeds'])
-  return np.asarray(cell['dead_per_layer'])[ok, -1].mean(-1)
-
-
-def paired_difference(a, b) -> tuple[float, float]:
-  """Mean and standard error of the per-seed difference a - b."""
-  d = np.asarray(a) - np.asarray(b)
-  se = d.std(ddof=1) / math.sqrt(d.size) if d.size > 1 else math.nan
-  return float(d.mean()), float(se)
-
 
 # ----------------------------------------------------------------------------
 # Born-dead networks (experiments.born_dead).
@@ -568,6 +541,11 @@ def selu_bias_rows(results: Sequence[dict]) -> list[dict]:
   return rows
 
 
+# A final dead fraction from which units count as dying (remedies are
+# tested at the learning rates where the untreated net reaches it).
+DYING = 0.05
+
+
 def seed_trend(values: np.ndarray, x: Sequence[float]) -> dict:
   """Per-seed least-squares slopes of values against x, and their test.
 
@@ -581,11 +559,8 @@ def seed_trend(values: np.ndarray, x: Sequence[float]) -> dict:
     two-sided t-test 'p', Wilcoxon's signed-rank 'wilcoxon_p', and
     'detectable', the mean slope that test detects with probability 0.8.
   """
-  from scipy import stats as scipy_stats
-
   x = np.asarray(x, np.float64)
-  out = {'slopes': [], 'n': 0, 'mean': math.nan, 'ci': [math.nan, math.nan]}
-  out.update(p=math.nan, wilcoxon_p=math.nan, detectable=math.nan)
+  out = {}
   slopes = []
   for row in np.asarray(values, np.float64):
     ok = np.isfinite(row)
@@ -593,9 +568,20 @@ def seed_trend(values: np.ndarray, x: Sequence[float]) -> dict:
       slopes.append(float(np.polyfit(x[ok], row[ok], 1)[0]))
     else:
       slopes.append(math.nan)
+  out.update(one_sample(slopes))
   out['slopes'] = slopes
-  s = np.asarray([v for v in slopes if math.isfinite(v)])
-  out['n'] = int(s.size)
+  return out
+
+
+def one_sample(values: Sequence[float]) -> dict:
+  """The finite values' mean with its t-based 95% CI, the one-sample
+  two-sided t-test against 0, Wilcoxon's signed-rank p, and the mean a
+  t-test at 0.05 would detect with probability 0.8."""
+  from scipy import stats as scipy_stats
+
+  s = np.asarray([v for v in values if math.isfinite(v)], np.float64)
+  out = {'n': int(s.size), 'mean': math.nan, 'ci': [math.nan, math.nan]}
+  out.update(p=math.nan, wilcoxon_p=math.nan, detectable=math.nan)
   if s.size >= 2:
     se = s.std(ddof=1) / math.sqrt(s.size)
     t_crit = float(scipy_stats.t.ppf(0.975, s.size - 1))
@@ -612,6 +598,40 @@ def seed_trend(values: np.ndarray, x: Sequence[float]) -> dict:
         warnings.simplefilter('ignore')
         out['wilcoxon_p'] = float(scipy_stats.wilcoxon(nonzero).pvalue)
   return out
+
+
+def remedy_effect(at: DeadCells, act: str, bias: float, base: float) -> dict:
+  """A bias init as a remedy, where units die: the paired change.
+
+  The dying regime is the learning rates where `act` at the `base` bias
+  has a final dead fraction of at least DYING (mean over finite seeds).
+  Per seed, the change in its final dead fraction from `base` to `bias`,
+  averaged over those rates where the seed stayed finite in both cells;
+  then `one_sample` over the seeds.
+
+  Returns:
+    `one_sample`'s test, 'lrs' (the regime) and 'changes' per seed.
+  """
+  lrs = [
+    lr
+    for lr in at.lrs
+    if (c := at.get(act, lr, base)) is not None
+    and at.get(act, lr, bias) is not None
+    and np.nanmean(_dead_at(c, -1)) >= DYING
+  ]
+  if not lrs:
+    return {**one_sample([]), 'lrs': [], 'changes': []}
+  change = np.stack(
+    [
+      _dead_at(at.get(act, lr, bias), -1) - _dead_at(at.get(act, lr, base), -1)
+      for lr in lrs
+    ],
+    axis=1,
+  )  # (seeds, lrs), NaN where a seed diverged in either cell
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', RuntimeWarning)
+    per_seed = np.nanmean(change, axis=1)
+  return {**one_sample(per_seed), 'lrs': lrs, 'changes': per_seed.tolist()}
 
 
 def _dead_at(cell: dict, record: int) -> np.ndarray:

@@ -290,6 +290,43 @@ class LearningRateTrendTest(absltest.TestCase):
     # After training only seed 0 is finite: one slope, no test.
     self.assertEqual(stats.bias_trend(at, 'relu', 0.1, -1)['n'], 1)
 
+  def test_remedy_is_tested_where_units_die(self):
+    from scipy import stats as scipy_stats
+
+    from experiments import stats
+
+    lrs = [0.01, 0.5, 0.9]
+    # Final dead fraction (seeds, lrs) at bias 0 and 0.01; nothing dies at
+    # 0.01, so the regime is {0.5, 0.9}; seed 2 diverged at 0.9 with 0.01.
+    base = np.array([[0.0, 0.2, 0.4], [0.01, 0.1, 0.3], [0.0, 0.3, 0.5]])
+    treated = np.array([[0.0, 0.1, 0.3], [0.0, 0.1, 0.2], [0.0, 0.2, 0.9]])
+    finite = {0.0: np.ones((3, 3), bool), 0.01: np.ones((3, 3), bool)}
+    finite[0.01][2, 2] = False
+    cells = {}
+    for bias, dead in ((0.0, base), (0.01, treated)):
+      for j, lr in enumerate(lrs):
+        cells[('relu', 2, 8, lr, bias)] = {
+          'finite_seeds': finite[bias][:, j].tolist(),
+          'dead_per_layer': np.stack([np.zeros(3), dead[:, j]], 1)[
+            ..., None
+          ].tolist(),
+        }
+    flag = {
+      'activations': ['relu'],
+      'learning_rates': lrs,
+      'bias_inits': [0.0, 0.01],
+      'depths': [2],
+      'widths': [8],
+    }
+    (at,) = stats.DeadCells.each(cells, flag)
+    effect = stats.remedy_effect(at, 'relu', 0.01, 0.0)
+    self.assertEqual(effect['lrs'], [0.5, 0.9])
+    expected = [-0.1, (0.0 - 0.1) / 2, -0.1]  # seed 2: lr 0.5 only
+    np.testing.assert_allclose(effect['changes'], expected, atol=1e-12)
+    self.assertAlmostEqual(
+      effect['p'], scipy_stats.ttest_1samp(expected, 0.0).pvalue, places=10
+    )
+
 
 if __name__ == '__main__':
   absltest.main()
