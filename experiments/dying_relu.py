@@ -4,7 +4,8 @@ Claims under test, each reported with its seed spread:
 
 1. A high learning rate raises the dead fraction of ReLU: tested as the
    trend over the whole learning-rate grid (per-seed slopes, seeds paired
-   by construction), with divergence reported as its own outcome.
+   by construction), with divergence reported as its own outcome; and a too
+   low one contributes (the lowest rate against the next).
 2. A negative bias kills units: the dose-response of the dead fraction to
    the bias init (per-seed slopes, seeds paired), at initialisation and
    after training.
@@ -114,6 +115,11 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
     tag = _tag(at, grid)
     b0 = 0.0 if 0.0 in at.biases else at.biases[len(at.biases) // 2]
     trends[tag, 'lr'] = stats.lr_trend(at, 'relu', b0)
+    if grid['optimizer'] == 'sgd':
+      # SGD's grid starts a decade below where units start dying; Adam's
+      # starts inside its rising part, so "lowest vs next" there would
+      # measure the high-rate effect, not a too-low one.
+      trends[tag, 'low'] = stats.low_lr_effect(at, 'relu', b0)
     if len(at.biases) >= 3:  # a dose-response needs 3 doses
       lr_ref = 0.1 if 0.1 in at.lrs else at.lrs[len(at.lrs) // 2]
       for record in (0, -1):
@@ -136,6 +142,11 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
     line, verdict = report_lib.dying_lr_claim(trends[key], adjusted[key])
     verdicts[f'{tag}: high lr raises ReLU dead fraction'] = verdict
     lines.append(line)
+    if (key := (tag, 'low')) in trends:
+      line, verdicts[f'{tag}: too low lr'] = report_lib.dying_low_lr_claim(
+        trends[key], adjusted[key]
+      )
+      lines.append(line)
     # (2) negative bias: the dose-response, at init and after training.
     if (tag, 0) in trends:
       line, found = report_lib.dying_bias_claim(

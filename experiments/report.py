@@ -633,3 +633,31 @@ def dying_remedy_claim(effect: dict, p_holm: float) -> tuple[str, dict]:
     **{k: effect[k] for k in keys},
     'p_holm': p_holm,
   }
+
+
+def dying_low_lr_claim(effect: dict, p_holm: float) -> tuple[str, dict]:
+  """dying_relu's too-low learning rate claim (`stats.low_lr_effect`)."""
+  if effect['n'] < 2:
+    verdict = 'NOT TESTABLE (fewer than 2 seeds finite at both rates)'
+  elif p_holm <= 0.05:
+    verdict = 'SUPPORTED' if effect['mean'] > 0 else 'CONTRADICTED'
+  else:
+    verdict = (
+      f'NOT TESTABLE (no significant effect; differences below '
+      f'{effect["detectable"]:.3f} were not detectable)'
+    )
+  lo, hi = effect['ci']
+  pair = ' vs '.join(f'{lr:g}' for lr in effect['lrs'])
+  line = (
+    f'   - **Too low a learning rate** (ReLU, lr {pair}, paired): final '
+    f'dead fraction difference {effect["mean"]:+.3f} (95% CI {lo:+.3f} to '
+    f'{hi:+.3f}; {effect["n"]} seeds), t-test p = {effect["p"]:.2g} (Holm '
+    f'{p_holm:.2g}), Wilcoxon p = {effect["wilcoxon_p"]:.2g}. '
+    f'**{verdict}** (reported; it decides no exit status).'
+  )
+  keys = ('n', 'mean', 'ci', 'p', 'detectable', 'lrs')
+  return line, {
+    'verdict': verdict,
+    **{k: effect[k] for k in keys},
+    'p_holm': p_holm,
+  }

@@ -682,6 +682,21 @@ def lr_trend(at: DeadCells, act: str, bias: float) -> dict:
   return out
 
 
+def low_lr_effect(at: DeadCells, act: str, bias: float) -> dict:
+  """The too-low learning rate claim: the lowest rate against the next.
+
+  Per seed (paired), the final dead fraction at the grid's lowest learning
+  rate minus that at the next one; `one_sample` over the seeds finite in
+  both. Positive: the lower rate leaves more units dead (units dead at
+  init have no time to come back as the layers below them move).
+  """
+  lrs = [lr for lr in at.lrs if at.get(act, lr, bias) is not None]
+  if len(lrs) < 2:
+    return {**one_sample([]), 'lrs': lrs[:2]}
+  low, next_ = (_dead_at(at.get(act, lr, bias), -1) for lr in lrs[:2])
+  return {**one_sample(low - next_), 'lrs': lrs[:2]}
+
+
 def bias_trend(at: DeadCells, act: str, lr: float, record: int) -> dict:
   """The bias claim: the dose-response of the dead fraction to the bias.
 

@@ -65,6 +65,7 @@ class DyingReluTest(parameterized.TestCase):
       report = f.read()
     for claim in (
       '1. **High learning rate',
+      '   - **Too low a learning rate** (ReLU, lr 0.01 vs 0.5, paired)',
       '2. **Negative bias (dose-response)',
       '3. **Bias +0.01',
       '4. **Variants',
