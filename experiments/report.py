@@ -514,8 +514,9 @@ def dying_lr_claim(trend: dict, p_holm: float) -> tuple[str, dict]:
     verdict = 'SUPPORTED' if trend['mean'] > 0 else 'CONTRADICTED'
   else:
     verdict = (
-      f'NOT TESTABLE (no significant trend; slopes below '
-      f'{trend["detectable"]:.3f} per decade were not detectable)'
+      f'NOT TESTABLE (no significant trend; a slope of '
+      f'{trend["detectable"]:.3f} per decade would have been detected with '
+      'probability 0.8)'
     )
   per_lr = '; '.join(
     f'lr {r["lr"]:g}: {r["dead_mean"]:.3f} +- {r["dead_std"]:.3f}'
@@ -530,8 +531,9 @@ def dying_lr_claim(trend: dict, p_holm: float) -> tuple[str, dict]:
     f'rate, seeds paired, {trend["n"]} seeds with >= 3 finite rates): '
     f'{trend["mean"]:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), t-test p = '
     f'{trend["p"]:.2g} (Holm {p_holm:.2g}), Wilcoxon p = '
-    f'{trend["wilcoxon_p"]:.2g}; a slope of {trend["detectable"]:.3f} was '
-    f'detectable. **{verdict}.**'
+    f'{trend["wilcoxon_p"]:.2g}; the CI is unadjusted, and a slope of '
+    f'{trend["detectable"]:.3f} would have been detected with probability '
+    f'0.8 at the Holm level. **{verdict}.**'
   )
   summary = {k: trend[k] for k in ('n', 'mean', 'ci', 'p', 'detectable')}
   held = verdict == 'SUPPORTED'
@@ -544,8 +546,9 @@ def _trend_verdict(trend: dict, p_holm: float, sign: int, unit: str) -> str:
   if p_holm <= 0.05:
     return 'SUPPORTED' if sign * trend['mean'] > 0 else 'CONTRADICTED'
   return (
-    f'NOT TESTABLE (no significant trend; slopes below '
-    f'{trend["detectable"]:.3f} {unit} were not detectable)'
+    f'NOT TESTABLE (no significant trend; a slope of '
+    f'{trend["detectable"]:.3f} {unit} would have been detected with '
+    'probability 0.8)'
   )
 
 
@@ -613,19 +616,23 @@ def dying_remedy_claim(effect: dict, p_holm: float) -> tuple[str, dict]:
     verdict = 'SUPPORTED' if effect['mean'] < 0 else 'CONTRADICTED'
   else:
     verdict = (
-      f'NOT TESTABLE (no significant effect; changes below '
-      f'{effect["detectable"]:.3f} were not detectable)'
+      f'NOT TESTABLE (no significant effect; a change of '
+      f'{effect["detectable"]:.3f} would have been detected with '
+      'probability 0.8)'
     )
   lo, hi = effect['ci']
   rates = ', '.join(f'{lr:g}' for lr in effect['lrs']) or 'none'
   line = (
-    '3. **Bias +0.01 vs 0, where units die** (learning rates where ReLU at '
-    f'bias 0 ends >= 5% dead: {rates}). Paired change in the final dead '
+    '3. **Bias +0.01 vs 0, where units die** (learning rates where ReLU '
+    f'ends >= 5% dead, both arms averaged: {rates}). Paired change in the '
+    'final dead '
     f'fraction, per seed averaged over those rates: {effect["mean"]:+.3f} '
     f'(95% CI {lo:+.3f} to {hi:+.3f}; {effect["n"]} seeds), t-test p = '
     f'{effect["p"]:.2g} (Holm {p_holm:.2g}), Wilcoxon p = '
-    f'{effect["wilcoxon_p"]:.2g}. **{verdict}** (CS231n calls the benefit '
-    'unclear; this decides no exit status).'
+    f'{effect["wilcoxon_p"]:.2g}; seeds diverged (bias 0, +0.01) by rate: '
+    + ', '.join(f'{lr}: {d[0]}, {d[1]}' for lr, d in effect['diverged'].items())
+    + f'. **{verdict}** (CS231n calls the benefit unclear; this decides no '
+    'exit status).'
   )
   keys = ('n', 'mean', 'ci', 'p', 'detectable', 'lrs')
   return line, {
@@ -643,8 +650,9 @@ def dying_low_lr_claim(effect: dict, p_holm: float) -> tuple[str, dict]:
     verdict = 'SUPPORTED' if effect['mean'] > 0 else 'CONTRADICTED'
   else:
     verdict = (
-      f'NOT TESTABLE (no significant effect; differences below '
-      f'{effect["detectable"]:.3f} were not detectable)'
+      f'NOT TESTABLE (no significant effect; a difference of '
+      f'{effect["detectable"]:.3f} would have been detected with '
+      'probability 0.8)'
     )
   lo, hi = effect['ci']
   pair = ' vs '.join(f'{lr:g}' for lr in effect['lrs'])
@@ -661,3 +669,33 @@ def dying_low_lr_claim(effect: dict, p_holm: float) -> tuple[str, dict]:
     **{k: effect[k] for k in keys},
     'p_holm': p_holm,
   }
+
+
+def dying_variants_line(at, activations) -> tuple[str, dict] | None:
+  """dying_relu's claim 4, descriptive: each variant's worst never-positive
+  fraction over the cells where no seed diverged; no exit status."""
+  rows, all_zero = [], True
+  for act in [a for a in activations if a != 'relu']:
+    if not any(at.get(act, lr, b) for lr in at.lrs for b in at.biases):
+      rows.append(f'{act}: no stored cell')
+      all_zero = False
+    elif not (trained := at.trained(act)):
+      rows.append(f'{act}: every cell diverged')
+      all_zero = False
+    else:
+      worst = max(c['final_dead_mean'] for c in trained)
+      all_zero &= worst == 0.0
+      rows.append(f'{act} {worst:.3f}')
+  if not rows:
+    return None
+  relu = [c['final_dead_mean'] for c in at.trained('relu')]
+  line = (
+    '4. **Variants** (descriptive; it decides no exit status). Worst '
+    'final never-positive fraction over the cells where no seed '
+    f'diverged: {", ".join(rows)} (ReLU dead, worst: '
+    f'{max(relu or [math.nan]):.3f}). Never-positive units of these '
+    'variants still pass gradient through their slope, so this counts '
+    'signs, not dead units.'
+  )
+  found = 'none never positive' if all_zero else 'some never positive'
+  return line, {'verdict': found}

@@ -574,24 +574,24 @@ def seed_trend(values: np.ndarray, x: Sequence[float]) -> dict:
 
 
 def one_sample(values: Sequence[float]) -> dict:
-  """The finite values' mean with its t-based 95% CI, the one-sample
-  two-sided t-test against 0, Wilcoxon's signed-rank p, and the mean a
-  t-test at 0.05 would detect with probability 0.8."""
+  """The finite values' mean with its (unadjusted) t-based 95% CI, its
+  standard error, the one-sample two-sided t-test against 0 (p NaN when
+  the values do not vary: untestable) and Wilcoxon's signed-rank p (at
+  least 0.0625 with 5 values). 'detectable' is filled by `detectable_mean`
+  once the multiplicity is known."""
   from scipy import stats as scipy_stats
 
   s = np.asarray([v for v in values if math.isfinite(v)], np.float64)
   out = {'n': int(s.size), 'mean': math.nan, 'ci': [math.nan, math.nan]}
-  out.update(p=math.nan, wilcoxon_p=math.nan, detectable=math.nan)
+  out.update(p=math.nan, wilcoxon_p=math.nan, detectable=math.nan, se=math.nan)
   if s.size >= 2:
     se = s.std(ddof=1) / math.sqrt(s.size)
     t_crit = float(scipy_stats.t.ppf(0.975, s.size - 1))
-    out['mean'] = float(s.mean())
+    out['mean'], out['se'] = float(s.mean()), float(se)
     out['ci'] = [out['mean'] - t_crit * se, out['mean'] + t_crit * se]
     if se > 0:
       out['p'] = float(scipy_stats.ttest_1samp(s, 0.0).pvalue)
-    else:
-      out['p'] = 0.0 if out['mean'] != 0 else 1.0
-    out['detectable'] = (t_crit + 0.8416) * se
+    out['detectable'] = detectable_mean(se, s.size, 0.05)
     nonzero = s[s != 0]
     if nonzero.size:
       with warnings.catch_warnings():
@@ -600,11 +600,36 @@ def one_sample(values: Sequence[float]) -> dict:
   return out
 
 
+def detectable_mean(se: float, n: int, alpha: float) -> float:
+  """The mean a two-sided one-sample t-test at `alpha` (n values, standard
+  error se) detects with probability 0.8: from the noncentral t."""
+  from scipy import stats as scipy_stats
+
+  if not (n >= 2 and se > 0):
+    return math.nan
+  df = n - 1
+  t_crit = scipy_stats.t.ppf(1 - alpha / 2, df)
+
+  def power(d):
+    nct = scipy_stats.nct(df, d)
+    return nct.sf(t_crit) + nct.cdf(-t_crit)
+
+  lo, hi = 0.0, 1.0
+  while power(hi) < 0.8:
+    hi *= 2
+  for _ in range(60):
+    mid = 0.5 * (lo + hi)
+    lo, hi = (mid, hi) if power(mid) < 0.8 else (lo, mid)
+  return float(hi * se)
+
+
 def remedy_effect(at: DeadCells, act: str, bias: float, base: float) -> dict:
   """A bias init as a remedy, where units die: the paired change.
 
-  The dying regime is the learning rates where `act` at the `base` bias
-  has a final dead fraction of at least DYING (mean over finite seeds).
+  The dying regime is the learning rates where the two arms' final dead
+  fraction, averaged (over both arms and their finite seeds), is at least
+  DYING: selecting on the sum, not on the untreated arm alone, does not
+  bias the difference under the null.
   Per seed, the change in its final dead fraction from `base` to `bias`,
   averaged over those rates where the seed stayed finite in both cells;
   then `one_sample` over the seeds.
@@ -616,11 +641,11 @@ def remedy_effect(at: DeadCells, act: str, bias: float, base: float) -> dict:
     lr
     for lr in at.lrs
     if (c := at.get(act, lr, base)) is not None
-    and at.get(act, lr, bias) is not None
-    and np.nanmean(_dead_at(c, -1)) >= DYING
+    and (t := at.get(act, lr, bias)) is not None
+    and np.nanmean(np.concatenate([_dead_at(c, -1), _dead_at(t, -1)])) >= DYING
   ]
   if not lrs:
-    return {**one_sample([]), 'lrs': [], 'changes': []}
+    return {**one_sample([]), 'lrs': [], 'changes': [], 'diverged': {}}
   change = np.stack(
     [
       _dead_at(at.get(act, lr, bias), -1) - _dead_at(at.get(act, lr, base), -1)
@@ -631,7 +656,19 @@ def remedy_effect(at: DeadCells, act: str, bias: float, base: float) -> dict:
   with warnings.catch_warnings():
     warnings.simplefilter('ignore', RuntimeWarning)
     per_seed = np.nanmean(change, axis=1)
-  return {**one_sample(per_seed), 'lrs': lrs, 'changes': per_seed.tolist()}
+  diverged = {
+    f'{lr:g}': [
+      int(np.sum(~np.asarray(at.get(act, lr, b)['finite_seeds'])))
+      for b in (base, bias)
+    ]
+    for lr in lrs
+  }
+  return {
+    **one_sample(per_seed),
+    'lrs': lrs,
+    'changes': per_seed.tolist(),
+    'diverged': diverged,  # per rate: seeds diverged at (base, bias)
+  }
 
 
 def _dead_at(cell: dict, record: int) -> np.ndarray:

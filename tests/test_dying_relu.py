@@ -291,6 +291,20 @@ class LearningRateTrendTest(absltest.TestCase):
     # After training only seed 0 is finite: one slope, no test.
     self.assertEqual(stats.bias_trend(at, 'relu', 0.1, -1)['n'], 1)
 
+  def test_detectable_mean_has_power_0_8_and_flat_values_are_untestable(self):
+    from scipy import stats as scipy_stats
+
+    from experiments import stats
+
+    se, n, alpha = 0.01, 5, 0.05 / 3
+    d = stats.detectable_mean(se, n, alpha)
+    t_crit = scipy_stats.t.ppf(1 - alpha / 2, n - 1)
+    nct = scipy_stats.nct(n - 1, d / se)
+    self.assertAlmostEqual(nct.sf(t_crit) + nct.cdf(-t_crit), 0.8, places=6)
+    # Identical values (dead fractions come in steps): no variance, no test.
+    flat = stats.one_sample([1 / 512] * 3)
+    self.assertTrue(np.isnan(flat['p']))
+
   def test_remedy_is_tested_where_units_die(self):
     from scipy import stats as scipy_stats
 
@@ -298,7 +312,8 @@ class LearningRateTrendTest(absltest.TestCase):
 
     lrs = [0.01, 0.5, 0.9]
     # Final dead fraction (seeds, lrs) at bias 0 and 0.01; nothing dies at
-    # 0.01, so the regime is {0.5, 0.9}; seed 2 diverged at 0.9 with 0.01.
+    # lr 0.01 in either arm, so the regime is {0.5, 0.9}; seed 2 diverged
+    # at 0.9 with bias 0.01.
     base = np.array([[0.0, 0.2, 0.4], [0.01, 0.1, 0.3], [0.0, 0.3, 0.5]])
     treated = np.array([[0.0, 0.1, 0.3], [0.0, 0.1, 0.2], [0.0, 0.2, 0.9]])
     finite = {0.0: np.ones((3, 3), bool), 0.01: np.ones((3, 3), bool)}
