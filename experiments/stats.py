@@ -589,7 +589,8 @@ def one_sample(values: Sequence[float]) -> dict:
     t_crit = float(scipy_stats.t.ppf(0.975, s.size - 1))
     out['mean'], out['se'] = float(s.mean()), float(se)
     out['ci'] = [out['mean'] - t_crit * se, out['mean'] + t_crit * se]
-    if se > 0:
+    # Values equal to rounding (se ~ 1e-17 of the mean) do not vary.
+    if se > 1e-9 * abs(out['mean']) and se > 0:
       out['p'] = float(scipy_stats.ttest_1samp(s, 0.0).pvalue)
     out['detectable'] = detectable_mean(se, s.size, 0.05)
     nonzero = s[s != 0]

@@ -344,5 +344,54 @@ class LearningRateTrendTest(absltest.TestCase):
     )
 
 
+class ReportTest(absltest.TestCase):
+  def test_optimizers_never_mix_and_exit_needs_claims_1_and_2(self):
+    from experiments import dying_relu
+
+    def cell(dead, finite=True):
+      return {
+        'finite_seeds': [finite] * 3,
+        'dead_per_layer': [[[0.0], [d]] for d in dead],
+        'final_dead_mean': float(np.mean(dead)),
+        'diverged': 0 if finite else 3,
+      }
+
+    cells = {}
+    sgd_lrs, adam_lrs = [0.01, 0.1, 1.0], [0.001, 0.01]
+    for j, lr in enumerate(sgd_lrs):  # rises with lr: a clear trend
+      for bias in (-1.0, 0.0, 0.01):
+        dead = np.array([0.1, 0.12, 0.14]) * (j + 1) - 0.05 * bias
+        cells[('sgd', 'relu', 2, 8, lr, bias)] = cell(dead)
+    for lr in adam_lrs:  # Adam's cells carry a marker value
+      cells[('adam', 'relu', 2, 8, lr, 0.0)] = cell(np.full(3, 0.777))
+    flag = {
+      'optimizers': ['sgd', 'adam'],
+      'activations': ['relu'],
+      'sgd_learning_rates': sgd_lrs,
+      'sgd_bias_inits': [-1.0, 0.0, 0.01],
+      'adam_learning_rates': adam_lrs,
+      'adam_bias_inits': [0.0],
+      'depths': [2],
+      'widths': [8],
+    }
+    text, verdicts = dying_relu.report(cells, flag)
+    sgd, adam = text.split('## depth 2, width 8, adam')
+    self.assertNotIn('0.777', sgd)
+    self.assertIn('lr 0.001: 0.777', adam)
+    self.assertNotIn('lr 1:', adam)
+    self.assertEqual(
+      verdicts['depth 2, width 8, sgd: high lr raises ReLU dead fraction'][
+        'verdict'
+      ],
+      'SUPPORTED',
+    )
+    # Adam has two rates: no trend (fewer than 3), so not every claim held.
+    adam_lr = verdicts[
+      'depth 2, width 8, adam: high lr raises ReLU dead fraction'
+    ]
+    self.assertIn('NOT TESTABLE', adam_lr['verdict'])
+    self.assertFalse(adam_lr['held'])
+
+
 if __name__ == '__main__':
   absltest.main()
