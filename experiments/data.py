@@ -150,3 +150,10 @@ def teacher_dataset(seed: int) -> dict[str, np.ndarray]:
     'y_eval': np.asarray(teacher(probe), np.int32),
     'part_eval': np.zeros(TEACHER_PROBE, np.int32),
   }
+
+
+def teacher_majority_rate(seed: int) -> float:
+  """The teacher probe set's majority-class rate: a constant predictor's
+  accuracy (0.348 for seed 0)."""
+  labels = np.asarray(teacher_dataset(seed)['y_eval'])
+  return float(np.bincount(labels).max() / labels.size)

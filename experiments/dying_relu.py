@@ -12,6 +12,8 @@ Claims under test, each reported with its seed spread:
 3. A small positive bias (0.01) helps, where units die (the learning rates
    at which ReLU ends >= 5% dead, both arms averaged). CS231n calls this
    unclear; we report what we measure, and it decides no exit status.
+5. More than 50% dead means the network cannot fit: ReLU runs' probe
+   accuracy by dead fraction, and against a constant predictor.
 4. (Descriptive, no exit status, until issue 14 judges variants by the
    gradient they pass.) The variants' units that are *never positive* on
    the probe set; unlike dead ReLUs, these still pass gradient.
@@ -51,7 +53,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from experiments import cli, model, plots, stats, sweep
+from experiments import cli, data, model, plots, stats, sweep
 from experiments import report as report_lib
 
 ACTIVATIONS = ('relu', 'leaky_relu', 'prelu', 'rrelu', 'elu', 'selu', 'celu')
@@ -128,6 +130,8 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
         trends[tag, record] = stats.bias_trend(at, 'relu', lr_ref, record)
     if {0.0, 0.01} <= set(at.biases):
       trends[tag, 'remedy'] = stats.remedy_effect(at, 'relu', 0.01, 0.0)
+  chance = data.teacher_majority_rate(flag['seed'])
+  trends['half'] = stats.dead_accuracy(cells, 'relu', chance)
   # Untestable claims (p NaN) are left out of the family.
   ps = {t: v['p'] for t, v in trends.items() if math.isfinite(v['p'])}
   adjusted = stats.holm(ps)
@@ -176,6 +180,10 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
       lines.append(line[0])
       verdicts[f'{tag}: variants have no never-positive units'] = line[1]
     lines.append('')
+  line, verdicts['more than 50% dead cannot fit'] = (
+    report_lib.dying_half_dead_claim(trends['half'], adjusted['half'])
+  )
+  lines.append(line)
   return '\n'.join(lines) + '\n', verdicts
 
 

@@ -699,3 +699,41 @@ def dying_variants_line(at, activations) -> tuple[str, dict] | None:
   )
   found = 'none never positive' if all_zero else 'some never positive'
   return line, {'verdict': found}
+
+
+def dying_half_dead_claim(test: dict, p_holm: float) -> tuple[str, dict]:
+  """dying_relu's ">50% dead means the network cannot fit" claim.
+
+  SUPPORTED when runs more than half dead are within 0.05 of a constant
+  predictor's accuracy (the CI's upper end below 0.05); CONTRADICTED when
+  they are significantly above it (Holm) by more than that; else NOT
+  TESTABLE.
+  """
+  lo, hi = test['ci']
+  if test['n'] < 2:
+    verdict = f'NOT TESTABLE ({test["over_half"]} runs more than half dead)'
+  elif hi < 0.05:
+    verdict = 'SUPPORTED'
+  elif p_holm <= 0.05 and lo > 0:
+    verdict = 'CONTRADICTED'
+  else:
+    verdict = 'NOT TESTABLE (between chance and fitting)'
+  bins = '; '.join(
+    f'{b["dead"]}: {b["accuracy_mean"]:.3f} +- {b["accuracy_std"]:.3f} '
+    f'({b["runs"]} runs)'
+    for b in test['bins']
+  )
+  line = (
+    '5. **More than 50% dead: the network cannot fit** (ReLU, every cell '
+    f'and optimizer, finite seeds). Probe accuracy by final dead fraction: '
+    f'{bins}. Constant predictor: {test["chance"]:.3f}. Runs more than half '
+    f'dead ({test["over_half"]}) are above it by {test["mean"]:+.3f} (95% CI '
+    f'{lo:+.3f} to {hi:+.3f}; per seed, {test["n"]} seeds), t-test p = '
+    f'{test["p"]:.2g} (Holm {p_holm:.2g}). **{verdict}**.'
+  )
+  keys = ('n', 'mean', 'ci', 'p', 'chance', 'over_half', 'bins')
+  return line, {
+    'verdict': verdict,
+    **{k: test[k] for k in keys},
+    'p_holm': p_holm,
+  }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -752,4 +753,57 @@ def bias_trend(at: DeadCells, act: str, lr: float, record: int) -> dict:
     out.update(seed_trend(np.stack(columns, axis=1), biases))
   else:
     out.update(seed_trend(np.zeros((0, 0)), []))
+  return out
+
+
+# Dead-fraction bins for the ">50% dead" claim's table.
+DEAD_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
+
+
+def dead_accuracy(cells: dict, act: str, chance: float) -> dict:
+  """The ">50% dead cannot fit" claim: accuracy against the dead fraction.
+
+  Args:
+    cells: stored cells by (optimizer, activation, depth, width, lr, bias).
+    act: the activation (dead is meaningful for relu and relu6).
+    chance: the probe's majority-class rate (a constant predictor's
+      accuracy).
+
+  Every seed that stayed finite in every cell of `act` is a run: its final
+  dead fraction (mean over layers) and probe accuracy. Runs of one seed
+  share its init, so the test is over seeds: per seed, the mean accuracy
+  above `chance` of its runs more than half dead, then `one_sample`.
+
+  Returns:
+    'runs' (dead, accuracy, optimizer, lr, bias), 'bins' over DEAD_BINS
+    (runs, accuracy mean and std), and the test over seeds.
+  """
+  runs = []
+  for (opt, a, _, _, lr, bias), cell in cells.items():
+    if a != act:
+      continue
+    ok = np.asarray(cell['finite_seeds'])
+    dead = np.asarray(cell['dead_per_layer'], np.float64)[:, -1].mean(-1)
+    acc = np.asarray(cell['accuracy'], np.float64)[:, -1]
+    for s in np.flatnonzero(ok):
+      runs.append((float(dead[s]), float(acc[s]), opt, lr, bias, int(s)))
+  bins = []
+  for lo, hi in itertools.pairwise(DEAD_BINS):
+    acc = [r[1] for r in runs if lo <= r[0] < hi or (hi == 1.0 and r[0] == 1)]
+    bins.append(
+      {
+        'dead': f'[{lo:g}, {hi:g}{"]" if hi == 1.0 else ")"}',
+        'runs': len(acc),
+        'accuracy_mean': float(np.mean(acc)) if acc else math.nan,
+        'accuracy_std': float(np.std(acc)) if acc else math.nan,
+      }
+    )
+  seeds = sorted({r[5] for r in runs if r[0] > 0.5})
+  above = [
+    float(np.mean([r[1] - chance for r in runs if r[0] > 0.5 and r[5] == s]))
+    for s in seeds
+  ]
+  out = {**one_sample(above), 'bins': bins, 'chance': chance}
+  out['runs'] = [r[:5] for r in runs]
+  out['over_half'] = sum(r[0] > 0.5 for r in runs)
   return out

@@ -69,6 +69,7 @@ class DyingReluTest(parameterized.TestCase):
       '2. **Negative bias (dose-response)',
       '3. **Bias +0.01',
       '4. **Variants',
+      '5. **More than 50% dead',
     ):
       self.assertIn(claim, report)
 
@@ -344,6 +345,44 @@ class LearningRateTrendTest(absltest.TestCase):
     )
 
 
+class HalfDeadTest(absltest.TestCase):
+  def test_runs_over_half_dead_against_a_constant_predictor(self):
+    from experiments import data, stats
+
+    # Two cells, 3 seeds; seed 2 diverged in the second.
+    cells = {
+      ('sgd', 'relu', 2, 8, 0.1, 0.0): {
+        'finite_seeds': [True, True, True],
+        'dead_per_layer': [[[0.0], [0.6]], [[0.0], [0.2]], [[0.0], [0.8]]],
+        'accuracy': [[0.3, 0.5], [0.3, 0.7], [0.3, 0.4]],
+      },
+      ('adam', 'relu', 2, 8, 0.01, 0.0): {
+        'finite_seeds': [True, True, False],
+        'dead_per_layer': [[[0.0], [0.9]], [[0.0], [0.55]], [[0.0], [1.0]]],
+        'accuracy': [[0.3, 0.35], [0.3, 0.45], [0.3, 0.0]],
+      },
+      ('sgd', 'elu', 2, 8, 0.1, 0.0): {  # another activation: ignored
+        'finite_seeds': [True, True, True],
+        'dead_per_layer': [[[0.0], [0.9]]] * 3,
+        'accuracy': [[0.3, 0.9]] * 3,
+      },
+    }
+    test = stats.dead_accuracy(cells, 'relu', 0.25)
+    # Over half dead: seed 0 (0.5, 0.35), seed 1 (0.45), seed 2 (0.4).
+    expected = [(0.25 + 0.10) / 2, 0.20, 0.15]
+    self.assertEqual(test['n'], 3)
+    self.assertAlmostEqual(test['mean'], np.mean(expected), places=12)
+    self.assertEqual(test['over_half'], 4)
+    counts = {b['dead']: b['runs'] for b in test['bins']}
+    self.assertEqual(counts['[0.1, 0.3)'], 1)
+    self.assertEqual(counts['[0.7, 1]'], 2)
+    # The probe's majority class: a constant predictor.
+    labels = np.asarray(data.teacher_dataset(0)['y_eval'])
+    self.assertAlmostEqual(
+      data.teacher_majority_rate(0), max(np.mean(labels == c) for c in range(4))
+    )
+
+
 class ReportTest(absltest.TestCase):
   def test_optimizers_never_mix_and_exit_needs_claims_1_and_2(self):
     from experiments import dying_relu
@@ -352,6 +391,7 @@ class ReportTest(absltest.TestCase):
       return {
         'finite_seeds': [finite] * 3,
         'dead_per_layer': [[[0.0], [d]] for d in dead],
+        'accuracy': [[0.3, 0.7]] * 3,
         'final_dead_mean': float(np.mean(dead)),
         'diverged': 0 if finite else 3,
       }
@@ -373,6 +413,7 @@ class ReportTest(absltest.TestCase):
       'adam_bias_inits': [0.0],
       'depths': [2],
       'widths': [8],
+      'seed': 0,
     }
     text, verdicts = dying_relu.report(cells, flag)
     sgd, adam = text.split('## depth 2, width 8, adam')
