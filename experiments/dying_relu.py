@@ -12,11 +12,10 @@ Claims under test, each reported with its seed spread:
 3. A small positive bias (0.01) helps, where units die (the learning rates
    at which ReLU ends >= 5% dead, both arms averaged). CS231n calls this
    unclear; we report what we measure, and it decides no exit status.
+4. (Descriptive until issue 14 judges variants by their gradient.) The
+   variants' units *never positive* on the probe set (they pass gradient).
 5. More than 50% dead means the network cannot fit: ReLU runs' probe
    accuracy by dead fraction, and against a constant predictor.
-4. (Descriptive, no exit status, until issue 14 judges variants by the
-   gradient they pass.) The variants' units that are *never positive* on
-   the probe set; unlike dead ReLUs, these still pass gradient.
 
 MLPs (`--depths` x `--widths`, initialised by `jaxrelu.initializers` for
 their activation) are trained with each of `--optimizers`: plain SGD over
@@ -33,11 +32,10 @@ cell is one (activation, depth, width, learning rate, bias init) over all
 seeds, stored by `experiments.store` under a key of every setting, so a
 rerun resumes and `--num_tasks`/`--report_only` split the sweep (see
 `experiments.sweep`). Outputs: `cells/`, `cells.csv`, `summary.json`,
-`report.md`, and per optimizer `dead_heatmaps_*.png`, `dead_vs_step_*.png`
-and `dead_vs_lr_*.png` (the dead fraction against the learning rate).
-Exit status: 0
-when claims 1 and 2 are SUPPORTED for every optimizer and shape, 1
-otherwise, 2 for a usage error.
+`report.md`, `dead_vs_accuracy.png`, and per optimizer `dead_heatmaps_*`,
+`dead_vs_step_*` and `dead_vs_lr_*.png` (dead against learning rate).
+Exit status: 0 when claims 1 and 2 are SUPPORTED for every optimizer and
+shape, 1 otherwise, 2 for a usage error.
 
 Usage (from the repo root; `jaxrelu-dying-relu` once installed):
 
@@ -222,6 +220,8 @@ def write(flag: dict, outcome: sweep.Outcome) -> dict:
   for opt in flag['optimizers']:
     mine = {k[1:]: c for k, c in cells.items() if k[0] == opt}
     plots.dead_fraction_figures(mine, model.optimizer_flag(flag, opt))
+  half = verdicts['more than 50% dead cannot fit']
+  plots.dead_accuracy_figure(half, f'{flag["output_dir"]}/dead_vs_accuracy.png')
   print(text)
   return verdicts
 

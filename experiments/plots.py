@@ -455,3 +455,22 @@ def born_dead_figure(rows: list[dict], inits: Sequence[str], path: str) -> str:
       )
     )
   return figure(panels, path, size=(4.2, 4))
+
+
+def dead_accuracy_figure(test: dict, path: str) -> str:
+  """dying_relu's ">50% dead" figure: probe accuracy against the final
+  dead fraction, a point per run (finite seed x cell), an optimizer per
+  colour; the dotted line is a constant predictor. Returns path."""
+  lines = []
+  for i, opt in enumerate(sorted({r[2] for r in test['runs']})):
+    mine = [r for r in test['runs'] if r[2] == opt]
+    xs, ys = [r[0] for r in mine], [r[1] for r in mine]
+    lines.append(Line(xs, ys, opt, f'C{i}', linestyle='none', marker='o'))
+  panel = Panel(
+    lines,
+    title='ReLU runs; dotted: a constant predictor (majority class)',
+    xlabel='final dead fraction (mean over layers)',
+    ylabel='probe accuracy',
+    hline=test['chance'],
+  )
+  return figure([panel], path, size=(6, 4))

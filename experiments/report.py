@@ -731,7 +731,7 @@ def dying_half_dead_claim(test: dict, p_holm: float) -> tuple[str, dict]:
     f'{lo:+.3f} to {hi:+.3f}; per seed, {test["n"]} seeds), t-test p = '
     f'{test["p"]:.2g} (Holm {p_holm:.2g}). **{verdict}**.'
   )
-  keys = ('n', 'mean', 'ci', 'p', 'chance', 'over_half', 'bins')
+  keys = ('n', 'mean', 'ci', 'p', 'chance', 'over_half', 'bins', 'runs')
   return line, {
     'verdict': verdict,
     **{k: test[k] for k in keys},

@@ -55,6 +55,7 @@ class DyingReluTest(parameterized.TestCase):
     for name in ('cells.csv', 'report.md', 'summary.json'):
       self.assertTrue(os.path.exists(f'{parts}/{name}'), name)
     for png in (
+      'dead_vs_accuracy.png',
       'dead_heatmaps_sgd.png',
       'dead_vs_step_sgd.png',
       'dead_vs_lr_sgd.png',
