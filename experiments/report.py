@@ -505,19 +505,13 @@ def dying_lr_claim(trend: dict, p_holm: float) -> tuple[str, dict]:
   SUPPORTED (CONTRADICTED) when the Holm-corrected t-test finds a rising
   (falling) trend; NOT TESTABLE otherwise, with the slope it could detect.
   """
-  if trend['n'] < 2:
-    verdict = (
-      'NOT TESTABLE (fewer than 2 seeds stayed finite at 3 or more learning '
-      'rates)'
-    )
-  elif p_holm <= 0.05:
-    verdict = 'SUPPORTED' if trend['mean'] > 0 else 'CONTRADICTED'
-  else:
-    verdict = (
-      f'NOT TESTABLE (no significant trend; a slope of '
-      f'{trend["detectable"]:.3f} per decade would have been detected with '
-      'probability 0.8)'
-    )
+  verdict = _paired_verdict(
+    trend,
+    p_holm,
+    +1,
+    'fewer than 2 seeds stayed finite at 3 or more learning rates',
+    'trend; a slope of {:.3f} per decade',
+  )
   per_lr = '; '.join(
     f'lr {r["lr"]:g}: {r["dead_mean"]:.3f} +- {r["dead_std"]:.3f}'
     + (f' ({r["diverged"]}/{r["seeds"]} diverged)' if r['diverged'] else '')
@@ -540,15 +534,29 @@ def dying_lr_claim(trend: dict, p_holm: float) -> tuple[str, dict]:
   return line, {'verdict': verdict, 'held': held, **summary, 'p_holm': p_holm}
 
 
-def _trend_verdict(trend: dict, p_holm: float, sign: int, unit: str) -> str:
-  if trend['n'] < 2:
-    return 'NOT TESTABLE (fewer than 2 seeds with 3 or more finite values)'
+def _paired_verdict(
+  test: dict, p_holm: float, sign: int, too_few: str, missed: str
+) -> str:
+  """A paired claim's verdict from `stats.one_sample`'s test.
+
+  SUPPORTED (CONTRADICTED) when the Holm-corrected p <= 0.05 and the mean
+  has (has not) the claimed `sign`; NOT TESTABLE with `too_few` below 2
+  seeds, else with `missed` (a format of the detectable size).
+  """
+  if test['n'] < 2:
+    return f'NOT TESTABLE ({too_few})'
   if p_holm <= 0.05:
-    return 'SUPPORTED' if sign * trend['mean'] > 0 else 'CONTRADICTED'
+    return 'SUPPORTED' if sign * test['mean'] > 0 else 'CONTRADICTED'
   return (
-    f'NOT TESTABLE (no significant trend; a slope of '
-    f'{trend["detectable"]:.3f} {unit} would have been detected with '
-    'probability 0.8)'
+    f'NOT TESTABLE (no significant {missed.format(test["detectable"])} would '
+    'have been detected with probability 0.8)'
+  )
+
+
+def _trend_verdict(trend: dict, p_holm: float, sign: int, unit: str) -> str:
+  too_few = 'fewer than 2 seeds with 3 or more finite values'
+  return _paired_verdict(
+    trend, p_holm, sign, too_few, 'trend; a slope of {:.3f} ' + unit
   )
 
 
@@ -610,15 +618,13 @@ def dying_remedy_claim(effect: dict, p_holm: float) -> tuple[str, dict]:
   """
   if not effect['lrs']:
     verdict = 'NOT TESTABLE (no learning rate where units die at bias 0)'
-  elif effect['n'] < 2:
-    verdict = 'NOT TESTABLE (fewer than 2 seeds finite in both cells)'
-  elif p_holm <= 0.05:
-    verdict = 'SUPPORTED' if effect['mean'] < 0 else 'CONTRADICTED'
   else:
-    verdict = (
-      f'NOT TESTABLE (no significant effect; a change of '
-      f'{effect["detectable"]:.3f} would have been detected with '
-      'probability 0.8)'
+    verdict = _paired_verdict(
+      effect,
+      p_holm,
+      -1,
+      'fewer than 2 seeds finite in both cells',
+      'effect; a change of {:.3f}',
     )
   lo, hi = effect['ci']
   rates = ', '.join(f'{lr:g}' for lr in effect['lrs']) or 'none'
@@ -644,16 +650,13 @@ def dying_remedy_claim(effect: dict, p_holm: float) -> tuple[str, dict]:
 
 def dying_low_lr_claim(effect: dict, p_holm: float) -> tuple[str, dict]:
   """dying_relu's too-low learning rate claim (`stats.low_lr_effect`)."""
-  if effect['n'] < 2:
-    verdict = 'NOT TESTABLE (fewer than 2 seeds finite at both rates)'
-  elif p_holm <= 0.05:
-    verdict = 'SUPPORTED' if effect['mean'] > 0 else 'CONTRADICTED'
-  else:
-    verdict = (
-      f'NOT TESTABLE (no significant effect; a difference of '
-      f'{effect["detectable"]:.3f} would have been detected with '
-      'probability 0.8)'
-    )
+  verdict = _paired_verdict(
+    effect,
+    p_holm,
+    +1,
+    'fewer than 2 seeds finite at both rates',
+    'effect; a difference of {:.3f}',
+  )
   lo, hi = effect['ci']
   pair = ' vs '.join(f'{lr:g}' for lr in effect['lrs'])
   line = (

@@ -205,7 +205,6 @@ def predict(cfg: Config, depth: int, width: int) -> dict[str, np.ndarray]:
   act = ACTIVATIONS[cfg.activation]
   kinks = KINKS.get(cfg.activation, (0.0,))
   q = 1.0 - cfg.dropout_rate
-  alpha_p = -jaxrelu.SELU_SCALE * jaxrelu.SELU_ALPHA
 
   def step(carry, _):
     mu, nu = carry
@@ -218,10 +217,9 @@ def predict(cfg: Config, depth: int, width: int) -> dict[str, np.ndarray]:
         act, 0.0, second, tau=tau, kinks=kinks
       )
     if cfg.dropout == 'alpha' and cfg.dropout_rate > 0:
-      a, b = selu_theory.alpha_dropout_affine(cfg.dropout_rate)
-      mean_x = q * m + (1 - q) * alpha_p
-      sec = q * (v + m * m) + (1 - q) * alpha_p**2
-      m, v, g = a * mean_x + b, a * a * (sec - mean_x**2), g * a * a * q
+      m, v = selu_theory.alpha_dropout_moments(m, v, cfg.dropout_rate)
+      a, _ = selu_theory.alpha_dropout_affine(cfg.dropout_rate)
+      g = g * a * a * q
     elif cfg.dropout == 'standard' and cfg.dropout_rate > 0:
       m, v, g = m, (v + m * m) / q - m * m, g / q
     return (m, v), (m, jnp.sqrt(v), g)

@@ -547,11 +547,12 @@ def selu_bias_rows(results: Sequence[dict]) -> list[dict]:
 DYING = 0.05
 
 
-def seed_trend(values: np.ndarray, x: Sequence[float]) -> dict:
+def seed_trend(columns: Sequence[np.ndarray], x: Sequence[float]) -> dict:
   """Per-seed least-squares slopes of values against x, and their test.
 
   Args:
-    values: (seeds, len(x)); NaN where a seed has no value (it diverged).
+    columns: per x, the value of every seed; NaN where a seed has none (it
+      diverged).
     x: the abscissae.
 
   Returns:
@@ -563,6 +564,7 @@ def seed_trend(values: np.ndarray, x: Sequence[float]) -> dict:
   x = np.asarray(x, np.float64)
   out = {}
   slopes = []
+  values = np.stack(columns, axis=1) if len(columns) else np.zeros((0, 0))
   for row in np.asarray(values, np.float64):
     ok = np.isfinite(row)
     if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
@@ -714,11 +716,7 @@ def lr_trend(at: DeadCells, act: str, bias: float) -> dict:
   lrs = [lr for lr in at.lrs if at.get(act, lr, bias) is not None]
   columns = [_dead_at(at.get(act, lr, bias), -1) for lr in lrs]
   out = {'rows': _rows('lr', lrs, columns), 'bias': bias}
-  if columns:
-    out.update(seed_trend(np.stack(columns, axis=1), np.log10(lrs)))
-  else:
-    out.update(seed_trend(np.zeros((0, 0)), []))
-  return out
+  return {**out, **seed_trend(columns, np.log10(lrs))}
 
 
 def low_lr_effect(at: DeadCells, act: str, bias: float) -> dict:
@@ -749,11 +747,7 @@ def bias_trend(at: DeadCells, act: str, lr: float, record: int) -> dict:
   biases = [b for b in at.biases if at.get(act, lr, b) is not None]
   columns = [_dead_at(at.get(act, lr, b), record) for b in biases]
   out = {'rows': _rows('bias', biases, columns), 'lr': lr, 'record': record}
-  if columns:
-    out.update(seed_trend(np.stack(columns, axis=1), biases))
-  else:
-    out.update(seed_trend(np.zeros((0, 0)), []))
-  return out
+  return {**out, **seed_trend(columns, biases)}
 
 
 # Dead-fraction bins for the ">50% dead" claim's table.

@@ -89,12 +89,7 @@ def _selu_layer(second, *, tau, scale, rate):
     0.0, second, tau=tau, scale=_activations.SELU_SCALE * scale
   )
   if rate > 0:
-    q = 1.0 - rate
-    alpha_p = -_activations.SELU_SCALE * _activations.SELU_ALPHA
-    a, b = selu_theory.alpha_dropout_affine(rate)
-    mean_x = q * m + (1 - q) * alpha_p
-    sec = q * (v + m * m) + (1 - q) * alpha_p**2
-    m, v = a * mean_x + b, a * a * (sec - mean_x**2)
+    m, v = selu_theory.alpha_dropout_moments(m, v, rate)
   return m, v
 
 

@@ -263,6 +263,24 @@ def alpha_dropout_affine(
   return a, mean - a * (q * mean + (1.0 - q) * alpha_p)
 
 
+def alpha_dropout_moments(
+  mean: ArrayLike, var: ArrayLike, rate: ArrayLike
+) -> tuple[jax.Array, jax.Array]:
+  r"""(mean, var) of alpha dropout's output, for inputs of (mean, var).
+
+  A kept element (probability q = 1 - rate) stays x, a dropped one becomes
+  alpha' = -scale * alpha, then y = a x' + b with `alpha_dropout_affine`'s
+  (a, b) for (0, 1): E[x'] = q mu + (1 - q) alpha',
+  E[x'^2] = q (nu + mu^2) + (1 - q) alpha'^2. At (0, 1) it returns (0, 1).
+  """
+  q = 1.0 - rate
+  alpha_p = -SELU_SCALE * SELU_ALPHA
+  a, b = alpha_dropout_affine(rate)
+  first = q * mean + (1 - q) * alpha_p
+  second = q * (var + mean * mean) + (1 - q) * alpha_p**2
+  return a * first + b, a * a * (second - first**2)
+
+
 # ----------------------------------------------------------------------------
 # Any activation, by quadrature split at its kinks (predictions for controls).
 

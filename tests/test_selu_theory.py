@@ -117,6 +117,24 @@ if __name__ == '__main__':
   absltest.main()
 
 
+class AlphaDropoutMomentsTest(absltest.TestCase):
+  def test_against_sampling_and_the_fixed_point(self):
+    with jax.enable_x64(True):
+      m, v = selu_theory.alpha_dropout_moments(0.0, 1.0, 0.1)
+      self.assertAlmostEqual(float(m), 0.0, places=12)
+      self.assertAlmostEqual(float(v), 1.0, places=12)
+      m, v = selu_theory.alpha_dropout_moments(0.5, 2.0, 0.2)
+    # Monte Carlo of the layer itself (float64 NumPy), off the fixed point.
+    rng = np.random.default_rng(0)
+    n = 2_000_000
+    x = 0.5 + np.sqrt(2.0) * rng.standard_normal(n)
+    keep = rng.random(n) < 0.8
+    a, b = (float(t) for t in selu_theory.alpha_dropout_affine(0.2))
+    y = a * np.where(keep, x, -jaxrelu.SELU_SCALE * jaxrelu.SELU_ALPHA) + b
+    self.assertAlmostEqual(float(m), y.mean(), delta=4 * y.std() / np.sqrt(n))
+    self.assertAlmostEqual(float(v), y.var(), delta=0.01)
+
+
 class CorrelationMapTest(absltest.TestCase):
   def test_relu_matches_arc_cosine_kernel(self):
     # E[relu(u) relu(v)] = (sqrt(1 - c^2) + (pi - arccos c) c) / (2 pi).
