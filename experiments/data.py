@@ -119,7 +119,9 @@ def train_sizes(datasets: Sequence[str], split_seed: int) -> dict[str, int]:
 
 # The teacher task of experiments.dying_relu: sizes of its parts.
 TEACHER_INPUTS, TEACHER_CLASSES, TEACHER_TRAIN, TEACHER_PROBE = 16, 4, 4096, 512
-TEACHER_PARTS = ('probe',)
+# Evaluation parts: the held-out probe, then the whole training set (units
+# are judged dead on it: a unit dead there gets no gradient from any step).
+TEACHER_PARTS = ('probe', 'train')
 
 
 @functools.cache
@@ -128,8 +130,9 @@ def teacher_dataset(seed: int) -> dict[str, np.ndarray]:
 
   Inputs are N(0, I) in 16 dimensions; the label is the argmax of a random
   tanh MLP (16 -> 64 -> 4). Generated in code, nothing downloaded. The
-  layout is `pad_datasets`' for one dataset, with one evaluation part: a
-  held-out probe set of 512 inputs. Cached: made once per process.
+  layout is `pad_datasets`' for one dataset, with two evaluation parts
+  (TEACHER_PARTS): a held-out probe set of 512 inputs, then the 4096
+  training inputs. Cached: made once per process.
   """
   import jax
   import jax.numpy as jnp
@@ -138,22 +141,26 @@ def teacher_dataset(seed: int) -> dict[str, np.ndarray]:
   w1 = jax.random.normal(k_t1, (TEACHER_INPUTS, 64)) / np.sqrt(TEACHER_INPUTS)
   w2 = jax.random.normal(k_t2, (64, TEACHER_CLASSES)) / np.sqrt(64)
   teacher = lambda x: jnp.argmax(jnp.tanh(x @ w1 * 2.0) @ w2, -1)
-  x = jax.random.normal(k_x, (TEACHER_TRAIN, TEACHER_INPUTS))
-  probe = jax.random.normal(k_p, (TEACHER_PROBE, TEACHER_INPUTS))
+  x = np.asarray(jax.random.normal(k_x, (TEACHER_TRAIN, TEACHER_INPUTS)))
+  probe = np.asarray(jax.random.normal(k_p, (TEACHER_PROBE, TEACHER_INPUTS)))
+  y, y_probe = np.asarray(teacher(x), np.int32), np.asarray(teacher(probe))
   return {
-    'x_train': np.asarray(x),
-    'y_train': np.asarray(teacher(x), np.int32),
+    'x_train': x,
+    'y_train': y,
     'train_size': np.int32(TEACHER_TRAIN),
     'inputs': np.int32(TEACHER_INPUTS),
     'class_mask': np.ones(TEACHER_CLASSES, bool),
-    'x_eval': np.asarray(probe),
-    'y_eval': np.asarray(teacher(probe), np.int32),
-    'part_eval': np.zeros(TEACHER_PROBE, np.int32),
+    'x_eval': np.concatenate([probe, x]),
+    'y_eval': np.concatenate([y_probe.astype(np.int32), y]),
+    'part_eval': np.repeat(
+      np.arange(2, dtype=np.int32), [TEACHER_PROBE, TEACHER_TRAIN]
+    ),
   }
 
 
-def teacher_majority_rate(seed: int) -> float:
-  """The teacher probe set's majority-class rate: a constant predictor's
-  accuracy (0.348 for seed 0)."""
-  labels = np.asarray(teacher_dataset(seed)['y_eval'])
+def teacher_majority_rate(seed: int, part: str = 'probe') -> float:
+  """The majority-class rate of a part of the teacher task: a constant
+  predictor's accuracy (0.348 on the probe for seed 0)."""
+  d = teacher_dataset(seed)
+  labels = d['y_eval'][d['part_eval'] == TEACHER_PARTS.index(part)]
   return float(np.bincount(labels).max() / labels.size)

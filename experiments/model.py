@@ -33,7 +33,7 @@ import optax
 import jaxrelu
 from experiments import data, stats
 from experiments.data import PARTS, padded
-from jaxrelu import initializers
+from jaxrelu import diagnostics, initializers
 
 ACTIVATIONS = (
   'relu',
@@ -86,6 +86,27 @@ def gains(celu_alpha: float) -> dict[str, float]:
   return {a: initializers.gain(*_init_args(a, celu_alpha)) for a in ACTIVATIONS}
 
 
+def _kernel_inits(data, gain):
+  """(input layer's, hidden layers') kernel initializers for `gain`.
+
+  Truncated-normal variance scaling with `gain` squared; the input layer's
+  is drawn at the padded width, rescaled to the dataset's true fan-in, and
+  zero on rows of padded features.
+  """
+  unit = jax.nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal')
+  features = data['x_train'].shape[-1]
+  real = jnp.arange(features) < data['inputs']
+
+  def hidden(key, shape, dtype=jnp.float32):
+    return gain * unit(key, shape, dtype)
+
+  def first(key, shape, dtype=jnp.float32):
+    w = hidden(key, shape, dtype) * jnp.sqrt(features / data['inputs'])
+    return jnp.where(real[:, None], w, 0.0)
+
+  return first, hidden
+
+
 def init_params(key, data, gain, bias_init=0.0, *, depth, width):
   """Plain MLP parameters; hidden-to-hidden layers stacked for `lax.scan`.
 
@@ -99,15 +120,12 @@ def init_params(key, data, gain, bias_init=0.0, *, depth, width):
   0.25 and stay there for the other activations, which do not read them.
   Hidden biases start at `bias_init`, the read-out's at 0.
   """
-  unit = jax.nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal')
-  init = lambda k, shape: gain * unit(k, shape)
+  first, init = _kernel_inits(data, gain)
   k_in, k_hidden, k_out = jax.random.split(key, 3)
   features = data['x_train'].shape[-1]
   classes = data['class_mask'].shape[-1]
-  real = jnp.arange(features) < data['inputs']
-  w_in = init(k_in, (features, width)) * jnp.sqrt(features / data['inputs'])
   return {
-    'w_in': jnp.where(real[:, None], w_in, 0.0),
+    'w_in': first(k_in, (features, width)),
     'b_in': jnp.full((width,), bias_init, jnp.float32),
     'w_hidden': jax.vmap(lambda k: init(k, (width, width)))(
       jax.random.split(k_hidden, depth - 1)
@@ -135,14 +153,20 @@ def _activation(name, *, train, rate, celu_alpha):
   return lambda z, s, k: fn(z)
 
 
-def forward(params, x, rows, act_index, *, rate, celu_alpha, key=None):
+def forward(
+  params, x, rows, act_index, *, rate, celu_alpha, key=None, derivative=False
+):
   """Logits, and each hidden unit's largest pre-activation over `rows`.
 
   `act_index` picks the activation from ACTIVATIONS with `lax.switch`. It
   is never batched, so the switch stays a conditional that runs one
   branch, and one compiled program serves every activation. With a key,
   the network runs in training mode (random RReLU slopes, alpha dropout);
-  without one, in evaluation mode.
+  without one, in evaluation mode. With `derivative`, also each hidden
+  unit's mean absolute derivative |f'(z)| over `rows` (a forward-mode JVP
+  through the activation's own rule, so relu'(0) = 0 as jaxrelu
+  documents): the fraction of the gradient a unit passes back, on
+  average.
   """
   depth = params['b_hidden'].shape[0] + 1
   train = key is not None
@@ -156,12 +180,16 @@ def forward(params, x, rows, act_index, *, rate, celu_alpha, key=None):
     w, b, s, k = xs
     z = h @ w + b
     top = jnp.max(jnp.where(rows[:, None], z, -jnp.inf), axis=0)
+    act = lambda z, s, k: jax.lax.switch(act_index, branches, z, s, k)
+    if derivative:
+      h, slope = jax.jvp(lambda z: act(z, s, k), (z,), (jnp.ones_like(z),))
+      # |f'|: a learned PReLU slope may turn negative and still pass it.
+      slope = jnp.abs(slope)
+      slope = jnp.sum(jnp.where(rows[:, None], slope, 0.0), 0) / rows.sum()
+      return h, (top, slope)
     # Rematerialized: otherwise the backward pass keeps the union of every
     # branch's residuals.
-    h = jax.checkpoint(
-      lambda z, s, k: jax.lax.switch(act_index, branches, z, s, k)
-    )(z, s, k)
-    return h, top
+    return jax.checkpoint(act)(z, s, k), top
 
   first = lambda a: None if a is None else a[0]
   rest = lambda a: None if a is None else a[1:]
@@ -173,7 +201,10 @@ def forward(params, x, rows, act_index, *, rate, celu_alpha, key=None):
     (params['w_hidden'], params['b_hidden'], slopes[1:], rest(keys)),
   )
   logits = h @ params['w_out'] + params['b_out']
-  return logits, jnp.concatenate([top[None], tops])
+  stack = lambda a, b: jnp.concatenate([a[None], b])
+  if derivative:
+    return logits, stack(top[0], tops[0]), stack(top[1], tops[1])
+  return logits, stack(top, tops)
 
 
 def _direction(name: str, momentum: float):
@@ -188,7 +219,18 @@ def _direction(name: str, momentum: float):
 
 
 def train_seed(
-  key, data, act_index, gain, learning_rate, bias_init=0.0, *, depth, cfg
+  key,
+  data,
+  act_index,
+  gain,
+  learning_rate,
+  bias_init=0.0,
+  *,
+  depth,
+  cfg,
+  init_scale=None,
+  input_shift=None,
+  revive=None,
 ):
   """One seed on one (padded) dataset: curves of every metric.
 
@@ -203,18 +245,34 @@ def train_seed(
     depth: hidden layers.
     cfg: width, steps, batch, record_every, optimizer ('sgd' or 'adam'),
       momentum (for sgd), alpha_dropout_rate, celu_alpha, parts (names of
-      the evaluation parts) and dead_part (the part units are judged on).
+      the evaluation parts), dead_part (the part units are judged on) and
+      unit_stats (default False: record the per-unit outputs below).
+    init_scale: traced or None (1): multiplies `gain` (a bad init).
+    input_shift: traced or None (0): added to every input feature, in
+      training and evaluation (data whose pre-activations start shifted).
+    revive: traced or None (never): where positive, ReDo revival at every
+      record: the units found dead there (never positive on the dead_part)
+      get fresh incoming weights and their bias init, zero outgoing weights
+      and zeroed optimizer moments (`jaxrelu.diagnostics.recycle_units`).
 
   Returns:
     Every `record_every` steps, and before the first: loss and accuracy on
     each evaluation part (evaluation mode), the fraction of hidden units
     never positive on the dead_part (per layer), whether the output is
     constant there (born dead), and the PReLU slopes per layer (mean and
-    std over units). Each of shape (records + 1, ...).
+    std over units); with unit_stats, per unit (depth, width), whether it
+    is never positive there ('dead_units') and its mean absolute derivative
+    there ('unit_slope'). Each of shape (records + 1, ...).
   """
   model = dict(rate=cfg['alpha_dropout_rate'], celu_alpha=cfg['celu_alpha'])
   mask = data['class_mask']
+  units = cfg.get('unit_stats', False)
   k_init, k_train = jax.random.split(key)
+  # Revival's own stream: fold_in(key, 2) is neither split above.
+  k_revive = jax.random.fold_in(key, 2)
+  if init_scale is not None:
+    gain = gain * init_scale
+  shift = (lambda x: x) if input_shift is None else (lambda x: x + input_shift)
   params = init_params(
     k_init, data, gain, bias_init, depth=depth, width=cfg['width']
   )
@@ -229,7 +287,13 @@ def train_seed(
   def evaluate(params):
     part = data['part_eval']
     judged = part == cfg['dead_part']
-    logits, top = forward(params, data['x_eval'], judged, act_index, **model)
+    x = shift(data['x_eval'])
+    if units:
+      logits, top, slope = forward(
+        params, x, judged, act_index, derivative=True, **model
+      )
+    else:
+      logits, top = forward(params, x, judged, act_index, **model)
     loss, correct = xent(logits, data['y_eval'])
     out = {}
     for i, name in enumerate(cfg['parts']):
@@ -238,6 +302,9 @@ def train_seed(
       out[f'{name}_acc'] = jnp.sum(weight * correct)
     # Never positive on the whole judged part: dead for relu and relu6.
     out['dead'] = jnp.mean(top <= 0.0, axis=-1)  # (depth,)
+    if units:
+      out['dead_units'] = top <= 0.0
+      out['unit_slope'] = slope
     first = logits[jnp.argmax(judged)]
     out['born_dead'] = jnp.all(
       jnp.where(judged[:, None], logits == first, True)
@@ -257,7 +324,7 @@ def train_seed(
     k_batch, k_noise = jax.random.split(k)
     idx = jax.random.randint(k_batch, (cfg['batch'],), 0, data['train_size'])
     grads = jax.grad(loss_fn)(
-      params, data['x_train'][idx], data['y_train'][idx], k_noise
+      params, shift(data['x_train'][idx]), data['y_train'][idx], k_noise
     )
     direction, opt_state = tx.update(grads, opt_state, params)
     params = jax.tree.map(lambda p, d: p - learning_rate * d, params, direction)
@@ -268,6 +335,11 @@ def train_seed(
   def chunk(carry, xs):
     index, k = xs
     metrics = evaluate(carry[0])
+    if revive is not None:
+      dead = metrics['dead_units'] & (revive > 0)
+      # The training keys are the same with or without revival.
+      k_units = jax.random.fold_in(k_revive, index)
+      carry = _revive(*carry, dead, k_units, data, gain, bias_init)
     # Record, then train; after the last record there is nothing to train.
     carry = jax.lax.cond(
       index < records,
@@ -285,6 +357,63 @@ def train_seed(
     (jnp.arange(records + 1), jax.random.split(k_train, records + 1)),
   )
   return curves  # each of shape (records + 1, ...)
+
+
+def _layer_view(tree):
+  """A parameter-shaped tree as `recycle_units` names layers: '0' (input
+  layer) to str(depth - 1), each a (kernel, bias) pair, then 'out'."""
+  depth = tree['b_hidden'].shape[0] + 1
+  view = {'0': (tree['w_in'], tree['b_in'])}
+  for i in range(1, depth):
+    view[str(i)] = (tree['w_hidden'][i - 1], tree['b_hidden'][i - 1])
+  rest = {'slopes': tree['slopes']}
+  if depth == 1:  # no hidden-to-hidden layer: keep the empty stacks
+    rest.update(w_hidden=tree['w_hidden'], b_hidden=tree['b_hidden'])
+  return {**view, 'out': (tree['w_out'], tree['b_out']), 'rest': rest}
+
+
+def _stacked(view):
+  """`_layer_view`'s inverse."""
+  tree = dict(view['rest'])
+  if 'w_hidden' not in tree:
+    hidden = [view[str(i)] for i in range(1, len(view) - 2)]
+    tree['w_hidden'] = jnp.stack([w for w, _ in hidden])
+    tree['b_hidden'] = jnp.stack([b for _, b in hidden])
+  tree['w_in'], tree['b_in'] = view['0']
+  tree['w_out'], tree['b_out'] = view['out']
+  return tree
+
+
+def _revive(params, opt_state, dead, key, data, gain, bias_init):
+  """ReDo on the stacked MLP: `recycle_units` on its per-layer view.
+
+  dead: bool (depth, width). The revived units start as at init (the same
+  kernel initializers and bias init); their optimizer moments are zeroed.
+  """
+  names = [str(i) for i in range(dead.shape[0])]
+  first, hidden = _kernel_inits(data, gain)
+
+  def convert(tree, is_node, fn):  # every parameter-shaped node of a tree
+    return jax.tree.map(
+      lambda t: fn(t) if is_node(t) else t, tree, is_leaf=is_node
+    )
+
+  new, state = diagnostics.recycle_units(
+    _layer_view(params),
+    dict(zip(names, dead, strict=True)),
+    key,
+    pairs=dict(zip(names, [*names[1:], 'out'], strict=True)),
+    opt_state=convert(
+      opt_state, lambda t: isinstance(t, dict) and 'w_in' in t, _layer_view
+    ),
+    kernel_init={name: first if name == '0' else hidden for name in names},
+    bias_init=lambda k, shape, dtype=jnp.float32: jnp.full(
+      shape, bias_init, dtype
+    ),
+    layout='in_out',
+  )
+  is_view = lambda t: isinstance(t, dict) and 'rest' in t
+  return _stacked(new), convert(state, is_view, _stacked)
 
 
 def seed_keys(base_seed: int, dataset: str, depth: int, seeds: int):
@@ -391,14 +520,40 @@ def dataset_groups(flag: dict, version: int) -> list[tuple]:
   ]
 
 
-def train_grid(
-  keys, learning_rates, bias_inits, dataset, *, activation, depth, cfg
-):
-  """A grid of (learning rate, bias init) cells, each over seeds, vectorized.
+# Per-cell settings `train_grid` takes as traced arguments, and the value
+# of each that leaves the training as it is (a baseline cell).
+KNOBS = {
+  'learning_rate': None,
+  'bias_init': 0.0,
+  'init_scale': 1.0,
+  'input_shift': 0.0,
+  'revive': False,
+}
+
+
+@functools.cache
+def _grid_program(depth: int, cfg_json: str, knobs: tuple[str, ...]):
+  """The compiled trainer of a grid: cells x seeds, one per depth, config
+  and set of knobs. The activation index, gain and dataset are arguments,
+  so every activation's group of the same shape reuses the compilation."""
+  cfg = json.loads(cfg_json)
+
+  def one(key, data, act_index, gain, values):
+    return train_seed(
+      key, data, act_index, gain, depth=depth, cfg=cfg, **values
+    )
+
+  per_seed = jax.vmap(one, in_axes=(0, None, None, None, None))
+  return jax.jit(jax.vmap(per_seed, in_axes=(0, None, None, None, 0)))
+
+
+def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
+  """A grid of cells, each over seeds, vectorized.
 
   Args:
     keys: (cells, seeds) keys.
-    learning_rates, bias_inits: (cells,) each.
+    knobs: name -> (cells,) values, for names of KNOBS (learning_rate is
+      required): `train_seed`'s traced per-cell settings.
     dataset: one dataset (`experiments.data` layout), shared by all cells.
     activation: one of ACTIVATIONS (its weight gain from `gains`).
     depth: hidden layers.
@@ -409,40 +564,74 @@ def train_grid(
     With several devices and a cell count they divide, the cells are
     spread over them (GSPMD partitions the vmap).
   """
+  knobs = {k: jnp.asarray(v, jnp.float32) for k, v in sorted(knobs.items())}
   devices = jax.device_count()
-  if devices > 1 and len(learning_rates) % devices == 0:
+  if devices > 1 and len(keys) % devices == 0:
     mesh = jax.make_mesh(
       (devices,), ('cells',), axis_types=(jax.sharding.AxisType.Auto,)
     )
     sharding = jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec('cells')
     )
-    keys, learning_rates, bias_inits = jax.device_put(
-      (keys, learning_rates, bias_inits), sharding
-    )
-  train = functools.partial(
-    train_seed,
-    data=jax.tree.map(jnp.asarray, dataset),
-    act_index=jnp.int32(ACTIVATIONS.index(activation)),
-    gain=jnp.float32(gains(cfg['celu_alpha'])[activation]),
-    depth=depth,
-    cfg=cfg,
+    keys, knobs = jax.device_put((keys, knobs), sharding)
+  fn = _grid_program(depth, json.dumps(cfg, sort_keys=True), tuple(knobs))
+  out = fn(
+    keys,
+    jax.tree.map(jnp.asarray, dataset),
+    jnp.int32(ACTIVATIONS.index(activation)),
+    jnp.float32(gains(cfg['celu_alpha'])[activation]),
+    knobs,
   )
-  per_seed = jax.vmap(
-    lambda k, lr, b: train(k, learning_rate=lr, bias_init=b),
-    in_axes=(0, None, None),
-  )
-  fn = jax.jit(jax.vmap(per_seed))
-  return jax.tree.map(np.asarray, fn(keys, learning_rates, bias_inits))
+  return jax.tree.map(np.asarray, out)
+
+
+def teacher_cells(flag: dict, activation: str, depth: int) -> list[list]:
+  """dying_relu's cells of one (optimizer, activation, depth): settings
+  (KNOBS) per cell, in groups that each run as one `train_grid`.
+
+  Every activation: the learning rates x bias inits. ReLU also gets, in a
+  group of its own (so the first keeps a cell count devices divide), the
+  treatments at the reference bias: revival at every learning rate, and
+  with SGD, each bad init scale and each input shift at the reference
+  learning rate (`stats.reference_lr`). At a cause depth (not one of
+  flag['depths']), ReLU with SGD only, at the reference learning rate and
+  bias: the one cell the depth claim reads.
+  """
+  base = {k: v for k, v in KNOBS.items() if k != 'learning_rate'}
+  lrs, biases = flag['learning_rates'], flag['bias_inits']
+  b0, lr0 = stats.reference_bias(biases), stats.reference_lr(lrs)
+  if depth not in flag['depths']:
+    if activation != 'relu' or flag['optimizer'] != 'sgd':
+      return []
+    return [[{**base, 'learning_rate': lr0, 'bias_init': b0}]]
+  groups = [
+    [
+      {**base, 'learning_rate': lr, 'bias_init': b}
+      for lr in lrs
+      for b in biases
+    ]
+  ]
+  if activation != 'relu':
+    return groups
+  at = {**base, 'bias_init': b0}
+  treated = [{**at, 'learning_rate': lr, 'revive': True} for lr in lrs]
+  if flag['optimizer'] == 'sgd':
+    treated += [
+      {**at, 'learning_rate': lr0, 'init_scale': v} for v in flag['init_scales']
+    ]
+    treated += [
+      {**at, 'learning_rate': lr0, 'input_shift': v}
+      for v in flag['input_shifts']
+    ]
+  return [*groups, treated]
 
 
 def teacher_groups(flag: dict, version: int) -> list[tuple]:
   """experiments.dying_relu's groups: (label, settings, compute).
 
-  One group per (activation, depth, width), computed by `train_teacher`:
-  every (learning rate, bias init) cell of it and every seed at once. A
-  cell's settings hold the flags that shape it, the teacher task's sizes
-  and `version`.
+  The groups of `teacher_cells` for every (optimizer, activation, depth,
+  width), computed by `train_teacher`. A cell's settings hold the flags
+  that shape it, the teacher task's sizes, its KNOBS and `version`.
   """
   shared = {
     k: flag[k] for k in ('steps', 'seeds', 'batch', 'record_every', 'seed')
@@ -457,26 +646,17 @@ def teacher_groups(flag: dict, version: int) -> list[tuple]:
   out = []
   for opt in flag['optimizers']:
     grid = optimizer_flag(flag, opt)
-    lrs, biases = grid['learning_rates'], grid['bias_inits']
     for act in flag['activations']:
-      for depth in flag['depths']:
+      for depth in sorted({*flag['depths'], *flag['cause_depths']}):
         for width in flag['widths']:
-          settings = [
-            {
-              **shared,
-              'optimizer': opt,
-              'activation': act,
-              'depth': depth,
-              'width': width,
-              'learning_rate': lr,
-              'bias_init': b,
-            }
-            for lr in lrs
-            for b in biases
-          ]
-          compute = functools.partial(train_teacher, grid, act, depth, width)
-          label = f'{opt} {act} depth {depth} width {width}'
-          out.append((label, settings, compute))
+          for n, cells in enumerate(teacher_cells(grid, act, depth)):
+            at = {'optimizer': opt, 'activation': act, 'depth': depth}
+            settings = [{**shared, **at, 'width': width, **c} for c in cells]
+            compute = functools.partial(
+              train_teacher, grid, act, depth, width, cells
+            )
+            label = f'{opt} {act} depth {depth} width {width}'
+            out.append((label + (' treated' if n else ''), settings, compute))
   return out
 
 
@@ -496,27 +676,28 @@ def teacher_keys(seed: int, depth: int, width: int, seeds: int) -> jax.Array:
 
   They depend on the base seed and the network's shape only, so seed s has
   the same weight noise, minibatch order and RReLU noise in every cell a
-  claim compares: across learning rates, bias inits, optimizers and
-  activations (which scale the same noise by their own gain).
+  claim compares: across learning rates, bias inits, treatments,
+  optimizers and activations (which scale the same noise by their gain).
   """
   tag = zlib.crc32(json.dumps(['teacher', depth, width]).encode())
   return jax.random.split(jax.random.fold_in(jax.random.key(seed), tag), seeds)
 
 
-def train_teacher(flag: dict, activation: str, depth: int, width: int):
+def train_teacher(
+  flag: dict, activation: str, depth: int, width: int, cells: list[dict]
+):
   """One group of `teacher_groups`, vectorized: a record per cell.
 
-  Each (learning rate, bias init) cell trains flag['seeds'] seeds, whose
-  keys come from `teacher_keys` (the same in every cell), on
+  Each cell (KNOBS settings) trains flag['seeds'] seeds, whose keys come
+  from `teacher_keys` (the same in every cell), on
   `data.teacher_dataset(flag['seed'])`, with plain SGD (no momentum) or
-  Adam, no dropout; units are judged on the probe set.
+  Adam, no dropout; units are judged on the whole training set.
 
   Returns:
-    `stats.dead_cell` of each cell, learning rates outermost.
+    `stats.dead_cell` of each cell, in order.
   """
-  grid = [(lr, b) for lr in flag['learning_rates'] for b in flag['bias_inits']]
   seed_keys = teacher_keys(flag['seed'], depth, width, flag['seeds'])
-  keys = jnp.stack([seed_keys] * len(grid))  # (cells, seeds)
+  keys = jnp.stack([seed_keys] * len(cells))  # (cells, seeds)
   cfg = {
     'width': width,
     'steps': flag['steps'],
@@ -527,18 +708,21 @@ def train_teacher(flag: dict, activation: str, depth: int, width: int):
     'alpha_dropout_rate': 0.0,
     'celu_alpha': 1.0,
     'parts': data.TEACHER_PARTS,
-    'dead_part': 0,  # units are judged on the probe set
+    'dead_part': 1,  # units are judged on the whole training set
+    'unit_stats': True,
   }
+  # Only the knobs some cell moves are traced: the rest stay Python
+  # constants, and cost nothing in the program.
+  moved = [k for k in KNOBS if any(c[k] != KNOBS[k] for c in cells)]
   curves = train_grid(
     keys,
-    jnp.array([lr for lr, _ in grid], jnp.float32),
-    jnp.array([b for _, b in grid], jnp.float32),
+    {k: [float(c[k]) for c in cells] for k in {'learning_rate', *moved}},
     data.teacher_dataset(flag['seed']),
     activation=activation,
     depth=depth,
     cfg=cfg,
   )
-  return [stats.dead_cell(curves, i, activation) for i in range(len(grid))]
+  return [stats.dead_cell(curves, i, activation) for i in range(len(cells))]
 
 
 def _born_dead_layer(key, fan_in: int, fan_out: int, init: str):

@@ -474,3 +474,43 @@ def dead_accuracy_figure(test: dict, path: str) -> str:
     hline=test['chance'],
   )
   return figure([panel], path, size=(6, 4))
+
+
+def recovery_figure(cells: dict, flag: dict) -> str:
+  """dying_relu's per-layer recovery figure, recovery_{optimizer}.png:
+  of ReLU's units ever dead before the last record, the fraction alive at
+  the last, per layer (pooled over every cell and finite seed, with its
+  Clopper-Pearson 95% band), without and with revival; the first depth
+  and width of the flags. Returns the path.
+
+  Args:
+    cells: stored cells by (activation, depth, width, lr, bias,
+      *stats.TREATMENTS).
+    flag: the binary's checked flags, for one optimizer.
+  """
+  from experiments import stats
+
+  grid = stats.DeadCells(cells, flag, flag['depths'][0], flag['widths'][0])
+  lines = []
+  for i, revive in enumerate((False, True)):
+    layers = [x for x in stats.recovery(grid, revive)['layers'] if x['n']]
+    if layers:
+      lines.append(
+        Line(
+          [x['layer'] for x in layers],
+          [x['rate'] for x in layers],
+          'with revival (ReDo)' if revive else 'without revival',
+          f'C{i}',
+          marker='o',
+          band=([x['low'] for x in layers], [x['high'] for x in layers]),
+        )
+      )
+  panel = Panel(
+    lines,
+    title=f'ReLU, depth {grid.depth}, width {grid.width}',
+    xlabel='hidden layer',
+    ylabel='recovered fraction of ever-dead units',
+    ylim=(-0.02, 1.02),
+  )
+  path = f'{flag["output_dir"]}/recovery_{flag["optimizer"]}.png'
+  return figure([panel], path, size=(5, 4))

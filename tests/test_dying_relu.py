@@ -24,10 +24,32 @@ _SMALL = (
   '--record_every=20',
   '--seeds=2',
   '--batch=32',
+  # One treated ReLU group (revival at both rates, one init scale, two
+  # shifts); the depth cause is tested on its own (compiles cost time).
+  '--init_scales=2',
+  '--input_shifts=1,3',
+  '--cause_depths=',
 )
 _ACTIVATIONS = '--activations=relu,prelu'
 # One device, as the eight-device run is compared with (on CPU).
 _ENV = dict(os.environ, JAX_PLATFORMS='cpu')
+
+
+# A stored cell's key ends with its treatments; these are a baseline's.
+_UNTREATED = (1.0, 0.0, False)
+
+
+def _treated(cell: dict) -> tuple[str, ...]:
+  """The treatments a stored cell has (empty: a baseline cell)."""
+  return tuple(
+    name
+    for name, base in (
+      ('init_scale', 1.0),
+      ('input_shift', 0.0),
+      ('revive', False),
+    )
+    if cell[name] != base
+  )
 
 
 class DyingReluTest(parameterized.TestCase):
@@ -44,9 +66,9 @@ class DyingReluTest(parameterized.TestCase):
 
   def test_interrupted_and_resumed_equals_uninterrupted(self):
     a, b = binaries.assert_resumed_equals_whole(self, self.sweep)
-    # One activation's lr x bias cells, then the other's.
+    # ReLU's lr x bias cells, its treated cells, then PReLU's.
     self.assertLen(self.sweep['before_resume'], 2 * 4)
-    self.assertLen(a, 2 * 2 * 4)
+    self.assertLen(a, 2 * 2 * 4 + 2 + 1 + 2)
     for key in a:
       self.assertEqual(a[key]['dead_per_layer'], b[key]['dead_per_layer'])
       self.assertEqual(a[key]['loss'], b[key]['loss'])
@@ -59,6 +81,7 @@ class DyingReluTest(parameterized.TestCase):
       'dead_heatmaps_sgd.png',
       'dead_vs_step_sgd.png',
       'dead_vs_lr_sgd.png',
+      'recovery_sgd.png',
     ):
       with open(f'{parts}/{png}', 'rb') as f:
         self.assertEqual(f.read(4), b'\x89PNG')
@@ -67,10 +90,15 @@ class DyingReluTest(parameterized.TestCase):
     for claim in (
       '1. **High learning rate',
       '   - **Too low a learning rate** (ReLU, lr 0.01 vs 0.5, paired)',
-      '2. **Negative bias (dose-response)',
-      '3. **Bias +0.01',
-      '4. **Variants',
-      '5. **More than 50% dead',
+      '   - **Negative bias (dose-response)',
+      '   - **Bad init: weights 2 x He**',
+      '   - **Shifted data**',
+      '2. **Lower learning rate**',
+      '   - **Bias +0.01',
+      '   - **prelu instead of ReLU**, judged on the gradient',
+      '   - **Revival**',
+      '3. **"A dead unit is not recoverable"**',
+      '4. **More than 50% dead',
     ):
       self.assertIn(claim, report)
 
@@ -78,6 +106,7 @@ class DyingReluTest(parameterized.TestCase):
     cells = {
       (c['activation'], c['learning_rate'], c['bias_init']): c
       for c in binaries.read_cells(self.sweep['whole_dir'])
+      if not _treated(c)
     }
     # At init (record 0), bias -1 kills more ReLU units than bias 0.
     self.assertGreater(
@@ -104,11 +133,18 @@ class DyingReluTest(parameterized.TestCase):
     )
     self.assertIn(result.returncode, (0, 1), result.stderr[-2000:])
     cells = binaries.read_cells(out)
+    # Adam runs no cause depth, init scale or shift: revival only.
     self.assertEqual(
       sorted(
-        (c['optimizer'], c['learning_rate'], c['bias_init']) for c in cells
+        (c['optimizer'], c['learning_rate'], c['bias_init'], c['revive'])
+        for c in cells
       ),
-      [('adam', 0.01, 0.0), ('adam', 0.1, 0.0)],
+      [
+        ('adam', 0.01, 0.0, False),
+        ('adam', 0.01, 0.0, True),
+        ('adam', 0.1, 0.0, False),
+        ('adam', 0.1, 0.0, True),
+      ],
     )
     with open(f'{out}/report.md') as f:
       self.assertIn('## depth 2, width 8, adam', f.read())
@@ -120,14 +156,33 @@ class DyingReluTest(parameterized.TestCase):
     # order in every cell: the step-0 record of a bias is bit-identical
     # across learning rates, and the weights are across bias inits.
     cells = {
-      (c['activation'], c['learning_rate'], c['bias_init']): c
+      (c['activation'], c['learning_rate'], c['bias_init'], _treated(c)): c
       for c in binaries.read_cells(self.sweep['whole_dir'])
     }
     for act in ('relu', 'prelu'):
       for bias in (-1.0, 0.0, 0.01, 0.1):
-        first = [s[0] for s in cells[(act, 0.01, bias)]['dead_per_layer']]
-        again = [s[0] for s in cells[(act, 0.5, bias)]['dead_per_layer']]
+        first = [s[0] for s in cells[act, 0.01, bias, ()]['dead_per_layer']]
+        again = [s[0] for s in cells[act, 0.5, bias, ()]['dead_per_layer']]
         self.assertEqual(first, again, (act, bias))
+    # Revival and a weight scale change nothing before training either;
+    # a shift of the inputs does, and kills more units at init.
+    base = cells['relu', 0.01, 0.0, ()]['dead_per_layer']
+    for lr in (0.01, 0.5):
+      revived = cells['relu', lr, 0.0, ('revive',)]['dead_per_layer']
+      self.assertEqual([s[0] for s in revived], [s[0] for s in base])
+    (scaled,) = [c for k, c in cells.items() if k[3] == ('init_scale',)]
+    self.assertEqual(
+      [s[0] for s in scaled['dead_per_layer']], [s[0] for s in base]
+    )
+    (shifted,) = [
+      c
+      for k, c in cells.items()
+      if k[3] == ('input_shift',) and c['input_shift'] == 3.0
+    ]
+    self.assertGreater(
+      np.mean([s[0] for s in shifted['dead_per_layer']]),
+      np.mean([s[0] for s in base]),
+    )
 
   def test_cells_spread_over_eight_devices_match_one_device(self):
     # The one-device reference: the whole sweep's relu cells, reported
@@ -164,6 +219,21 @@ class DyingReluTest(parameterized.TestCase):
       self.assertEqual(a[key]['dead_per_layer'], b[key]['dead_per_layer'])
       np.testing.assert_allclose(a[key]['loss'], b[key]['loss'], rtol=1e-4)
 
+  def test_full_takes_the_larger_grid_for_flags_not_given(self):
+    out = f'{self.out}/full'
+    self.binary.run(
+      '--full',
+      '--learning_rates=0.01,0.5',
+      '--report_only',
+      f'--output_dir={out}',
+    )
+    with open(f'{out}/summary.json') as f:
+      flags = json.load(f)['meta']['flags']
+    self.assertEqual(flags['seeds'], 20)
+    self.assertEqual(flags['sgd_learning_rates'], [0.01, 0.5])  # given
+    self.assertLen(flags['adam_learning_rates'], 7)
+    self.assertEqual(flags['cause_depths'], [2, 8, 16])
+
   @parameterized.parameters(
     ('--activations=relu,swish', 'unknown swish'),
     ('--activations=', '--activations must not be empty'),
@@ -176,6 +246,10 @@ class DyingReluTest(parameterized.TestCase):
     ('--adam_learning_rates=0', '--adam_learning_rates: 0 is not'),
     ('--steps=30', '--steps: 30 is not a positive multiple'),
     ('--depths=0', '--depths: 0 is not an integer >= 1'),
+    ('--cause_depths=0', '--cause_depths: 0 is not an integer >= 1'),
+    ('--init_scales=1', '--init_scales: 1 is He, the baseline'),
+    ('--init_scales=-2', '--init_scales: -2 is not a finite number > 0'),
+    ('--input_shifts=0,3', '--input_shifts: 0 is the baseline'),
   )
   def test_bad_flags(self, flag, message):
     result = self.binary.run(flag, f'--output_dir={self.out}/never')
@@ -232,7 +306,7 @@ class LearningRateTrendTest(absltest.TestCase):
     )
     finite = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]], bool)
     cells = {
-      ('relu', 2, 8, lr, 0.0): {
+      ('relu', 2, 8, lr, 0.0, *_UNTREATED): {
         'finite_seeds': finite[:, j].tolist(),
         # (seeds, records + 1, depth): the last record is what counts.
         'dead_per_layer': np.stack([np.zeros(3), dead[:, j]], axis=1)[
@@ -270,7 +344,7 @@ class LearningRateTrendTest(absltest.TestCase):
     biases = [-1.0, -0.3, 0.0]
     init = np.array([[0.5, 0.2, 0.0], [0.4, 0.1, 0.1]])  # (seeds, biases)
     cells = {
-      ('relu', 2, 8, 0.1, b): {
+      ('relu', 2, 8, 0.1, b, *_UNTREATED): {
         # Seed 1 diverged later: its record 0 (before training) still counts.
         'finite_seeds': [True, False],
         'dead_per_layer': np.stack([init[:, j], np.ones(2)], 1)[
@@ -323,7 +397,7 @@ class LearningRateTrendTest(absltest.TestCase):
     cells = {}
     for bias, dead in ((0.0, base), (0.01, treated)):
       for j, lr in enumerate(lrs):
-        cells[('relu', 2, 8, lr, bias)] = {
+        cells[('relu', 2, 8, lr, bias, *_UNTREATED)] = {
           'finite_seeds': finite[bias][:, j].tolist(),
           'dead_per_layer': np.stack([np.zeros(3), dead[:, j]], 1)[
             ..., None
@@ -348,24 +422,34 @@ class LearningRateTrendTest(absltest.TestCase):
 
 class HalfDeadTest(absltest.TestCase):
   def test_runs_over_half_dead_against_a_constant_predictor(self):
+    from scipy import stats as scipy_stats
+
     from experiments import data, stats
 
     # Two cells, 3 seeds; seed 2 diverged in the second.
     cells = {
-      ('sgd', 'relu', 2, 8, 0.1, 0.0): {
+      ('sgd', 'relu', 2, 8, 0.1, 0.0, *_UNTREATED): {
         'finite_seeds': [True, True, True],
         'dead_per_layer': [[[0.0], [0.6]], [[0.0], [0.2]], [[0.0], [0.8]]],
-        'accuracy': [[0.3, 0.5], [0.3, 0.7], [0.3, 0.4]],
+        'train_accuracy': [[0.3, 0.5], [0.3, 0.7], [0.3, 0.4]],
       },
-      ('adam', 'relu', 2, 8, 0.01, 0.0): {
+      ('adam', 'relu', 2, 8, 0.01, 0.0, *_UNTREATED): {
         'finite_seeds': [True, True, False],
         'dead_per_layer': [[[0.0], [0.9]], [[0.0], [0.55]], [[0.0], [1.0]]],
-        'accuracy': [[0.3, 0.35], [0.3, 0.45], [0.3, 0.0]],
+        'train_accuracy': [[0.3, 0.35], [0.3, 0.45], [0.3, 0.0]],
       },
-      ('sgd', 'elu', 2, 8, 0.1, 0.0): {  # another activation: ignored
+      (
+        'sgd',
+        'elu',
+        2,
+        8,
+        0.1,
+        0.0,
+        *_UNTREATED,
+      ): {  # another activation: ignored
         'finite_seeds': [True, True, True],
         'dead_per_layer': [[[0.0], [0.9]]] * 3,
-        'accuracy': [[0.3, 0.9]] * 3,
+        'train_accuracy': [[0.3, 0.9]] * 3,
       },
     }
     test = stats.dead_accuracy(cells, 'relu', 0.25)
@@ -377,22 +461,51 @@ class HalfDeadTest(absltest.TestCase):
     counts = {b['dead']: b['runs'] for b in test['bins']}
     self.assertEqual(counts['[0.1, 0.3)'], 1)
     self.assertEqual(counts['[0.7, 1]'], 2)
-    # The probe's majority class: a constant predictor.
-    labels = np.asarray(data.teacher_dataset(0)['y_eval'])
+    # No seed has runs on both sides of 50% here: no threshold test.
+    self.assertEqual(test['threshold']['n'], 0)
+    # Two cells just below and just above 50% dead: the drop per seed.
+    near = {}
+    for i, (dead, acc) in enumerate(
+      (
+        ([0.4, 0.3, 0.45], [0.7, 0.6, 0.65]),
+        ([0.6, 0.7, 0.55], [0.5, 0.55, 0.4]),
+      )
+    ):
+      near[('sgd', 'relu', 2, 8, 0.1 * (i + 1), 0.0, *_UNTREATED)] = {
+        'finite_seeds': [True] * 3,
+        'dead_per_layer': [[[0.0], [d]] for d in dead],
+        'train_accuracy': [[0.3, a] for a in acc],
+      }
+    drop = stats.dead_accuracy(near, 'relu', 0.25)['threshold']
+    np.testing.assert_allclose(drop['mean'], np.mean([0.2, 0.05, 0.25]))
     self.assertAlmostEqual(
-      data.teacher_majority_rate(0), max(np.mean(labels == c) for c in range(4))
+      drop['p'],
+      scipy_stats.ttest_1samp([0.2, 0.05, 0.25], 0).pvalue,
+      places=10,
     )
+    # The probe's majority class: a constant predictor.
+    d = data.teacher_dataset(0)
+    for part, labels in (('probe', d['y_eval'][:512]), ('train', d['y_train'])):
+      self.assertAlmostEqual(
+        data.teacher_majority_rate(0, part),
+        max(np.mean(labels == c) for c in range(4)),
+      )
 
 
 class ReportTest(absltest.TestCase):
-  def test_optimizers_never_mix_and_exit_needs_claims_1_and_2(self):
-    from experiments import dying_relu
+  def test_optimizers_never_mix_and_exit_needs_every_claim(self):
+    from experiments import dying_claims
 
     def cell(dead, finite=True):
+      per_layer = [[[0.0], [d]] for d in dead]
       return {
         'finite_seeds': [finite] * 3,
-        'dead_per_layer': [[[0.0], [d]] for d in dead],
+        'dead_per_layer': per_layer,
+        'starved_per_layer': per_layer,
+        'ever_dead': [[1]] * 3,
+        'recovered': [[0]] * 3,
         'accuracy': [[0.3, 0.7]] * 3,
+        'train_accuracy': [[0.3, 0.7]] * 3,
         'final_dead_mean': float(np.mean(dead)),
         'diverged': 0 if finite else 3,
       }
@@ -402,9 +515,10 @@ class ReportTest(absltest.TestCase):
     for j, lr in enumerate(sgd_lrs):  # rises with lr: a clear trend
       for bias in (-1.0, 0.0, 0.01):
         dead = np.array([0.1, 0.12, 0.14]) * (j + 1) - 0.05 * bias
-        cells[('sgd', 'relu', 2, 8, lr, bias)] = cell(dead)
+        cells[('sgd', 'relu', 2, 8, lr, bias, *_UNTREATED)] = cell(dead)
     for lr in adam_lrs:  # Adam's cells carry a marker value
-      cells[('adam', 'relu', 2, 8, lr, 0.0)] = cell(np.full(3, 0.777))
+      key = ('adam', 'relu', 2, 8, lr, 0.0, *_UNTREATED)
+      cells[key] = cell(np.full(3, 0.777))
     flag = {
       'optimizers': ['sgd', 'adam'],
       'activations': ['relu'],
@@ -414,13 +528,18 @@ class ReportTest(absltest.TestCase):
       'adam_bias_inits': [0.0],
       'depths': [2],
       'widths': [8],
+      'cause_depths': [],
+      'init_scales': [],
+      'input_shifts': [],
       'seed': 0,
     }
-    text, verdicts = dying_relu.report(cells, flag)
+    text, verdicts = dying_claims.report(cells, flag)
     sgd, adam = text.split('## depth 2, width 8, adam')
     self.assertNotIn('0.777', sgd)
-    self.assertIn('lr 0.001: 0.777', adam)
-    self.assertNotIn('lr 1:', adam)
+    # Adam's rates only, in order: none of SGD's.
+    self.assertIn(
+      'by learning rate: 0.001: 0.777 +- 0.000; 0.01: 0.777 +- 0.000.', adam
+    )
     self.assertEqual(
       verdicts['depth 2, width 8, sgd: high lr raises ReLU dead fraction'][
         'verdict'
@@ -433,6 +552,28 @@ class ReportTest(absltest.TestCase):
     ]
     self.assertIn('NOT TESTABLE', adam_lr['verdict'])
     self.assertFalse(adam_lr['held'])
+    # Every unit that died stayed dead: "not recoverable" held, 0 of 27
+    # (9 cells x 3 seeds); one unit back contradicts it.
+    layer1 = verdicts[
+      'depth 2, width 8, sgd: dead units not recoverable, layer 1'
+    ]
+    self.assertTrue(layer1['held'])
+    self.assertEqual((layer1['recovered'], layer1['ever_dead']), (0, 27))
+    self.assertEqual(
+      layer1['verdict'], 'SUPPORTED (0 of 27 dead units came back; 3 seeds)'
+    )
+    back = next(c for k, c in cells.items() if k[0] == 'sgd')
+    back['recovered'] = [[1], [0], [0]]
+    _, verdicts = dying_claims.report(cells, flag)
+    layer1 = verdicts[
+      'depth 2, width 8, sgd: dead units not recoverable, layer 1'
+    ]
+    self.assertFalse(layer1['held'])
+    self.assertTrue(layer1['verdict'].startswith('CONTRADICTED (1 of 27'))
+    # Bias +0.01 decides nothing; a claim that did not hold does.
+    self.assertNotIn(
+      'held', verdicts['depth 2, width 8, sgd: bias 0.01 effect']
+    )
 
 
 if __name__ == '__main__':
