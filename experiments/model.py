@@ -683,6 +683,13 @@ def teacher_keys(seed: int, depth: int, width: int, seeds: int) -> jax.Array:
   return jax.random.split(jax.random.fold_in(jax.random.key(seed), tag), seeds)
 
 
+# Networks (cells x seeds) per compiled call of `train_teacher`: each holds
+# its activations on the whole training set while it is evaluated (about
+# 17 MB at width 128, depth 4; the default run's largest group, 120
+# networks, peaked at 2.0 GiB), so --full's 800-network groups are split.
+MAX_NETS = 240
+
+
 def train_teacher(
   flag: dict, activation: str, depth: int, width: int, cells: list[dict]
 ):
@@ -714,14 +721,25 @@ def train_teacher(
   # Only the knobs some cell moves are traced: the rest stay Python
   # constants, and cost nothing in the program.
   moved = [k for k in KNOBS if any(c[k] != KNOBS[k] for c in cells)]
-  curves = train_grid(
-    keys,
-    {k: [float(c[k]) for c in cells] for k in {'learning_rate', *moved}},
-    data.teacher_dataset(flag['seed']),
-    activation=activation,
-    depth=depth,
-    cfg=cfg,
-  )
+  # At most MAX_NETS networks per call, in equal chunks (the last padded
+  # with copies of its last cell): one compilation serves every chunk.
+  chunks = -(-len(cells) * flag['seeds'] // MAX_NETS)
+  size = -(-len(cells) // chunks)
+  padded = cells + cells[-1:] * (size * chunks - len(cells))
+  parts = []
+  for start in range(0, len(padded), size):
+    chunk = padded[start : start + size]
+    parts.append(
+      train_grid(
+        keys[:size],
+        {k: [float(c[k]) for c in chunk] for k in {'learning_rate', *moved}},
+        data.teacher_dataset(flag['seed']),
+        activation=activation,
+        depth=depth,
+        cfg=cfg,
+      )
+    )
+  curves = jax.tree.map(lambda *a: np.concatenate(a)[: len(cells)], *parts)
   return [stats.dead_cell(curves, i, activation) for i in range(len(cells))]
 
 

@@ -178,6 +178,35 @@ class NeutralTreatmentTest(absltest.TestCase):
       np.testing.assert_allclose(neutral[name], plain[name], rtol=1e-5)
 
 
+class ChunkTest(absltest.TestCase):
+  def test_groups_split_into_equal_chunks_give_the_same_cells(self):
+    flag = {
+      'seed': 0,
+      'seeds': 2,
+      'steps': 20,
+      'batch': 16,
+      'record_every': 10,
+      'optimizer': 'sgd',
+    }
+    base = dict(zip(stats.TREATMENTS, _UNTREATED, strict=True))
+    cells = [
+      {**base, 'learning_rate': lr, 'bias_init': b}
+      for lr, b in ((0.05, 0.0), (0.5, 0.0), (0.05, -1.0))
+    ]
+    whole = model.train_teacher(flag, 'relu', 2, 8, cells)
+    saved = model.MAX_NETS
+    try:
+      model.MAX_NETS = 4  # 6 networks: 2 chunks of 2 cells, one padded
+      split = model.train_teacher(flag, 'relu', 2, 8, cells)
+    finally:
+      model.MAX_NETS = saved
+    self.assertLen(split, 3)
+    for a, b in zip(whole, split, strict=True):
+      self.assertEqual(a['dead_per_layer'], b['dead_per_layer'])
+      self.assertEqual(a['ever_dead'], b['ever_dead'])
+      np.testing.assert_allclose(a['loss'], b['loss'], rtol=1e-5)
+
+
 class DeadCellTest(absltest.TestCase):
   def test_units_ever_dead_and_recovered_counted_per_layer(self):
     rng = np.random.default_rng(0)
