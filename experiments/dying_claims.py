@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from experiments import data, stats
+from experiments import data, model, stats
 
 # Paired one-sample tests: (name, its stats function's output) -> line.
 _KEYS = ('n', 'mean', 'ci', 'p', 'wilcoxon_p', 'detectable')
@@ -32,14 +32,15 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
   blocks = []  # (DeadCells, its optimizer's flags, tag), optimizers outermost
   for opt in flag['optimizers']:
     mine = {k[1:]: c for k, c in cells.items() if k[0] == opt}
-    grid = {**flag, 'optimizer': opt}
-    grid['learning_rates'] = flag[f'{opt}_learning_rates']
-    grid['bias_inits'] = flag[f'{opt}_bias_inits']
+    grid = model.optimizer_flag(flag, opt)
     for at in stats.DeadCells.each(mine, grid):
       blocks.append((at, grid, f'depth {at.depth}, width {at.width}, {opt}'))
-  tests = {}
-  for at, grid, tag in blocks:
-    tests.update({(tag, k): v for k, v in _block_tests(at, grid).items()})
+  # Keyed (block tag, test name); the run-wide tests by name alone.
+  tests = {
+    (tag, name): test
+    for at, grid, tag in blocks
+    for name, test in _block_tests(at, grid).items()
+  }
   chance = data.teacher_majority_rate(flag['seed'], 'train')
   tests['half'] = stats.dead_accuracy(cells, 'relu', chance)
   tests['threshold'] = tests['half']['threshold']
@@ -62,8 +63,10 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
   ]
   verdicts = {}
   for at, grid, tag in blocks:
-    mine = {k[1]: v for k, v in tests.items() if k[0] == tag}
-    block = _Block(mine, {k[1]: p for k, p in holm.items() if k[0] == tag})
+    names = [k for k in tests if isinstance(k, tuple) and k[0] == tag]
+    block = _Block(
+      {k[1]: tests[k] for k in names}, {k[1]: holm[k] for k in names}
+    )
     lines.append(f'## {tag}\n')
     if diverged := at.diverged():
       lines.append(

@@ -525,9 +525,7 @@ def dataset_groups(flag: dict, version: int) -> list[tuple]:
 KNOBS = {
   'learning_rate': None,
   'bias_init': 0.0,
-  'init_scale': 1.0,
-  'input_shift': 0.0,
-  'revive': False,
+  **dict(zip(stats.TREATMENTS, stats.UNTREATED, strict=True)),
 }
 
 

@@ -384,7 +384,9 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
   figure([panel], f'{out}/dead_vs_step_{flag["optimizer"]}.png', size=(6, 4))
   # The curve the experiment exists for: final dead fraction against the
   # learning rate (finite seeds), beside the fraction of seeds diverged.
-  b0 = 0.0 if 0.0 in biases else biases[len(biases) // 2]
+  from experiments import stats
+
+  b0 = stats.reference_bias(biases)
   dead_lines, diverged_lines = [], []
   for act in flag['activations']:
     found = [
