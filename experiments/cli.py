@@ -231,8 +231,40 @@ def help_text(module) -> str:
   return '\n'.join(p for p in parts if p is not None) + '\n'
 
 
-def run(main: Callable[[Sequence[str]], int], name: str) -> None:
-  """absl's app.run, with one-line usage errors and exit status 2."""
+# XLA's own flag for the number of CPU devices.
+_HOST_DEVICES = 'xla_force_host_platform_device_count'
+
+
+def cores_as_devices() -> None:
+  """One XLA CPU device per core, unless XLA_FLAGS already sets a count.
+
+  XLA's CPU backend runs one device's small batched matmuls on about one
+  core; a program whose vmapped networks are sharded over N CPU devices
+  runs N ways at once (1.9x for dying_relu's MLPs on 2 cores,
+  BUILD_NOTES.md). It takes effect only before jax creates its CPU
+  backend, and GPU or TPU runs (their devices are the default) are as
+  before.
+  """
+  current = os.environ.get('XLA_FLAGS', '')
+  if _HOST_DEVICES in current:
+    return
+  if hasattr(os, 'sched_getaffinity'):
+    cores = len(os.sched_getaffinity(0))
+  else:
+    cores = os.cpu_count() or 1
+  os.environ['XLA_FLAGS'] = f'{current} --{_HOST_DEVICES}={cores}'.strip()
+
+
+def run(
+  main: Callable[[Sequence[str]], int], name: str, *, all_cores: bool = False
+) -> None:
+  """absl's app.run, with one-line usage errors and exit status 2.
+
+  With all_cores, `cores_as_devices` first (for binaries that spread
+  their work over the devices).
+  """
+  if all_cores:
+    cores_as_devices()
   if any(arg in _HELP for arg in sys.argv[1:]):
     print(help_text(sys.modules[main.__module__]))
     sys.exit(EXIT_HELD)

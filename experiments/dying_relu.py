@@ -20,13 +20,15 @@ dying_claims`), tested where its effect can show, seeds paired:
 
 MLPs (`--depths` x `--widths`, initialised by `jaxrelu.initializers` for
 their activation) are trained with each of `--optimizers`: plain SGD over
-`--learning_rates` x `--bias_inits`, Adam over `--adam_learning_rates` x
+`--learning_rates` x `--bias_inits` (the activations other than ReLU at
+`--variant_bias_inits`), Adam over `--adam_learning_rates` x
 `--adam_bias_inits`, on a classification task labelled by a seeded random
 teacher network (data generated in code, nothing downloaded); ReLU also
 with the treatments (`model.teacher_cells`). Seed s has the same init
 noise and minibatch order in every cell (`model.teacher_keys`). A group's
 cells and seeds run vectorized (`vmap`) in one compiled program, shared by
-the activations, spread over the devices when there are several.
+the activations, spread over the devices; on CPU, one device per core
+(`cli.cores_as_devices`).
 
 A cell is one setting over all seeds, stored by `experiments.store` under
 a key of every setting, so a rerun resumes and `--num_tasks`/
@@ -53,9 +55,11 @@ from experiments import cli, dying_claims, model, plots, stats, sweep
 from experiments import report as report_lib
 
 ACTIVATIONS = ('relu', 'leaky_relu', 'prelu', 'rrelu', 'elu', 'selu', 'celu')
+# CELU runs at alpha 1 here, where it is ELU exactly: only when asked for.
+DEFAULT_ACTIVATIONS = [a for a in ACTIVATIONS if a != 'celu']
 OPTIMIZERS = ('sgd', 'adam')
 
-_ACTS = flags.DEFINE_list('activations', list(ACTIVATIONS), 'Activations.')
+_ACTS = flags.DEFINE_list('activations', DEFAULT_ACTIVATIONS, 'Activations.')
 _BATCH = flags.DEFINE_integer('batch', 128, 'Minibatch size.')
 # -1 (the textbook case), a moderate -0.3, 0, and CS231n's +0.01.
 _BIASES = flags.DEFINE_list(
@@ -90,6 +94,16 @@ _LRS = flags.DEFINE_list(
   ['0.01', '0.1', '0.3', '0.5', '0.7', '0.9'],
   'Learning rates with SGD.',
 )
+# Where ReLU dies (from init at -1, by the learning rate at 0): the
+# remedies' cells; -0.3 and +0.01 serve ReLU's own bias claims.
+VARIANT_BIASES = (-1.0, 0.0)
+_VARIANT_BIASES = flags.DEFINE_list(
+  'variant_bias_inits',
+  None,
+  'With SGD, the bias inits of the activations other than ReLU: some of '
+  '--bias_inits (empty: all). Default: those of -1 and 0 in --bias_inits '
+  '(all if neither is).',
+)
 _OPTIMIZERS = flags.DEFINE_list(
   'optimizers', list(OPTIMIZERS), f'Comma list of: {", ".join(OPTIMIZERS)}.'
 )
@@ -115,6 +129,7 @@ FULL = {
   'learning_rates': '0.01,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9'.split(','),
   'adam_learning_rates': '0.001,0.003,0.01,0.02,0.03,0.05,0.1'.split(','),
   'cause_depths': ['2', '8', '16'],
+  'variant_bias_inits': [],
 }
 
 
@@ -136,6 +151,9 @@ def check_flags() -> dict:
       'learning_rates', _given(_LRS), low=0, low_open=True
     ),
     'sgd_bias_inits': cli.floats('bias_inits', _BIASES.value),
+    'sgd_variant_bias_inits': cli.floats(
+      'variant_bias_inits', _given(_VARIANT_BIASES) or [], nonempty=False
+    ),
     'adam_learning_rates': cli.floats(
       'adam_learning_rates', _given(_ADAM_LRS), low=0, low_open=True
     ),
@@ -155,6 +173,16 @@ def check_flags() -> dict:
     'seeds': _given(_SEEDS),
   }
   cli.record_schedule(flag, 'seeds', 'batch')
+  variant = flag['sgd_variant_bias_inits']
+  if _given(_VARIANT_BIASES) is None:  # the default
+    variant = [b for b in flag['sgd_bias_inits'] if b in VARIANT_BIASES]
+  extra = sorted(set(variant) - set(flag['sgd_bias_inits']))
+  cli.require(
+    not extra,
+    f'--variant_bias_inits: {",".join(f"{v:g}" for v in extra)} not in '
+    '--bias_inits; accepted: some of --bias_inits, or empty (all)',
+  )
+  flag['sgd_variant_bias_inits'] = variant or flag['sgd_bias_inits']
   # The untreated values are every cell's baseline, not a treatment.
   cli.require(
     1.0 not in flag['init_scales'],
@@ -201,7 +229,7 @@ def main(argv: Sequence[str]) -> int:
 
 def cli_main() -> None:
   """Console-script entry point."""
-  cli.run(main, 'dying_relu')
+  cli.run(main, 'dying_relu', all_cores=True)
 
 
 if __name__ == '__main__':

@@ -559,12 +559,16 @@ def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
 
   Returns:
     `train_seed`'s curves, each with leading axes (cells, seeds), as NumPy.
-    With several devices and a cell count they divide, the cells are
-    spread over them (GSPMD partitions the vmap).
+    With several devices the cells are spread over them (GSPMD partitions
+    the vmap), padded to a multiple of the device count with copies of
+    the last cell, whose results are dropped.
   """
   knobs = {k: jnp.asarray(v, jnp.float32) for k, v in sorted(knobs.items())}
+  cells = len(keys)
   devices = jax.device_count()
-  if devices > 1 and len(keys) % devices == 0:
+  if devices > 1:
+    pad = lambda a: jnp.concatenate([a, *[a[-1:]] * (-cells % devices)])
+    keys, knobs = pad(keys), jax.tree.map(pad, knobs)
     mesh = jax.make_mesh(
       (devices,), ('cells',), axis_types=(jax.sharding.AxisType.Auto,)
     )
@@ -580,15 +584,17 @@ def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
     jnp.float32(gains(cfg['celu_alpha'])[activation]),
     knobs,
   )
-  return jax.tree.map(np.asarray, out)
+  return jax.tree.map(lambda a: np.asarray(a)[:cells], out)
 
 
 def teacher_cells(flag: dict, activation: str, depth: int) -> list[list]:
   """dying_relu's cells of one (optimizer, activation, depth): settings
   (KNOBS) per cell, in groups that each run as one `train_grid`.
 
-  Every activation: the learning rates x bias inits. ReLU also gets, in a
-  group of its own (so the first keeps a cell count devices divide), the
+  ReLU: the learning rates x bias inits; any other activation: the
+  learning rates x its bias inits (flag['variant_bias_inits'], default
+  all). ReLU also gets, in a
+  group of its own (the treatment knobs are traced only there), the
   treatments at the reference bias: revival at every learning rate, and
   with SGD, each bad init scale and each input shift at the reference
   learning rate (`stats.reference_lr`). At a cause depth (not one of
@@ -598,6 +604,8 @@ def teacher_cells(flag: dict, activation: str, depth: int) -> list[list]:
   base = {k: v for k, v in KNOBS.items() if k != 'learning_rate'}
   lrs, biases = flag['learning_rates'], flag['bias_inits']
   b0, lr0 = stats.reference_bias(biases), stats.reference_lr(lrs)
+  if activation != 'relu':
+    biases = flag.get('variant_bias_inits', biases)
   if depth not in flag['depths']:
     if activation != 'relu' or flag['optimizer'] != 'sgd':
       return []
@@ -659,13 +667,16 @@ def teacher_groups(flag: dict, version: int) -> list[tuple]:
 
 
 def optimizer_flag(flag: dict, optimizer: str) -> dict:
-  """dying_relu's flags as one optimizer sees them: its own learning rates
-  and bias inits under the plain names."""
+  """dying_relu's flags as one optimizer sees them: its own learning rates,
+  bias inits and variants' bias inits (default: all) under the plain
+  names."""
+  biases = flag[f'{optimizer}_bias_inits']
   return {
     **flag,
     'optimizer': optimizer,
     'learning_rates': flag[f'{optimizer}_learning_rates'],
-    'bias_inits': flag[f'{optimizer}_bias_inits'],
+    'bias_inits': biases,
+    'variant_bias_inits': flag.get(f'{optimizer}_variant_bias_inits', biases),
   }
 
 

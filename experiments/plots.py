@@ -360,7 +360,7 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
     ylabel='bias init',
     label='final dead fraction',
     title='final dead (ReLU) / never-positive (variants) fraction, mean over '
-    'finite seeds; white: every seed diverged',
+    'finite seeds; white: not run, or every seed diverged',
   )
   lines = []
   for i, lr in enumerate(lrs):

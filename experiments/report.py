@@ -398,20 +398,10 @@ def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
   out = flag['output_dir']
   write_text(f'{out}/report.md', '# Dying ReLU\n\n' + text)
   write_csv(f'{out}/cells.csv', list(cells.values()), DYING_FIELDS)
-  cells_per_group = [
-    len(flag[f'{opt}_learning_rates']) * len(flag[f'{opt}_bias_inits'])
-    for opt in flag['optimizers']
-  ]
-  devices = jax.device_count()
   meta = provenance(flag_values(flag))
-  # model.train_grid spreads a group's cells over the devices when they
-  # divide evenly: here, whether the learning rate x bias groups are (ReLU's
-  # treatments and cause depths run as groups of their own).
-  meta['cells_sharded_over_devices'] = (
-    devices
-    if devices > 1 and all(n % devices == 0 for n in cells_per_group)
-    else 1
-  )
+  # model.train_grid spreads every group's cells over the devices (padded
+  # to a multiple of their count).
+  meta['cells_sharded_over_devices'] = jax.device_count()
   write_json(
     f'{out}/summary.json',
     {'meta': meta, 'missing_cells': len(outcome.missing), 'verdicts': verdicts},

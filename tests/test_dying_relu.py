@@ -31,8 +31,13 @@ _SMALL = (
   '--cause_depths=',
 )
 _ACTIVATIONS = '--activations=relu,prelu'
-# One device, as the eight-device run is compared with (on CPU).
-_ENV = dict(os.environ, JAX_PLATFORMS='cpu')
+# One device, as the eight-device run is compared with (on CPU; the binary
+# would otherwise make one per core).
+_ENV = dict(
+  os.environ,
+  JAX_PLATFORMS='cpu',
+  XLA_FLAGS='--xla_force_host_platform_device_count=1',
+)
 
 
 # A stored cell's key ends with its treatments; these are a baseline's.
@@ -66,9 +71,16 @@ class DyingReluTest(parameterized.TestCase):
 
   def test_interrupted_and_resumed_equals_uninterrupted(self):
     a, b = binaries.assert_resumed_equals_whole(self, self.sweep)
-    # ReLU's lr x bias cells, its treated cells, then PReLU's.
+    # ReLU's lr x bias cells, its treated cells, then PReLU's (at the
+    # default --variant_bias_inits: -1 and 0 of --bias_inits).
     self.assertLen(self.sweep['before_resume'], 2 * 4)
-    self.assertLen(a, 2 * 2 * 4 + 2 + 1 + 2)
+    self.assertLen(a, 2 * 4 + 2 + 1 + 2 + 2 * 2)
+    prelu = {
+      (c['learning_rate'], c['bias_init'])
+      for c in a.values()
+      if c['activation'] == 'prelu'
+    }
+    self.assertEqual(prelu, {(lr, b) for lr in (0.01, 0.5) for b in (-1, 0)})
     for key in a:
       self.assertEqual(a[key]['dead_per_layer'], b[key]['dead_per_layer'])
       self.assertEqual(a[key]['loss'], b[key]['loss'])
@@ -159,8 +171,9 @@ class DyingReluTest(parameterized.TestCase):
       (c['activation'], c['learning_rate'], c['bias_init'], _treated(c)): c
       for c in binaries.read_cells(self.sweep['whole_dir'])
     }
+    biases = {'relu': (-1.0, 0.0, 0.01, 0.1), 'prelu': (-1.0, 0.0)}
     for act in ('relu', 'prelu'):
-      for bias in (-1.0, 0.0, 0.01, 0.1):
+      for bias in biases[act]:
         first = [s[0] for s in cells[act, 0.01, bias, ()]['dead_per_layer']]
         again = [s[0] for s in cells[act, 0.5, bias, ()]['dead_per_layer']]
         self.assertEqual(first, again, (act, bias))
@@ -233,6 +246,25 @@ class DyingReluTest(parameterized.TestCase):
     self.assertEqual(flags['sgd_learning_rates'], [0.01, 0.5])  # given
     self.assertLen(flags['adam_learning_rates'], 7)
     self.assertEqual(flags['cause_depths'], [2, 8, 16])
+    # Every bias init for the variants too, and CELU (ELU at alpha 1 here)
+    # only when asked for.
+    self.assertEqual(flags['sgd_variant_bias_inits'], flags['sgd_bias_inits'])
+    self.assertNotIn('celu', flags['activations'])
+
+  def test_variant_bias_inits_default_and_given(self):
+    for given, expected in (
+      ((), [-1.0, 0.0]),  # the default: those of -1 and 0 in --bias_inits
+      (('--bias_inits=0.5,0.7',), [0.5, 0.7]),  # neither: all of them
+      (('--variant_bias_inits=-0.3',), [-0.3]),
+      (('--variant_bias_inits=',), [-1.0, -0.3, 0.0, 0.01]),  # empty: all
+    ):
+      out = f'{self.out}/variant_biases'
+      result = self.binary.run(*given, '--report_only', f'--output_dir={out}')
+      self.assertIn(result.returncode, (0, 1), result.stderr[-2000:])
+      with open(f'{out}/summary.json') as f:
+        flags = json.load(f)['meta']['flags']
+      self.assertEqual(flags['sgd_variant_bias_inits'], expected, given)
+      shutil.rmtree(out)
 
   @parameterized.parameters(
     ('--activations=relu,swish', 'unknown swish'),
@@ -250,6 +282,7 @@ class DyingReluTest(parameterized.TestCase):
     ('--init_scales=1', '--init_scales: 1 is He, the baseline'),
     ('--init_scales=-2', '--init_scales: -2 is not a finite number > 0'),
     ('--input_shifts=0,3', '--input_shifts: 0 is the baseline'),
+    ('--variant_bias_inits=0.5', '--variant_bias_inits: 0.5 not in --bias'),
   )
   def test_bad_flags(self, flag, message):
     result = self.binary.run(flag, f'--output_dir={self.out}/never')

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from unittest import mock
 
 import binaries
 import numpy as np
@@ -173,6 +174,33 @@ class CliTest(parameterized.TestCase):
       cli.output_dir(os.path.join(path, 'below'))
     self.assertEqual(cli.output_dir(f'{d}/new/dir'), f'{d}/new/dir')
     self.assertTrue(os.path.isdir(f'{d}/new/dir'))
+
+  def test_cores_as_devices_sets_the_count_only_when_unset(self):
+    cores = len(os.sched_getaffinity(0))
+    flag = '--xla_force_host_platform_device_count'
+    with mock.patch.dict(os.environ, {'XLA_FLAGS': '--xla_dump_to=/x'}):
+      cli.cores_as_devices()
+      self.assertEqual(
+        os.environ['XLA_FLAGS'], f'--xla_dump_to=/x {flag}={cores}'
+      )
+    with mock.patch.dict(os.environ, {'XLA_FLAGS': f'{flag}=3'}):
+      cli.cores_as_devices()
+      self.assertEqual(os.environ['XLA_FLAGS'], f'{flag}=3')
+    # And jax, started after it, has one CPU device per core.
+    env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+    code = (
+      'from experiments import cli; cli.cores_as_devices(); import jax; '
+      'print(jax.device_count())'
+    )
+    result = subprocess.run(
+      [sys.executable, '-c', code],
+      cwd=binaries.REPO,
+      env={**env, 'JAX_PLATFORMS': 'cpu'},
+      capture_output=True,
+      text=True,
+      check=True,
+    )
+    self.assertEqual(int(result.stdout.split()[-1]), cores)
 
 
 class StatsAndPlotsTest(absltest.TestCase):
