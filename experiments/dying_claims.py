@@ -316,6 +316,9 @@ def _block_lines(b: _Block, at: stats.DeadCells, flag: dict) -> None:
       f'{_diverged(t["bias 0.01"])}. **{v}** (CS231n calls '
       'the benefit unclear; this decides no exit status).'
     )
+  variant_biases = ', '.join(
+    f'{v:g}' for v in sorted(at.flag.get('variant_bias_inits', at.biases))
+  )
   for act in at.activations:
     if ('variant', act) not in t:
       continue
@@ -334,7 +337,8 @@ def _block_lines(b: _Block, at: stats.DeadCells, flag: dict) -> None:
       f'training set is below {stats.STARVED:g}; for ReLU, the dead ones'
       + ('; structural here: this slope never falls below 0.01' * fixed)
       + f'), over the {len(t[key]["kept"])} (lr, bias) cells where the '
-      f'pair is >= 5% starved on average: {b.text(key)}; '
+      f'pair is >= 5% starved on average (the variants run at bias '
+      f'{variant_biases}): {b.text(key)}; '
       f'{_diverged(t[key])}. **{v}.**'
     )
   key = ('revival', 'dead')

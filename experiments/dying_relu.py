@@ -27,8 +27,8 @@ teacher network (data generated in code, nothing downloaded); ReLU also
 with the treatments (`model.teacher_cells`). Seed s has the same init
 noise and minibatch order in every cell (`model.teacher_keys`). A group's
 cells and seeds run vectorized (`vmap`) in one compiled program, shared by
-the activations, spread over the devices; on CPU, one device per core
-(`cli.cores_as_devices`).
+the activations of the same grid, spread over the devices; on CPU, one
+device per core (`cli.cores_as_devices`).
 
 A cell is one setting over all seeds, stored by `experiments.store` under
 a key of every setting, so a rerun resumes and `--num_tasks`/
@@ -102,7 +102,7 @@ _VARIANT_BIASES = flags.DEFINE_list(
   None,
   'With SGD, the bias inits of the activations other than ReLU: some of '
   '--bias_inits (empty: all). Default: those of -1 and 0 in --bias_inits '
-  '(all if neither is).',
+  '(all if neither is); all under --full.',
 )
 _OPTIMIZERS = flags.DEFINE_list(
   'optimizers', list(OPTIMIZERS), f'Comma list of: {", ".join(OPTIMIZERS)}.'
@@ -183,6 +183,8 @@ def check_flags() -> dict:
     '--bias_inits; accepted: some of --bias_inits, or empty (all)',
   )
   flag['sgd_variant_bias_inits'] = variant or flag['sgd_bias_inits']
+  for name in ('sgd_bias_inits', 'sgd_variant_bias_inits', 'adam_bias_inits'):
+    flag[name] = [b + 0.0 for b in flag[name]]  # -0 is 0: one cell key
   # The untreated values are every cell's baseline, not a treatment.
   cli.require(
     1.0 not in flag['init_scales'],

@@ -559,18 +559,22 @@ def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
 
   Returns:
     `train_seed`'s curves, each with leading axes (cells, seeds), as NumPy.
-    With several devices the cells are spread over them (GSPMD partitions
-    the vmap), padded to a multiple of the device count with copies of
-    the last cell, whose results are dropped.
+    With several local devices the cells are spread over k = min(devices,
+    cells) of them (GSPMD partitions the vmap), padded to a multiple of k
+    with copies of the last cell, whose results are dropped: fewer than
+    twice the cells ever run.
   """
   knobs = {k: jnp.asarray(v, jnp.float32) for k, v in sorted(knobs.items())}
   cells = len(keys)
-  devices = jax.device_count()
-  if devices > 1:
-    pad = lambda a: jnp.concatenate([a, *[a[-1:]] * (-cells % devices)])
+  devices = jax.local_devices()[:cells]
+  if len(devices) > 1:
+    pad = lambda a: jnp.concatenate([a, *[a[-1:]] * (-cells % len(devices))])
     keys, knobs = pad(keys), jax.tree.map(pad, knobs)
     mesh = jax.make_mesh(
-      (devices,), ('cells',), axis_types=(jax.sharding.AxisType.Auto,)
+      (len(devices),),
+      ('cells',),
+      axis_types=(jax.sharding.AxisType.Auto,),
+      devices=devices,
     )
     sharding = jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec('cells')
@@ -696,6 +700,7 @@ def teacher_keys(seed: int, depth: int, width: int, seeds: int) -> jax.Array:
 # its activations on the whole training set while it is evaluated (about
 # 17 MB at width 128, depth 4; the default run's largest group, 120
 # networks, peaked at 2.0 GiB), so --full's 800-network groups are split.
+# `train_grid`'s padding for the devices can add fewer than one chunk more.
 MAX_NETS = 240
 
 

@@ -393,15 +393,23 @@ def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
     text: the report (without its title).
     verdicts: the claims' verdicts.
   """
-  import jax
-
   out = flag['output_dir']
+  counts = sorted(
+    {len(c['provenance']['devices']) for c in outcome.cells.values()}
+  )
+  if len(counts) > 1:
+    text = (
+      f'Cells computed on different device counts ({counts}): chaotic '
+      'cells can differ in the last bits between them.\n\n' + text
+    )
   write_text(f'{out}/report.md', '# Dying ReLU\n\n' + text)
   write_csv(f'{out}/cells.csv', list(cells.values()), DYING_FIELDS)
   meta = provenance(flag_values(flag))
-  # model.train_grid spreads every group's cells over the devices (padded
-  # to a multiple of their count).
-  meta['cells_sharded_over_devices'] = jax.device_count()
+  # model.train_grid spreads a group's cells over the devices: how many
+  # there were where each stored cell was computed (a report of cells from
+  # several machines may list several counts; their float rounding can
+  # differ in the last bit, see BUILD_NOTES.md).
+  meta['cells_computed_on_devices'] = counts
   write_json(
     f'{out}/summary.json',
     {'meta': meta, 'missing_cells': len(outcome.missing), 'verdicts': verdicts},

@@ -220,7 +220,7 @@ class DyingReluTest(parameterized.TestCase):
       with open(f'{self.out}/{name}/summary.json') as f:
         summaries[name] = json.load(f)
       self.assertEqual(
-        summaries[name]['meta']['cells_sharded_over_devices'], devices
+        summaries[name]['meta']['cells_computed_on_devices'], [devices]
       )
     self.assertEqual(
       summaries['eight']['verdicts'], summaries['one']['verdicts']
@@ -234,12 +234,14 @@ class DyingReluTest(parameterized.TestCase):
 
   def test_full_takes_the_larger_grid_for_flags_not_given(self):
     out = f'{self.out}/full'
-    self.binary.run(
+    result = self.binary.run(
       '--full',
       '--learning_rates=0.01,0.5',
       '--report_only',
       f'--output_dir={out}',
     )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-2000:])
+    self.assertNotIn('Traceback', result.stderr)
     with open(f'{out}/summary.json') as f:
       flags = json.load(f)['meta']['flags']
     self.assertEqual(flags['seeds'], 20)
@@ -261,6 +263,7 @@ class DyingReluTest(parameterized.TestCase):
       out = f'{self.out}/variant_biases'
       result = self.binary.run(*given, '--report_only', f'--output_dir={out}')
       self.assertIn(result.returncode, (0, 1), result.stderr[-2000:])
+      self.assertNotIn('Traceback', result.stderr)
       with open(f'{out}/summary.json') as f:
         flags = json.load(f)['meta']['flags']
       self.assertEqual(flags['sgd_variant_bias_inits'], expected, given)

@@ -84,6 +84,38 @@ class UnitSlopeTest(parameterized.TestCase):
         np.asarray(slope) == 0, np.asarray(top) <= 0
       )
 
+  def test_negative_prelu_slope_passes_its_absolute_value(self):
+    # A learned PReLU slope may turn negative: a unit then still passes
+    # gradient |a| on its negative side, and is not starved.
+    dataset, params = _params(-0.5)
+    slopes = np.array([-0.3, 0.2, -0.05])  # one shared slope per layer
+    params['slopes'] = jnp.asarray(
+      np.repeat(slopes[:, None], params['slopes'].shape[1], 1), jnp.float32
+    )
+    x = dataset['x_eval']
+    rows = jnp.arange(x.shape[0]) < 200
+    _, _, slope = model.forward(
+      params,
+      x,
+      rows,
+      jnp.int32(model.ACTIVATIONS.index('prelu')),
+      rate=0.0,
+      celu_alpha=1.0,
+      derivative=True,
+    )
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    layers = [(p['w_in'], p['b_in'])]
+    layers += list(zip(p['w_hidden'], p['b_hidden'], strict=True))
+    h, expected = np.asarray(x, np.float64), []
+    for (w, b), a in zip(layers, slopes, strict=True):
+      z = h @ w + b
+      expected.append(np.where(z > 0, 1.0, abs(a))[:200].mean(0))
+      h = np.where(z > 0, z, a * z)
+    diff = np.abs(np.asarray(slope) - np.stack(expected))
+    self.assertLessEqual(diff.max(), 1 / 200 + 1e-5)
+    self.assertLess(np.mean(diff > 1e-4), 0.02)
+    self.assertGreater(np.asarray(slope)[0].min(), 0.29)  # never 0 or < 0
+
 
 class ReviveTest(absltest.TestCase):
   def test_dead_units_reset_output_unchanged_moments_zeroed(self):
@@ -176,6 +208,40 @@ class NeutralTreatmentTest(absltest.TestCase):
     np.testing.assert_array_equal(neutral['dead_units'], plain['dead_units'])
     for name in ('probe_loss', 'train_acc', 'unit_slope'):
       np.testing.assert_allclose(neutral[name], plain[name], rtol=1e-5)
+
+  def test_input_shift_trains_as_on_shifted_data(self):
+    # The shift knob against its definition: the same nets trained on a
+    # dataset whose every input feature (training and evaluation rows)
+    # was shifted by hand.
+    keys = jnp.stack([model.teacher_keys(0, 2, 8, 2)])
+    cfg = {
+      'width': 8,
+      'steps': 20,
+      'batch': 16,
+      'record_every': 10,
+      'optimizer': 'sgd',
+      'momentum': 0.0,
+      'alpha_dropout_rate': 0.0,
+      'celu_alpha': 1.0,
+      'parts': data.TEACHER_PARTS,
+      'dead_part': 1,
+      'unit_stats': True,
+    }
+    dataset = data.teacher_dataset(0)
+    shifted = dict(dataset)
+    for name in ('x_train', 'x_eval'):
+      shifted[name] = np.asarray(dataset[name], np.float32) + np.float32(2.0)
+    run = lambda knobs, ds: model.train_grid(
+      keys, knobs, ds, activation='relu', depth=2, cfg=cfg
+    )
+    knob = run({'learning_rate': [0.3], 'input_shift': [2.0]}, dataset)
+    by_hand = run({'learning_rate': [0.3]}, shifted)
+    plain = run({'learning_rate': [0.3]}, dataset)
+    np.testing.assert_array_equal(knob['dead_units'], by_hand['dead_units'])
+    for name in ('probe_loss', 'train_acc', 'unit_slope'):
+      np.testing.assert_allclose(knob[name], by_hand[name], rtol=1e-4)
+    # And the shift does something: the unshifted run differs.
+    self.assertFalse(np.allclose(knob['train_loss'], plain['train_loss']))
 
 
 class ChunkTest(absltest.TestCase):
