@@ -151,9 +151,6 @@ def check_flags() -> dict:
       'learning_rates', _given(_LRS), low=0, low_open=True
     ),
     'sgd_bias_inits': cli.floats('bias_inits', _BIASES.value),
-    'sgd_variant_bias_inits': cli.floats(
-      'variant_bias_inits', _given(_VARIANT_BIASES) or [], nonempty=False
-    ),
     'adam_learning_rates': cli.floats(
       'adam_learning_rates', _given(_ADAM_LRS), low=0, low_open=True
     ),
@@ -173,9 +170,10 @@ def check_flags() -> dict:
     'seeds': _given(_SEEDS),
   }
   cli.record_schedule(flag, 'seeds', 'batch')
-  variant = flag['sgd_variant_bias_inits']
-  if _given(_VARIANT_BIASES) is None:  # the default
+  if (given := _given(_VARIANT_BIASES)) is None:  # the default
     variant = [b for b in flag['sgd_bias_inits'] if b in VARIANT_BIASES]
+  else:
+    variant = cli.floats('variant_bias_inits', given, nonempty=False)
   extra = sorted(set(variant) - set(flag['sgd_bias_inits']))
   cli.require(
     not extra,

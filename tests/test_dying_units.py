@@ -55,6 +55,24 @@ def _params(bias, depth=3, width=16, seed=0):
   return dataset, params
 
 
+def _small_cfg(optimizer: str) -> dict:
+  """`train_seed`'s cfg for a small teacher-task network (width 8, 20
+  steps, records every 10, units judged on the training set)."""
+  return {
+    'width': 8,
+    'steps': 20,
+    'batch': 16,
+    'record_every': 10,
+    'optimizer': optimizer,
+    'momentum': 0.0,
+    'alpha_dropout_rate': 0.0,
+    'celu_alpha': 1.0,
+    'parts': data.TEACHER_PARTS,
+    'dead_part': 1,
+    'unit_stats': True,
+  }
+
+
 class UnitSlopeTest(parameterized.TestCase):
   @parameterized.parameters('relu', 'leaky_relu', 'elu', 'selu')
   def test_mean_derivative_on_the_judged_rows(self, act):
@@ -179,19 +197,7 @@ class NeutralTreatmentTest(absltest.TestCase):
     # values (no revival, He scale, no shift) it must train the same nets,
     # or treated and untreated cells would not be paired.
     keys = jnp.stack([model.teacher_keys(0, 2, 8, 2)])
-    cfg = {
-      'width': 8,
-      'steps': 20,
-      'batch': 16,
-      'record_every': 10,
-      'optimizer': 'adam',
-      'momentum': 0.0,
-      'alpha_dropout_rate': 0.0,
-      'celu_alpha': 1.0,
-      'parts': data.TEACHER_PARTS,
-      'dead_part': 1,
-      'unit_stats': True,
-    }
+    cfg = _small_cfg('adam')
     dataset = data.teacher_dataset(0)
     run = lambda knobs: model.train_grid(
       keys, knobs, dataset, activation='relu', depth=2, cfg=cfg
@@ -214,19 +220,7 @@ class NeutralTreatmentTest(absltest.TestCase):
     # dataset whose every input feature (training and evaluation rows)
     # was shifted by hand.
     keys = jnp.stack([model.teacher_keys(0, 2, 8, 2)])
-    cfg = {
-      'width': 8,
-      'steps': 20,
-      'batch': 16,
-      'record_every': 10,
-      'optimizer': 'sgd',
-      'momentum': 0.0,
-      'alpha_dropout_rate': 0.0,
-      'celu_alpha': 1.0,
-      'parts': data.TEACHER_PARTS,
-      'dead_part': 1,
-      'unit_stats': True,
-    }
+    cfg = _small_cfg('sgd')
     dataset = data.teacher_dataset(0)
     shifted = dict(dataset)
     for name in ('x_train', 'x_eval'):
