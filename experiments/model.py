@@ -32,12 +32,23 @@ import optax
 
 import jaxrelu
 from experiments import data, stats
-from experiments.data import PARTS, padded
 from jaxrelu import diagnostics, initializers
 
+# Fixed-slope leaky ReLU controls: name -> negative slope. 0.01 is the
+# usual default; 0.25 is PReLU's initial slope (He et al. 2015), so
+# prelu - leaky_relu_0.25 isolates what learning the slope adds; 0.229 is
+# RReLU's evaluation slope ((1/8 + 1/3) / 2), so rrelu - leaky_relu_0.229
+# isolates the randomness; 0.182 is Xu et al. 2015's "very leaky" 1/5.5.
+RRELU_EVAL_SLOPE = (1 / 8 + 1 / 3) / 2  # jaxrelu.rrelu's default bounds
+LEAKY_SLOPES = {
+  'leaky_relu': 0.01,
+  'leaky_relu_0.25': 0.25,
+  'leaky_relu_0.229': RRELU_EVAL_SLOPE,
+  'leaky_relu_0.182': 1 / 5.5,
+}
 ACTIVATIONS = (
   'relu',
-  'leaky_relu',
+  *LEAKY_SLOPES,
   'prelu',
   'prelu_channel',
   'rrelu',
@@ -49,21 +60,6 @@ ACTIVATIONS = (
 )
 OPTIMIZERS = ('sgd', 'adam')
 PRELU_INIT = 0.25
-# What `train_datasets` reads from its cfg, and the data split: every
-# setting of experiments.compare_variants that shapes a cell's numbers.
-DATASETS_CONFIG = (
-  'width',
-  'seeds',
-  'steps',
-  'batch',
-  'record_every',
-  'learning_rate',
-  'optimizer',
-  'alpha_dropout_rate',
-  'celu_alpha',
-  'split_seed',
-  'seed',
-)
 
 
 def _init_args(activation: str, celu_alpha: float):
@@ -74,6 +70,8 @@ def _init_args(activation: str, celu_alpha: float):
     return 'celu', celu_alpha
   if activation == 'selu_no_dropout':
     return 'selu', None
+  if activation in LEAKY_SLOPES:
+    return 'leaky_relu', LEAKY_SLOPES[activation]
   return activation, None
 
 
@@ -147,6 +145,9 @@ def _activation(name, *, train, rate, celu_alpha):
     return lambda z, s, k: jaxrelu.rrelu(z, k, deterministic=not train)
   if name == 'celu':
     return lambda z, s, k: jaxrelu.celu(z, celu_alpha)
+  if name in LEAKY_SLOPES:
+    slope = LEAKY_SLOPES[name]
+    return lambda z, s, k: jaxrelu.leaky_relu(z, slope)
   if name == 'selu' and train and rate > 0:
     return lambda z, s, k: jaxrelu.alpha_dropout(jaxrelu.selu(z), rate, k)
   fn = jaxrelu.selu if name == 'selu_no_dropout' else getattr(jaxrelu, name)
@@ -154,7 +155,16 @@ def _activation(name, *, train, rate, celu_alpha):
 
 
 def forward(
-  params, x, rows, act_index, *, rate, celu_alpha, key=None, derivative=False
+  params,
+  x,
+  rows,
+  act_index,
+  *,
+  rate,
+  celu_alpha,
+  key=None,
+  derivative=False,
+  means=False,
 ):
   """Logits, and each hidden unit's largest pre-activation over `rows`.
 
@@ -166,7 +176,11 @@ def forward(
   unit's mean absolute derivative |f'(z)| over `rows` (a forward-mode JVP
   through the activation's own rule, so relu'(0) = 0 as jaxrelu
   documents): the fraction of the gradient a unit passes back, on
-  average.
+  average. With `means` (not with `derivative`), also, per hidden layer,
+  each unit's |mean activation| / RMS activation over `rows`, averaged
+  over the layer's units that are not zero on every row: 0 for units
+  centred on zero, 1 for units of one sign (how far from zero-mean the
+  layer's units are, whatever their scale).
   """
   depth = params['b_hidden'].shape[0] + 1
   train = key is not None
@@ -175,6 +189,10 @@ def forward(
     _activation(a, train=train, rate=rate, celu_alpha=celu_alpha)
     for a in ACTIVATIONS
   ]
+  count = rows.sum()
+
+  def over_rows(v):  # mean over `rows`, per unit
+    return jnp.sum(jnp.where(rows[:, None], v, 0.0), 0) / count
 
   def layer(h, xs):
     w, b, s, k = xs
@@ -184,12 +202,18 @@ def forward(
     if derivative:
       h, slope = jax.jvp(lambda z: act(z, s, k), (z,), (jnp.ones_like(z),))
       # |f'|: a learned PReLU slope may turn negative and still pass it.
-      slope = jnp.abs(slope)
-      slope = jnp.sum(jnp.where(rows[:, None], slope, 0.0), 0) / rows.sum()
-      return h, (top, slope)
+      return h, (top, over_rows(jnp.abs(slope)))
     # Rematerialized: otherwise the backward pass keeps the union of every
     # branch's residuals.
-    return jax.checkpoint(act)(z, s, k), top
+    h = jax.checkpoint(act)(z, s, k)
+    if not means:
+      return h, top
+    # Each unit's |mean| / RMS over rows (0: zero-centred, 1: one sign),
+    # averaged over the units that are not constant zero.
+    m, rms = over_rows(h), jnp.sqrt(over_rows(h * h))
+    live = rms > 0
+    ratio = jnp.where(live, jnp.abs(m) / jnp.where(live, rms, 1.0), 0.0)
+    return h, (top, ratio.sum() / jnp.maximum(live.sum(), 1))
 
   first = lambda a: None if a is None else a[0]
   rest = lambda a: None if a is None else a[1:]
@@ -202,7 +226,7 @@ def forward(
   )
   logits = h @ params['w_out'] + params['b_out']
   stack = lambda a, b: jnp.concatenate([a[None], b])
-  if derivative:
+  if derivative or means:
     return logits, stack(top[0], tops[0]), stack(top[1], tops[1])
   return logits, stack(top, tops)
 
@@ -246,7 +270,8 @@ def train_seed(
     cfg: width, steps, batch, record_every, optimizer ('sgd' or 'adam'),
       momentum (for sgd), alpha_dropout_rate, celu_alpha, parts (names of
       the evaluation parts), dead_part (the part units are judged on) and
-      unit_stats (default False: record the per-unit outputs below).
+      unit_stats (default False: record the per-unit outputs below) and
+      act_means (default False: record 'act_mean' below).
     init_scale: traced or None (1): multiplies `gain` (a bad init).
     input_shift: traced or None (0): added to every input feature, in
       training and evaluation (data whose pre-activations start shifted).
@@ -262,11 +287,14 @@ def train_seed(
     constant there (born dead), and the PReLU slopes per layer (mean and
     std over units); with unit_stats, per unit (depth, width), whether it
     is never positive there ('dead_units') and its mean absolute derivative
-    there ('unit_slope'). Each of shape (records + 1, ...).
+    there ('unit_slope'); with act_means, each hidden layer's mean
+    |unit mean| / unit RMS activation there ('act_mean', (depth,); see
+    `forward`). Each of shape (records + 1, ...).
   """
   model = dict(rate=cfg['alpha_dropout_rate'], celu_alpha=cfg['celu_alpha'])
   mask = data['class_mask']
   units = cfg.get('unit_stats', False)
+  act_means = cfg.get('act_means', False) and not units
   k_init, k_train = jax.random.split(key)
   # Revival's own stream: fold_in(key, 2) is neither split above.
   k_revive = jax.random.fold_in(key, 2)
@@ -292,6 +320,10 @@ def train_seed(
       logits, top, slope = forward(
         params, x, judged, act_index, derivative=True, **model
       )
+    elif act_means:
+      logits, top, act_mean = forward(
+        params, x, judged, act_index, means=True, **model
+      )
     else:
       logits, top = forward(params, x, judged, act_index, **model)
     loss, correct = xent(logits, data['y_eval'])
@@ -305,6 +337,8 @@ def train_seed(
     if units:
       out['dead_units'] = top <= 0.0
       out['unit_slope'] = slope
+    if act_means:
+      out['act_mean'] = act_mean
     first = logits[jnp.argmax(judged)]
     out['born_dead'] = jnp.all(
       jnp.where(judged[:, None], logits == first, True)
@@ -416,110 +450,6 @@ def _revive(params, opt_state, dead, key, data, gain, bias_init):
   return _stacked(new), convert(state, is_view, _stacked)
 
 
-def seed_keys(base_seed: int, dataset: str, depth: int, seeds: int):
-  """Per-seed keys shared by all activations: comparisons are paired."""
-  tag = zlib.crc32(json.dumps([dataset, depth]).encode())
-  return jax.random.split(
-    jax.random.fold_in(jax.random.key(base_seed), tag), seeds
-  )
-
-
-@functools.cache
-def _datasets_program(depth: int, cfg_json: str):
-  """The compiled trainer for one depth: every activation, dataset, seed.
-
-  Datasets and seeds are flattened onto one `vmap` axis (nested vmaps with
-  an unbatched dataset compiled twice as slowly); the activation index and
-  gain are unbatched arguments, so the program is compiled once per depth.
-  """
-  # SGD runs with momentum 0.9; units are judged on the training part.
-  cfg = {
-    **json.loads(cfg_json),
-    'momentum': 0.9,
-    'parts': PARTS,
-    'dead_part': 0,
-  }
-  return jax.jit(
-    jax.vmap(
-      functools.partial(train_seed, depth=depth, cfg=cfg),
-      in_axes=(0, 0, None, None, None),
-    )
-  )
-
-
-def train_datasets(padded, datasets, activation, depth, cfg) -> list[dict]:
-  """All datasets and seeds of one (activation, depth), vectorized.
-
-  Args:
-    padded: `experiments.data.pad_datasets` of the datasets.
-    datasets: their names, in order.
-    activation: one of ACTIVATIONS.
-    depth: hidden layers.
-    cfg: width, seeds, steps, batch, record_every, learning_rate,
-      optimizer, alpha_dropout_rate, celu_alpha, seed.
-
-  Returns:
-    Per dataset: its training-set size and each curve, per seed.
-  """
-  seeds = cfg['seeds']
-  keys = jnp.concatenate(
-    [seed_keys(cfg['seed'], ds, depth, seeds) for ds in datasets]
-  )
-  repeated = {k: np.repeat(v, seeds, axis=0) for k, v in padded.items()}
-  out = _datasets_program(depth, json.dumps(cfg, sort_keys=True))(
-    keys,
-    repeated,
-    jnp.int32(ACTIVATIONS.index(activation)),
-    jnp.float32(gains(cfg['celu_alpha'])[activation]),
-    jnp.float32(cfg['learning_rate']),
-  )
-  out = jax.tree.map(np.asarray, out)
-  del out['born_dead']
-  shared = out.pop('slope_shared')
-  if activation == 'prelu':
-    out['slope_mean'], out['slope_std'] = shared, np.zeros_like(shared)
-  elif activation != 'prelu_channel':
-    del out['slope_mean'], out['slope_std']
-  records = []
-  for i in range(len(datasets)):
-    record = {'train_size': int(padded['train_size'][i])}
-    for name, value in out.items():
-      part = value[i * seeds : (i + 1) * seeds].astype(np.float64)
-      record[name] = np.round(part, 6).tolist()
-    records.append(record)
-  return records
-
-
-def dataset_groups(flag: dict, version: int) -> list[tuple]:
-  """experiments.compare_variants' groups: (label, settings, compute).
-
-  One group per (activation, depth), computed by `train_datasets`: every
-  dataset (a cell each) and seed at once. A cell's settings hold its
-  config (`DATASETS_CONFIG` of flag), the scikit-learn version (it splits
-  the data) and `version`.
-  """
-  from sklearn import __version__ as sklearn_version
-
-  config = {k: flag[k] for k in DATASETS_CONFIG}
-  shared = {'config': config, 'sklearn': sklearn_version, 'version': version}
-  datasets = tuple(flag['datasets'])
-  train = lambda act, depth: train_datasets(
-    padded(datasets, flag['split_seed']), datasets, act, depth, config
-  )
-  return [
-    (
-      f'{act} depth {depth}',
-      [
-        {**shared, 'dataset': d, 'activation': act, 'depth': depth}
-        for d in datasets
-      ],
-      functools.partial(train, act, depth),
-    )
-    for depth in flag['depths']
-    for act in flag['activations']
-  ]
-
-
 # Per-cell settings `train_grid` takes as traced arguments, and the value
 # of each that leaves the training as it is (a baseline cell).
 KNOBS = {
@@ -545,6 +475,28 @@ def _grid_program(depth: int, cfg_json: str, knobs: tuple[str, ...]):
   return jax.jit(jax.vmap(per_seed, in_axes=(0, None, None, None, 0)))
 
 
+def on_devices(tree, n: int):
+  """`tree`'s leaves (leading axis n) spread over k = min(local devices, n)
+  devices: padded to a multiple of k with copies of the last row (whose
+  results the caller drops: fewer than twice the rows ever run), and
+  sharded on that axis (GSPMD partitions a vmap over it). Unchanged with
+  one device."""
+  devices = jax.local_devices()[:n]
+  if len(devices) <= 1:
+    return tree
+  pad = lambda a: jnp.concatenate([a, *[a[-1:]] * (-n % len(devices))])
+  mesh = jax.make_mesh(
+    (len(devices),),
+    ('cells',),
+    axis_types=(jax.sharding.AxisType.Auto,),
+    devices=devices,
+  )
+  sharding = jax.sharding.NamedSharding(
+    mesh, jax.sharding.PartitionSpec('cells')
+  )
+  return jax.device_put(jax.tree.map(pad, tree), sharding)
+
+
 def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
   """A grid of cells, each over seeds, vectorized.
 
@@ -566,20 +518,7 @@ def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
   """
   knobs = {k: jnp.asarray(v, jnp.float32) for k, v in sorted(knobs.items())}
   cells = len(keys)
-  devices = jax.local_devices()[:cells]
-  if len(devices) > 1:
-    pad = lambda a: jnp.concatenate([a, *[a[-1:]] * (-cells % len(devices))])
-    keys, knobs = pad(keys), jax.tree.map(pad, knobs)
-    mesh = jax.make_mesh(
-      (len(devices),),
-      ('cells',),
-      axis_types=(jax.sharding.AxisType.Auto,),
-      devices=devices,
-    )
-    sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec('cells')
-    )
-    keys, knobs = jax.device_put((keys, knobs), sharding)
+  keys, knobs = on_devices((keys, knobs), cells)
   fn = _grid_program(depth, json.dumps(cfg, sort_keys=True), tuple(knobs))
   out = fn(
     keys,

@@ -18,6 +18,10 @@ from experiments.store import write_bytes_atomic
 _STYLES = {
   'relu': ('#000000', '-'),
   'leaky_relu': ('#E69F00', '-'),
+  # The fixed-slope controls: leaky's colour, each its own dash.
+  'leaky_relu_0.25': ('#E69F00', '--'),
+  'leaky_relu_0.229': ('#E69F00', ':'),
+  'leaky_relu_0.182': ('#E69F00', (0, (5, 1, 1, 1, 1, 1))),
   'prelu': ('#56B4E9', '-'),
   'prelu_channel': ('#56B4E9', '--'),
   'rrelu': ('#009E73', '-'),

@@ -168,30 +168,34 @@ class Claims:
 
 
 # ----------------------------------------------------------------------------
-# experiments.compare_variants: tables of a stats.CurveTable.
+# experiments.compare_variants: tables of a variants_claims.Results.
 
 
 def variant_tables(table) -> list[str]:
   """The report's lines before the claims: setup, tables and notes.
 
   Args:
-    table: a `stats.CurveTable`; its flag also holds the datasets'
-      training-set sizes ('train_sizes').
+    table: a `variants_claims.Results` (its main block); its flag also
+      holds the datasets' training-set sizes ('train_sizes').
   """
   from experiments.model import PRELU_INIT
 
   flag = table.flag
   acts = list(flag['activations'])
-  seeds, steps = flag['seeds'], flag['steps']
+  seeds, steps = flag['splits'] * flag['seeds'], flag['steps']
   lines = [
-    f'Plain MLPs of width {flag["width"]}, {flag["optimizer"]} '
+    f'Plain MLPs of width {flag["width"]}. Main block: {flag["optimizer"]} '
     f'(lr {flag["learning_rate"]:g}), {steps} steps of batch '
-    f'{flag["batch"]}, {seeds} seeds paired across activations, split seed '
-    f'{flag["split_seed"]}. Accuracy is mean +- std over seeds. Data: '
+    f'{flag["batch"]}, depths {", ".join(map(str, table.depths))}. '
+    f'{flag["splits"]} repeated stratified 60/20/20 splits (split seeds '
+    f'{flag["split_seed"]} to {flag["split_seed"] + flag["splits"] - 1}) x '
+    f'{flag["seeds"]} seed(s), paired across activations. Accuracy is mean '
+    '+- std over every network. Data: '
     + ', '.join(
       f'{ds} ({flag["train_sizes"][ds]} train)' for ds in table.datasets
     )
-    + '.\n',
+    + '; standardized with training statistics (MNIST-5k: pixels / 255, '
+    'one mean and std).\n',
   ]
   rows = [(ds, depth) for ds in table.datasets for depth in table.depths]
 
@@ -226,6 +230,11 @@ def variant_tables(table) -> list[str]:
     'Final dead (relu, relu6) / never-positive (others) fraction of hidden '
     'units, on the training set',
     lambda m: f'{stats.nanmean(m["final_dead"]):.3f}',
+  )
+  by_activation(
+    '|Mean activation| of a hidden layer on the training set (mean over '
+    'layers, the records after init and networks)',
+    lambda m: f'{stats.nanmean(m["act_mean"]):.3f}',
   )
   slope_acts = [a for a in ('prelu', 'prelu_channel') if a in acts]
   if slope_acts:
@@ -264,7 +273,8 @@ def variant_tables(table) -> list[str]:
     ]
     lines.append(
       f'\nCELU with alpha 1 is ELU. With paired seeds the two gave identical '
-      f'test accuracies in {sum(same)} of {len(same)} groups.'
+      f'test accuracies in {sum(same)} of {len(same)} groups; it is counted '
+      'once (as ELU) in the SELU comparisons.'
     )
   return lines
 
@@ -273,7 +283,9 @@ VARIANT_FIELDS = (
   'dataset',
   'activation',
   'depth',
-  'seeds',
+  'optimizer',
+  'learning_rate',
+  'networks',
   'test_acc_mean',
   'test_acc_std',
   'final_test_acc_mean',
@@ -283,21 +295,28 @@ VARIANT_FIELDS = (
   'steps_to_target_median',
   'reached',
   'final_dead_mean',
+  'act_mean',
   'diverged',
   'slopes',
 )
 
 
 def variant_rows(table) -> list[dict]:
-  """One summary row per stored (dataset, activation, depth) of a table."""
+  """One summary row per stored cell (dataset, activation, depth,
+  optimizer, learning rate), over its networks (splits x seeds)."""
   rows = []
-  for (ds, act, depth), m in table.metrics.items():
-    slopes = table.final_slopes(ds, act, depth)
+  for (ds, act, depth, opt, lr), by_split in table.all.items():
+    m = {k: np.reshape(v, (-1, *np.shape(v)[2:])) for k, v in by_split.items()}
+    slopes = (
+      stats.nanmean(m['final_slopes'], axis=0) if 'final_slopes' in m else None
+    )
     row = {
       'dataset': ds,
       'activation': act,
       'depth': depth,
-      'seeds': len(m['test_acc']),
+      'optimizer': opt,
+      'learning_rate': lr,
+      'networks': len(m['test_acc']),
       'test_acc_mean': m['test_acc'].mean(),
       'test_acc_std': m['test_acc'].std(),
       'final_test_acc_mean': stats.nanmean(m['final_test_acc']),
@@ -307,6 +326,7 @@ def variant_rows(table) -> list[dict]:
       'steps_to_target_median': float(np.median(m['steps_to_target'])),
       'reached': int(m['reached'].sum()),
       'final_dead_mean': stats.nanmean(m['final_dead']),
+      'act_mean': stats.nanmean(m['act_mean']),
       'diverged': int(m['diverged'].sum()),
       'slopes': '' if slopes is None else ' '.join(f'{v:.4f}' for v in slopes),
     }
@@ -316,14 +336,18 @@ def variant_rows(table) -> list[dict]:
   return rows
 
 
-def write_variants(outcome, table, claims: list[str], verdicts: dict) -> str:
+def write_variants(
+  outcome, table, claims: list[str], verdicts: dict, extra: list[str]
+) -> str:
   """report.md, results.csv and summary.json of compare_variants.
 
   Args:
     outcome: the sweep's `sweep.Outcome`.
-    table: its `stats.CurveTable`.
+    table: its `variants_claims.Results`.
     claims: the Markdown lines of the claims, with their verdicts.
     verdicts: the verdicts by claim, for summary.json.
+    extra: Markdown lines after the main tables (the SELU protocol's, the
+      per-stratum differences).
 
   Returns:
     The report's text (without its title).
@@ -334,10 +358,8 @@ def write_variants(outcome, table, claims: list[str], verdicts: dict) -> str:
     [
       *variant_tables(table),
       '',
+      *extra,
       '## Claims\n',
-      'Paired per-seed differences pooled over datasets and depths unless '
-      'stated; two-sided Wilcoxon signed-rank, alpha 0.05, no correction for '
-      'the number of tests.\n',
       *claims,
     ]
   )

@@ -99,28 +99,6 @@ def curve_metrics(cell: dict, target_loss: float) -> dict[str, np.ndarray]:
   }
 
 
-def verdict(test: dict, claimed_direction: int, alpha: float = 0.05) -> str:
-  """SUPPORTED, CONTRADICTED or NOT SUPPORTED for a paired_test result."""
-  if test['n'] == 0:
-    return 'NOT TESTED'
-  if test['p'] < alpha and test['direction'] == claimed_direction:
-    return 'SUPPORTED'
-  if test['p'] < alpha:
-    return 'CONTRADICTED'
-  return 'NOT SUPPORTED (no significant difference)'
-
-
-def describe(test: dict) -> str:
-  """A paired_test result in words."""
-  lo, hi = test['ci']
-  return (
-    f'mean difference {test["mean"]:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), '
-    'wins/losses/ties '
-    f'{test["wins"]}/{test["losses"]}/{test["ties"]} over {test["n"]} pairs, '
-    f'Wilcoxon p = {test["p"]:.2g}'
-  )
-
-
 def nanmean(values, axis=None):
   """Mean over the finite seeds (NaN, silently, when there are none)."""
   with warnings.catch_warnings():
@@ -133,124 +111,114 @@ def mean_std(values, spec='.3f'):
   return f'{values.mean():{spec}} +- {values.std():{spec}}'
 
 
-class SeedTable:
-  """Per-seed metrics by (dataset, activation, depth), with pairing."""
-
-  def __init__(self, metrics: dict, datasets, depths):
-    self.metrics = metrics
-    self.datasets = list(datasets)
-    self.depths = sorted(depths)
-
-  def get(self, dataset, act, depth):
-    return self.metrics.get((dataset, act, depth))
-
-  def pairs(self, a, b, metric, datasets=None, depths=None):
-    """Concatenated per-seed values of a and b where both ran."""
-    xs, ys = [], []
-    for ds in datasets or self.datasets:
-      for depth in depths or self.depths:
-        ma, mb = self.get(ds, a, depth), self.get(ds, b, depth)
-        if ma is not None and mb is not None:
-          xs.append(ma[metric])
-          ys.append(mb[metric])
-    if not xs:
-      return np.zeros(0), np.zeros(0)
-    return np.concatenate(xs), np.concatenate(ys)
-
-  def test(self, a, b, metric, **where):
-    return paired_test(*self.pairs(a, b, metric, **where))
-
-
-def against_all(
-  tests: Mapping[str, dict], reference: str, alpha: float, **context
+def stratified_test(
+  strata: Sequence[Sequence[float]], draws: int = 20_000, seed: int = 0
 ) -> dict:
-  """One activation against each other: does it beat `reference`, alone?
+  """A paired effect pooled over strata, each stratum weighing the same.
 
   Args:
-    tests: `paired_test` of the activation against each other one, by name.
-    reference: the one it must beat.
-    alpha: the significance level.
-    **context: stored after the verdict.
+    strata: per stratum (for compare_variants, a (dataset, depth)), the
+      paired differences of its replicates (its splits); NaN ones (a
+      diverged arm) are dropped, and strata left empty.
+    draws: sign-flip draws when exact enumeration (at most 2^16 sign
+      patterns) is too large.
+    seed: the generator of the draws (the p-value is reproducible).
+
+  The effect is T, the mean over strata of each stratum's mean
+  difference: a dataset with many replicates or big differences does not
+  outweigh the others. Its test is a stratified sign-flip permutation
+  test: under the null each replicate's difference is symmetric about 0,
+  so flipping the signs of replicates independently (within their own
+  stratum, whose weight they keep) draws T's null distribution. Two-sided
+  p = P(|T*| >= |T|): exact over every sign pattern when there are at most
+  16 replicates, else (1 + hits) / (1 + draws). The 95% CI is T +- t * se,
+  se^2 = sum_k s_k^2 / n_k / K^2 (s_k the stratum's replicate std; the
+  pooled within-stratum std for a stratum of one), with Satterthwaite's
+  degrees of freedom; 't_p' is that t-test's p-value, beside the
+  permutation p.
 
   Returns:
-    The verdict (SUPPORTED if it significantly beats `reference` and
-    nothing significantly beats it; CONTRADICTED if anything does), then
-    `context`, the names it beats, the names that beat it, and the tests.
+    n (replicates), strata (kept), mean (T), ci, se, df, p (permutation),
+    t_p, exact, spread (pooled within-stratum std: the replicate spread),
+    wins/losses/ties over replicates, strata_signs (strata with a positive,
+    negative, zero mean), and 'detectable' NaN (the caller fills it).
   """
-  beats = [a for a, t in tests.items() if t['p'] < alpha and t['direction'] > 0]
-  beaten_by = [
-    a for a, t in tests.items() if t['p'] < alpha and t['direction'] < 0
+  from scipy import stats as scipy_stats
+
+  kept = [
+    d[np.isfinite(d)]
+    for d in (np.asarray(v, np.float64).ravel() for v in strata)
   ]
-  if beaten_by:
-    decided = 'CONTRADICTED'
-  elif reference in beats:
-    decided = 'SUPPORTED'
-  else:
-    decided = 'NOT SUPPORTED (no significant difference)'
-  return {
-    'verdict': decided,
-    **context,
-    'beats': beats,
-    'beaten_by': beaten_by,
-    'tests': tests,
-  }
-
-
-class CurveTable(SeedTable):
-  """Stored training curves by (dataset, activation, depth), with metrics.
-
-  Args:
-    cells: `sweep.Outcome.by('dataset', 'activation', 'depth')` of
-      `experiments.compare_variants`.
-    flag: the binary's checked flags (datasets, depths, target_loss, ...).
-  """
-
-  def __init__(self, cells: dict, flag: dict):
-    metrics = {
-      key: curve_metrics(cell, flag['target_loss'])
-      for key, cell in cells.items()
-    }
-    super().__init__(metrics, flag['datasets'], flag['depths'])
-    self.cells, self.flag = cells, flag
-
-  def smaller_than(self, train_size: int) -> list[str]:
-    """The datasets with fewer training examples than train_size."""
-    sizes = self.flag['train_sizes']
-    return [ds for ds in self.datasets if sizes[ds] < train_size]
-
-  def final_slopes(self, dataset, act, depth):
-    """Per-layer final PReLU slope, mean over finite seeds; None if absent."""
-    cell = self.cells.get((dataset, act, depth))
-    if cell is None or 'slope_mean' not in cell:
-      return None
-    return nanmean(np.asarray(cell['slope_mean'])[:, -1], axis=0)
-
-  def slope_halves(self, act: str, init: float):
-    """Learned slopes of each network of depth >= 4, per seed.
-
-    Returns:
-      (mean final slope of the deeper half of the layers, of the shallower
-      half, and how far each finite slope moved from `init`), or None when
-      no such network is stored.
-    """
-    deeper, shallower, moved = [], [], []
-    for ds in self.datasets:
-      for depth in self.depths:
-        cell = self.cells.get((ds, act, depth))
-        if cell is None or depth < 4:
-          continue
-        s = np.asarray(cell['slope_mean'])[:, -1]  # (seeds, depth)
-        deeper.append(s[:, depth // 2 :].mean(1))
-        shallower.append(s[:, : depth // 2].mean(1))
-        moved.append(np.abs(s - init).ravel())
-    if not deeper:
-      return None
-    moved = np.concatenate(moved)
-    return (
-      np.concatenate(deeper),
-      np.concatenate(shallower),
-      moved[np.isfinite(moved)],
+  kept = [d for d in kept if d.size]
+  k = len(kept)
+  out = {'n': sum(d.size for d in kept), 'strata': k, 'mean': math.nan}
+  out.update(ci=[math.nan, math.nan], se=math.nan, df=math.nan, p=math.nan)
+  out.update(t_p=math.nan, exact=False, spread=math.nan, detectable=math.nan)
+  every = np.concatenate(kept) if kept else np.zeros(0)
+  out.update(
+    wins=int((every > 0).sum()),
+    losses=int((every < 0).sum()),
+    ties=int((every == 0).sum()),
+  )
+  means = np.array([d.mean() for d in kept])
+  out['strata_signs'] = [
+    int((means > 0).sum()),
+    int((means < 0).sum()),
+    int((means == 0).sum()),
+  ]
+  if not k:
+    return out
+  mean = float(means.mean())
+  out['mean'] = mean
+  # The permutation test: T* = sum_i w_i s_i d_i with w_i = 1 / (K n_k).
+  weights = np.concatenate([np.full(d.size, 1.0 / (k * d.size)) for d in kept])
+  wd = weights * every
+  tol = 1e-12 * max(1.0, np.abs(wd).sum())
+  if every.size <= 16:
+    signs = 1 - 2 * (
+      (np.arange(2**every.size)[:, None] >> np.arange(every.size)) & 1
     )
+    out['p'] = float(np.mean(np.abs(signs @ wd) >= abs(mean) - tol))
+    out['exact'] = True
+  else:
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, draws, 5000):
+      signs = rng.choice(
+        [-1.0, 1.0], size=(min(5000, draws - start), every.size)
+      )
+      hits += int((np.abs(signs @ wd) >= abs(mean) - tol).sum())
+    out['p'] = (1 + hits) / (1 + draws)
+  dof = np.array([d.size - 1 for d in kept])
+  var = np.array([d.var(ddof=1) if d.size > 1 else math.nan for d in kept])
+  if dof.sum() > 0:
+    pooled = float(np.nansum(var * dof) / dof.sum())
+    out['spread'] = math.sqrt(pooled)
+    var = np.where(dof > 0, var, pooled)
+    v = var / np.array([d.size for d in kept])
+    se = math.sqrt(v.sum()) / k
+    # Satterthwaite: a stratum's variance estimate has its own dof; one
+    # that borrows the pooled variance has the pooled dof.
+    dof_v = np.where(dof > 0, dof, dof.sum())
+    df_den = np.sum(v**2 / dof_v)
+    df = float(v.sum() ** 2 / df_den) if df_den > 0 else float(dof.sum())
+    out['se'], out['df'] = se, df
+    # Differences equal to rounding do not vary: no t-test.
+    if se > 1e-12 * max(1.0, abs(mean)):
+      half = float(scipy_stats.t.ppf(0.975, df)) * se
+      out['ci'] = [mean - half, mean + half]
+      out['t_p'] = float(2 * scipy_stats.t.sf(abs(mean) / se, df))
+    else:
+      out['ci'] = [mean, mean]
+  return out
+
+
+def detectable_stratified(test: dict, alpha: float) -> float:
+  """The effect `stratified_test`'s t-approximation detects with
+  probability 0.8 at `alpha` (its se and Satterthwaite df)."""
+  if not (test['se'] > 0 and test['df'] >= 1):
+    return math.nan
+  return detectable_mean(test['se'], round(test['df']) + 1, alpha)
 
 
 # ----------------------------------------------------------------------------
