@@ -72,7 +72,7 @@ from experiments import report as report_lib
 from experiments.model import ACTIVATIONS, OPTIMIZERS
 
 # Bumped when the computation of a cell changes, so old cells are not reused.
-VERSION = 2
+VERSION = 3
 DEFAULT_ACTIVATIONS = [a for a in ACTIVATIONS if a != 'celu']
 
 _ACTS = flags.DEFINE_list(

@@ -177,10 +177,11 @@ def forward(
   through the activation's own rule, so relu'(0) = 0 as jaxrelu
   documents): the fraction of the gradient a unit passes back, on
   average. With `means` (not with `derivative`), also, per hidden layer,
-  each unit's |mean activation| / RMS activation over `rows`, averaged
-  over the layer's units that are not zero on every row: 0 for units
-  centred on zero, 1 for units of one sign (how far from zero-mean the
-  layer's units are, whatever their scale).
+  the mean over units of each unit's |mean activation| over `rows`,
+  divided by the layer's RMS activation there: 0 when every unit is
+  centred on zero, 1 when every unit is constant; whatever the scale,
+  and units of opposite sign do not cancel. A unit at zero everywhere
+  (a dead ReLU) adds nothing to either: it shifts nothing downstream.
   """
   depth = params['b_hidden'].shape[0] + 1
   train = key is not None
@@ -208,12 +209,11 @@ def forward(
     h = jax.checkpoint(act)(z, s, k)
     if not means:
       return h, top
-    # Each unit's |mean| / RMS over rows (0: zero-centred, 1: one sign),
-    # averaged over the units that are not constant zero.
-    m, rms = over_rows(h), jnp.sqrt(over_rows(h * h))
-    live = rms > 0
-    ratio = jnp.where(live, jnp.abs(m) / jnp.where(live, rms, 1.0), 0.0)
-    return h, (top, ratio.sum() / jnp.maximum(live.sum(), 1))
+    # The units' mean |mean| over rows, in units of the layer's RMS
+    # activation (0: every unit zero-centred; 1: every unit constant).
+    m, square = jnp.abs(over_rows(h)).mean(), over_rows(h * h).mean()
+    rms = jnp.sqrt(square)
+    return h, (top, jnp.where(rms > 0, m / jnp.where(rms > 0, rms, 1.0), 0.0))
 
   first = lambda a: None if a is None else a[0]
   rest = lambda a: None if a is None else a[1:]
@@ -288,7 +288,7 @@ def train_seed(
     std over units); with unit_stats, per unit (depth, width), whether it
     is never positive there ('dead_units') and its mean absolute derivative
     there ('unit_slope'); with act_means, each hidden layer's mean
-    |unit mean| / unit RMS activation there ('act_mean', (depth,); see
+    |unit mean| over its RMS activation there ('act_mean', (depth,); see
     `forward`). Each of shape (records + 1, ...).
   """
   model = dict(rate=cfg['alpha_dropout_rate'], celu_alpha=cfg['celu_alpha'])

@@ -232,8 +232,9 @@ def variant_tables(table) -> list[str]:
     lambda m: f'{stats.nanmean(m["final_dead"]):.3f}',
   )
   by_activation(
-    '|Mean activation| of a hidden layer on the training set (mean over '
-    'layers, the records after init and networks)',
+    "Hidden units' mean |mean activation| on the training set over the "
+    "layer's RMS activation (mean over layers, the records after init and "
+    'networks; 0: centred on zero)',
     lambda m: f'{stats.nanmean(m["act_mean"]):.3f}',
   )
   slope_acts = [a for a in ('prelu', 'prelu_channel') if a in acts]

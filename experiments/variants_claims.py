@@ -47,9 +47,9 @@ def split_metrics(cell: dict, target_loss: float) -> dict[str, np.ndarray]:
 
   `stats.curve_metrics` (early-stopped test accuracy, steps to the target
   loss, ...), plus: best_val (least validation loss over the records; the
-  validation choices use it), act_mean (a unit's |mean| / RMS activation
-  on the training set, `model.forward`'s means, averaged over units,
-  layers and the records after init), and for PReLU
+  validation choices use it), act_mean (the units' mean |mean activation|
+  on the training set over the layer's RMS, `model.forward`'s means,
+  averaged over layers and the records after init), and for PReLU
   at depth >= SLOPE_DEPTH the final mean slope of the deeper and the
   shallower half of the layers and how far the slopes moved from init.
   """
@@ -253,8 +253,9 @@ def _main_tests(r: Results, t: _Tests) -> None:
   acts = set(r.flag['activations'])
   small = r.smaller_than(SMALL_TRAIN)
   mean_act = (
-    "A unit's |mean| / RMS activation on the training set (0: centred on "
-    'zero; mean over units, layers and the records after init), '
+    "Hidden units' mean |mean activation| on the training set over the "
+    "layer's RMS activation (0: centred on zero; mean over layers and the "
+    'records after init), '
   )
   fixed = 'the same network and init, slope fixed'
   # (name, a, b, metric, claimed sign, text, datasets (None: all), held)
