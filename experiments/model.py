@@ -177,11 +177,12 @@ def forward(
   through the activation's own rule, so relu'(0) = 0 as jaxrelu
   documents): the fraction of the gradient a unit passes back, on
   average. With `means` (not with `derivative`), also, per hidden layer,
-  the mean over units of each unit's |mean activation| over `rows`,
-  divided by the layer's RMS activation there: 0 when every unit is
+  the mean over its live units of each unit's |mean activation| over
+  `rows`, divided by their RMS activation there: 0 when every unit is
   centred on zero, 1 when every unit is constant; whatever the scale,
-  and units of opposite sign do not cancel. A unit at zero everywhere
-  (a dead ReLU) adds nothing to either: it shifts nothing downstream.
+  and units of opposite sign do not cancel. Units at zero on every row
+  (dead ReLUs) are left out, so the number does not move with the dead
+  fraction.
   """
   depth = params['b_hidden'].shape[0] + 1
   train = key is not None
@@ -209,10 +210,14 @@ def forward(
     h = jax.checkpoint(act)(z, s, k)
     if not means:
       return h, top
-    # The units' mean |mean| over rows, in units of the layer's RMS
+    # The live units' mean |mean| over rows, in units of their RMS
     # activation (0: every unit zero-centred; 1: every unit constant).
-    m, square = jnp.abs(over_rows(h)).mean(), over_rows(h * h).mean()
-    rms = jnp.sqrt(square)
+    # Units at zero on every row (dead ReLUs) are left out of both.
+    square = over_rows(h * h)
+    live = square > 0
+    count = jnp.maximum(live.sum(), 1)
+    m = jnp.sum(jnp.where(live, jnp.abs(over_rows(h)), 0.0)) / count
+    rms = jnp.sqrt(jnp.sum(square) / count)
     return h, (top, jnp.where(rms > 0, m / jnp.where(rms > 0, rms, 1.0), 0.0))
 
   first = lambda a: None if a is None else a[0]

@@ -260,6 +260,8 @@ def variant_figures(table) -> None:
 
   flag, out = table.flag, table.flag['output_dir']
   acts, datasets, depths = flag['activations'], table.datasets, table.depths
+  if not datasets:  # nothing stored yet (a --report_only before any task)
+    return
   panels = []
   for ds in datasets:
     lines = []

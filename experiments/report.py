@@ -195,7 +195,8 @@ def variant_tables(table) -> list[str]:
       f'{ds} ({flag["train_sizes"][ds]} train)' for ds in table.datasets
     )
     + '; standardized with training statistics (MNIST-5k: pixels / 255, '
-    'one mean and std).\n',
+    f'one mean and std). selu: alpha dropout {flag["alpha_dropout_rate"]:g} '
+    'after every hidden layer in training; selu_no_dropout: without.\n',
   ]
   rows = [(ds, depth) for ds in table.datasets for depth in table.depths]
 
@@ -263,7 +264,7 @@ def variant_tables(table) -> list[str]:
       'Non-finite training loss in: ' + ', '.join(diverged) + '. Early '
       'stopping keeps their best checkpoint from before.'
       if diverged
-      else 'No run diverged.'
+      else 'No run of the main block diverged.'
     ),
   ]
   if {'elu', 'celu'} <= set(acts) and flag['celu_alpha'] == 1.0:

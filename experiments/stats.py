@@ -117,7 +117,7 @@ def stratified_test(
   """A paired effect pooled over strata, each stratum weighing the same.
 
   Args:
-    strata: per stratum (for compare_variants, a (dataset, depth)), the
+    strata: per stratum (for compare_variants, a dataset), the
       paired differences of its replicates (its splits); NaN ones (a
       diverged arm) are dropped, and strata left empty.
     draws: sign-flip draws when exact enumeration (at most 2^16 sign

@@ -1,15 +1,16 @@
-"""experiments.compare_variants' claims: choices, tests, one Holm family.
+"""experiments.compare_variants' claims: choices, tests, Holm, verdicts.
 
 `Results` turns the stored cells into per-(split, seed) metrics and makes
 the validation choices of the SELU protocol; `claims` runs every test of
-the run, corrects them together (Holm), and writes one verdict line per
-claim with its effect, 95% CI, split spread, permutation and t p-values,
-Holm p-value and the smallest effect the run could have detected.
+the run, corrects the claims' tests together and the companions' apart
+(Holm), and writes one verdict line per claim with its effect, 95% CI,
+split spread, permutation and t p-values, Holm p-value and the smallest
+effect the run could have detected.
 
-The unit of replication is the split: seeds within a split are averaged
-first (they share its test set), and a claim pools its strata ((dataset,
-depth) pairs, or datasets) with `stats.stratified_test`, which weighs each
-stratum the same and flips signs only within strata.
+The unit of replication is the split: per split, the differences are
+averaged over its seeds and depths (they share its test set), and a claim
+pools its datasets as strata with `stats.stratified_test`, which weighs
+each dataset the same and flips signs only within one.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class Results:
       k: split_metrics(c, flag['target_loss']) for k, c in cells.items()
     }
     opt, lr = flag['optimizer'], flag['learning_rate']
-    ours = [k for k in cells if k[3:] == (opt, lr)]
+    ours = [k for k in cells if k[3:] == (opt, lr) and k[2] in flag['depths']]
     main = {k[:3]: cells[k] for k in ours}
     self.split_metrics = {k[:3]: self.all[k] for k in ours}
     # The report's tables and figures read one value per network.
@@ -440,7 +441,9 @@ def _verdict(item: dict, p_holm: float, family: int) -> str:
         f'{p_holm:.2g}, a trend of the first steps)'
       )
     return item['why']
-  if test['n'] >= 2 and test['ties'] == test['n']:
+  if test['n'] < 2:
+    return 'NOT TESTABLE (fewer than 2 paired splits)'
+  if test['ties'] == test['n']:
     return 'NOT TESTABLE (every paired split tied: a ceiling)'
   if test['exact'] and 2.0 ** (1 - test['n']) > LEVEL / family:
     return (
@@ -603,6 +606,14 @@ def _selu_lines(r: Results, items, holm, verdicts) -> list[str]:
     out = _selu_verdict(arm, items, holm, tested)
     held = out['verdict'] == 'SUPPORTED'
     out['held'] = held if arm == SELU_VALIDATED else None
+    keys = ('n', 'strata', 'mean', 'ci', 'p', 't_p', 'detectable')
+    out['tests'] = {
+      o: {
+        **{k: items[(arm, o)]['test'][k] for k in keys},
+        'p_holm': holm[(arm, o)],
+      }
+      for o in tested
+    }
     verdicts[f'{arm} beats relu, and nothing beats it'] = out
     lines.append(
       f'- **{arm}**: SUPPORTED if it beats relu and nothing beats it '
@@ -670,4 +681,16 @@ def selu_table(r: Results) -> list[str]:
     if (c := r.chosen(ds, SELU_VALIDATED)) is not None:
       picks = ', '.join(f'{a} lr {lr:g}' for a, lr in c['choice'])
       lines.append(f'- {ds}: selu_validated chose, per split: {picks}.')
+  # Divergence: what a learning rate's networks did, chosen or not.
+  gone = {}
+  for (_, _act, depth, opt, lr), m in r.all.items():
+    if opt == 'sgd' and depth == f['sgd_depth']:
+      n, d = gone.get(lr, (0, 0))
+      gone[lr] = (n + m['diverged'].size, d + int(m['diverged'].sum()))
+  lines.append(
+    '- Networks of the SELU block with a non-finite training loss (early '
+    'stopping keeps their best checkpoint from before), by learning rate: '
+    + '; '.join(f'{lr:g}: {d} of {n}' for lr, (n, d) in sorted(gone.items()))
+    + '.'
+  )
   return [*lines, '']

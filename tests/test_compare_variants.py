@@ -153,7 +153,8 @@ class PlainMlpTest(parameterized.TestCase):
     depth, width, features, n = 3, 6, 5, 7
     params = {
       'w_in': rng.normal(size=(features, width)),
-      'b_in': rng.normal(size=width),
+      # Unit 0 of the first layer is never positive (dead for relu).
+      'b_in': np.concatenate([[-100.0], rng.normal(size=width - 1)]),
       'w_hidden': rng.normal(size=(depth - 1, width, width)) / 2,
       'b_hidden': rng.normal(size=(depth - 1, width)),
       'w_out': rng.normal(size=(width, 3)),
@@ -179,9 +180,11 @@ class PlainMlpTest(parameterized.TestCase):
       z = h @ w + b
       tops.append(z[rows].max(0))
       h = _reference_activation(activation, z, params['slopes'][i], 0.7)
-      # Mean |unit mean| over the layer's RMS activation.
+      # The live units' mean |unit mean| over their RMS activation.
+      live = (h[rows] != 0).any(0)
       ref_means.append(
-        np.abs(h[rows].mean(0)).mean() / np.sqrt((h[rows] ** 2).mean())
+        np.abs(h[rows][:, live].mean(0)).mean()
+        / np.sqrt((h[rows][:, live] ** 2).mean())
       )
     np.testing.assert_allclose(
       logits, h @ params['w_out'] + params['b_out'], rtol=2e-5, atol=2e-5
@@ -487,6 +490,72 @@ class ResultsTest(absltest.TestCase):
     )
 
 
+def _item(diffs, sign=+1, held=True, why=None):
+  """A variants_claims test item over one dataset's per-split values."""
+  cells = {('iris', 2): np.asarray(diffs, float)}
+  test = stats.stratified_test([cells['iris', 2]])
+  test['detectable'] = 0.05
+  return dict(cells=cells, test=test, sign=sign, held=held, why=why, tied=[])
+
+
+class VerdictTest(absltest.TestCase):
+  def test_three_way_verdicts_and_their_reasons(self):
+    v = variants_claims._verdict
+    up = _item([0.1, 0.2, 0.15, 0.12, 0.3, 0.2])
+    self.assertEqual(v(up, 0.01, 1), 'SUPPORTED')
+    self.assertEqual(v({**up, 'sign': -1}, 0.01, 1), 'CONTRADICTED')
+    self.assertStartsWith(v(up, 0.2, 1), 'NOT TESTABLE (no significant')
+    self.assertIn('0.050', v(up, 0.2, 1))  # the detectable effect
+    tied = _item([0.0, 0.0, 0.0])
+    self.assertIn('every paired split tied', v(tied, 1.0, 1))
+    # 4 splits: the exact sign-flip p is at least 2 / 16 = 0.125.
+    few = _item([0.1, 0.2, 0.3, 0.4])
+    self.assertIn('cannot reach 0.05/1', v(few, 0.125, 1))
+    self.assertStartsWith(v(_item([0.1]), 1.0, 1), 'NOT TESTABLE (fewer')
+    why = 'NOT TESTABLE (the slopes did not move)'
+    gated = _item([0.1, 0.2, 0.15, 0.12, 0.3, 0.2], why=why)
+    self.assertEqual(v(gated, 0.3, 1), why)
+    # Significant behind the gate: still NOT TESTABLE, with the direction.
+    self.assertIn('did end higher, Holm p 0.01', v(gated, 0.01, 1))
+    self.assertStartsWith(v(gated, 0.01, 1), 'NOT TESTABLE')
+
+  def test_selu_verdict_needs_relu_beaten_and_nothing_better(self):
+    arm = variants_claims.SELU_VALIDATED
+    items = {
+      (arm, 'relu'): _item([0.1] * 6),
+      (arm, 'elu'): _item([0.0] * 6),
+      (arm, 'prelu'): _item([-0.1] * 6),
+    }
+    others = ['relu', 'elu', 'prelu']
+    holm = {(arm, 'relu'): 0.01, (arm, 'elu'): 1.0, (arm, 'prelu'): 0.5}
+    out = variants_claims._selu_verdict(arm, items, holm, others)
+    self.assertEqual(out['verdict'], 'SUPPORTED')
+    self.assertEqual(
+      (out['beats'], out['ties'], out['beaten_by']),
+      (['relu'], ['elu', 'prelu'], []),
+    )
+    holm[(arm, 'prelu')] = 0.01  # prelu significantly better
+    out = variants_claims._selu_verdict(arm, items, holm, others)
+    self.assertEqual(
+      (out['verdict'], out['beaten_by']), ('CONTRADICTED', ['prelu'])
+    )
+    holm[(arm, 'prelu')], holm[(arm, 'relu')] = 0.5, 0.2
+    out = variants_claims._selu_verdict(arm, items, holm, others)
+    self.assertStartsWith(out['verdict'], 'NOT TESTABLE (not significantly')
+
+  def test_claims_and_companions_are_separate_holm_families(self):
+    items = {
+      'a': {**_item([0.1] * 6), 'test': {'p': 0.01}},
+      'b': {**_item([0.1] * 6), 'test': {'p': 0.04}},
+      'c': {**_item([0.1] * 6, held=False), 'test': {'p': 0.01}},
+    }
+    fam = variants_claims._families(items)
+    # Claims: Holm over 2 (0.02, 0.04); the companion alone (0.01).
+    self.assertEqual(fam['a'], (0.02, 2))
+    self.assertEqual(fam['b'], (0.04, 2))
+    self.assertEqual(fam['c'], (0.01, 1))
+
+
 class CompareVariantsBinaryTest(parameterized.TestCase):
   """One small sweep, whole and stopped then resumed, read by the tests."""
 
@@ -535,6 +604,10 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
       'selu_validated beats relu, and nothing beats it',
     ):
       self.assertIn(claim, verdicts)
+    # Exit 0 exactly when every deciding claim (held not None) held.
+    deciding = [v['held'] for v in verdicts.values() if v['held'] is not None]
+    self.assertNotEmpty(deciding)
+    self.assertEqual(self.sweep['whole'].returncode, 0 if all(deciding) else 1)
     v = verdicts['ELU: higher test accuracy than ReLU (generalizes better)']
     # Datasets are the strata, splits the replicates.
     self.assertEqual((v['n'], v['strata']), (2 * 2, 2))
@@ -558,7 +631,7 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
         for curve in ('train_loss', 'val_loss', 'test_acc', 'act_mean'):
           self.assertEqual(elu[curve], celu[curve], (ds, opt, curve))
 
-  def test_seeds_pair_across_activations_optimizers_and_rates(self):
+  def test_seeds_pair_across_activations_and_optimizers(self):
     # PReLU and leaky_relu_0.25 start as the same network (slope 0.25,
     # the same gain and noise): identical at init in every split and
     # seed, and apart once PReLU's slopes learn.
@@ -576,11 +649,14 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
       # Splits and seeds differ from each other.
       loss = np.asarray(prelu['val_loss'])[:, :, 0]
       self.assertLen(np.unique(loss), 4)
-    # The keys depend on (dataset, depth, split) only.
+    # The keys take (seed, dataset, depth, split) and nothing else; other
+    # splits and datasets get other keys.
     k = variants.keys(0, 'iris', 2, 1, 2)
-    np.testing.assert_array_equal(
-      jax.random.key_data(k),
-      jax.random.key_data(variants.keys(0, 'iris', 2, 1, 2)),
+    self.assertFalse(
+      np.array_equal(
+        jax.random.key_data(k),
+        jax.random.key_data(variants.keys(0, 'wine', 2, 1, 2)),
+      )
     )
     self.assertFalse(
       np.array_equal(
@@ -588,6 +664,29 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
         jax.random.key_data(variants.keys(0, 'iris', 2, 2, 2)),
       )
     )
+
+  def test_full_sets_the_larger_protocol_unless_a_flag_is_given(self):
+    # --report_only computes nothing: the report lists the missing cells.
+    result = self.binary.run(
+      '--full',
+      '--report_only',
+      '--datasets=iris',
+      '--splits=3',
+      f'--output_dir={self.out}',
+    )
+    self.assertEqual(result.returncode, 1, result.stderr[-3000:])  # no claim
+    with open(f'{self.out}/summary.json') as f:
+      summary = json.load(f)
+    flags = summary['meta']['flags']
+    self.assertEqual(flags['splits'], 3)  # given: kept
+    self.assertEqual(flags['seeds'], 2)
+    self.assertEqual(flags['depths'], [2, 8, 16, 32])
+    self.assertEqual((flags['steps'], flags['record_every']), (1000, 50))
+    self.assertEqual(flags['sgd_depth'], 32)
+    self.assertNotIn('celu', flags['activations'])  # ELU at alpha 1
+    # 12 activations x (4 main depths + 3 SGD rates at depth 32).
+    self.assertEqual(summary['missing_cells'], 12 * (4 + 3))
+    self.assertEqual(binaries.cell_files(self.out), [])
 
   def test_another_binarys_directory_is_refused_before_compute(self):
     os.makedirs(f'{self.out}/cells')
