@@ -151,22 +151,6 @@ def flag_values(flag: dict, *leave_out: str) -> dict[str, Any]:
   return {k: v for k, v in flag.items() if k not in ('task', *leave_out)}
 
 
-class Claims:
-  """A report's claims in order: their Markdown lines, verdicts by name."""
-
-  def __init__(self, alpha: float):
-    self.alpha, self.lines, self.verdicts = alpha, [], {}
-
-  def add(self, *lines: str) -> None:
-    self.lines.extend(lines)
-
-  def paired(self, name: str, test: dict, direction: int, text: str) -> None:
-    """A claim decided by one `stats.paired_test`, of claimed sign direction."""
-    v = stats.verdict(test, direction, self.alpha)
-    self.verdicts[name] = {'verdict': v, **test}
-    self.lines.append(f'- {text}: {stats.describe(test)}. **{v}.**')
-
-
 # ----------------------------------------------------------------------------
 # experiments.compare_variants: tables of a variants_claims.Results.
 

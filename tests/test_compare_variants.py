@@ -61,51 +61,6 @@ def _reference_activation(name, z, slopes, celu_alpha):
   }[name]()
 
 
-class PairedTestTest(absltest.TestCase):
-  def test_wilcoxon_p_matches_exhaustive_sign_flips(self):
-    # Distinct magnitudes, no ties: the exact null distribution of W (the
-    # rank sum of the positive differences) is every sign assignment.
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-      d = rng.permutation(np.arange(1, 10)) * rng.choice([-1, 1], 9)
-      mags = np.abs(d)
-      ranks = np.argsort(np.argsort(mags)) + 1
-      w = ranks[d > 0].sum()
-      null = np.array(
-        [
-          ranks[np.array(signs) > 0].sum()
-          for signs in itertools.product([-1, 1], repeat=d.size)
-        ]
-      )
-      p = min(1.0, 2 * min(np.mean(null <= w), np.mean(null >= w)))
-      out = stats.paired_test(d, np.zeros_like(d))
-      self.assertAlmostEqual(out['p'], p, places=10)
-      self.assertEqual(out['wins'], int((d > 0).sum()))
-      self.assertEqual(out['losses'], int((d < 0).sum()))
-      self.assertEqual(out['direction'], int(np.sign(2 * w - 45)))
-
-  def test_mean_and_t_interval(self):
-    a = np.array([0.91, 0.95, 0.88, 0.97, 0.93, 0.90, 0.96, 0.94])
-    b = np.array([0.90, 0.91, 0.89, 0.93, 0.90, 0.88, 0.92, 0.93])
-    d = a - b
-    out = stats.paired_test(a, b)
-    # t_{0.975, 7} = 2.364624 (standard tables).
-    half = 2.364624 * d.std(ddof=1) / math.sqrt(8)
-    self.assertAlmostEqual(out['mean'], d.mean(), places=12)
-    np.testing.assert_allclose(
-      out['ci'], [d.mean() - half, d.mean() + half], rtol=1e-5
-    )
-    self.assertEqual((out['wins'], out['losses'], out['ties']), (7, 1, 0))
-    self.assertEqual(out['direction'], 1)
-
-  def test_all_ties_and_non_finite_pairs(self):
-    out = stats.paired_test([0.5, 0.5, math.nan], [0.5, 0.5, 0.2])
-    self.assertEqual(out['n'], 2)  # the NaN pair is left out
-    self.assertEqual(out['ties'], 2)
-    self.assertEqual(out['p'], 1.0)
-    self.assertEqual(out['direction'], 0)
-
-
 class UciTest(absltest.TestCase):
   def test_split_is_stratified_disjoint_and_standardized_on_train(self):
     d = data.load_dataset('iris', split_seed=0)
@@ -163,14 +118,16 @@ class PlainMlpTest(parameterized.TestCase):
     }
     x = 2 * rng.normal(size=(n, features))
     rows = np.arange(n) < 5
-    logits, top = model.forward(
+    run = lambda **kw: model.forward(
       jax.tree.map(jnp.float32, params),
       jnp.float32(x),
       rows,
       model.ACTIVATIONS.index(activation),
       rate=0.1,
       celu_alpha=0.7,
+      **kw,
     )
+    logits, top = run()
     h, tops, ref_means = x, [], []
     layers = [
       (params['w_in'], params['b_in']),
@@ -190,15 +147,7 @@ class PlainMlpTest(parameterized.TestCase):
       logits, h @ params['w_out'] + params['b_out'], rtol=2e-5, atol=2e-5
     )
     np.testing.assert_allclose(top, np.stack(tops), rtol=2e-5, atol=2e-5)
-    _, top2, means = model.forward(
-      jax.tree.map(jnp.float32, params),
-      jnp.float32(x),
-      rows,
-      model.ACTIVATIONS.index(activation),
-      rate=0.1,
-      celu_alpha=0.7,
-      means=True,
-    )
+    _, top2, means = run(means=True)
     np.testing.assert_array_equal(top2, top)
     np.testing.assert_allclose(means, ref_means, rtol=2e-5, atol=2e-5)
 
