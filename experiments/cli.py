@@ -198,6 +198,14 @@ def values(*holders: flags.FlagHolder) -> dict:
   return {h.name: h.value for h in holders}
 
 
+def full_or_given(holder: flags.FlagHolder, full: bool, table: dict):
+  """A flag's value: table's (a binary's --full grid) when full and the
+  flag was not given on the command line; else the flag's own."""
+  if full and holder.name in table and not flags.FLAGS[holder.name].present:
+    return table[holder.name]
+  return holder.value
+
+
 def at_least(flag: dict, names: Sequence[str], low: int = 1) -> None:
   """Each flag[name] is an integer >= low."""
   for name in names:

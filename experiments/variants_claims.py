@@ -165,9 +165,7 @@ def differences(a: dict, b: dict, metric: str) -> np.ndarray:
   d = np.asarray(a[metric], np.float64) - np.asarray(b[metric], np.float64)
   if metric == 'steps_to_target':
     d = np.where(a['reached'] | b['reached'], d, np.nan)
-  d = np.where(np.isfinite(d), d, np.nan)
-  count = np.isfinite(d).sum(1)
-  return np.where(count > 0, np.nansum(d, 1) / np.maximum(count, 1), np.nan)
+  return stats.nanmean(np.where(np.isfinite(d), d, np.nan), axis=1)
 
 
 def _stratum_ci(d: np.ndarray) -> str:
@@ -192,13 +190,8 @@ def _by_dataset(cells: dict) -> dict:
   by = {}
   for (ds, _), d in cells.items():
     by.setdefault(ds, []).append(d)
-  out = {}
-  for ds, values in by.items():
-    v = np.stack(values)  # (depths, splits)
-    ok = np.isfinite(v)
-    mean = np.where(ok, v, 0.0).sum(0) / np.maximum(ok.sum(0), 1)
-    out[ds] = np.where(ok.any(0), mean, np.nan)
-  return out
+  # Non-finite differences are NaN already (`differences`).
+  return {ds: stats.nanmean(np.stack(v), axis=0) for ds, v in by.items()}
 
 
 class _Tests:
@@ -238,6 +231,7 @@ class _Tests:
     datasets=None,
     held=True,
   ):
+    """a - b of metric per (dataset, depth); no test unless both ran."""
     cells = {}
     for ds in datasets if datasets is not None else r.datasets:
       for depth in r.depths:
@@ -251,7 +245,6 @@ class _Tests:
 
 def _main_tests(r: Results, t: _Tests) -> None:
   """The main block's tests, claims 1-3, in the report's order."""
-  acts = set(r.flag['activations'])
   small = r.smaller_than(SMALL_TRAIN)
   mean_act = (
     "Hidden units' mean |mean activation| on the training set over the "
@@ -259,114 +252,103 @@ def _main_tests(r: Results, t: _Tests) -> None:
     'records after init), '
   )
   fixed = 'the same network and init, slope fixed'
-  # (name, a, b, metric, claimed sign, text, datasets (None: all), held)
-  specs = [
-    (
-      'ELU converges faster than ReLU',
-      'elu',
-      'relu',
-      'steps_to_target',
-      -1,
-      f'Steps to training loss {r.flag["target_loss"]:g}, ELU - ReLU '
-      '(never reached: one record past the budget, so a difference against '
-      'a miss is a bound; pairs where neither reached it left out)',
-    ),
-    (
-      'ELU: higher test accuracy than ReLU (generalizes better)',
-      'elu',
-      'relu',
+  t.pair(
+    r,
+    'ELU converges faster than ReLU',
+    'elu',
+    'relu',
+    'steps_to_target',
+    -1,
+    f'Steps to training loss {r.flag["target_loss"]:g}, ELU - ReLU '
+    '(never reached: one record past the budget, so a difference against '
+    'a miss is a bound; pairs where neither reached it left out)',
+  )
+  t.pair(
+    r,
+    'ELU: higher test accuracy than ReLU (generalizes better)',
+    'elu',
+    'relu',
+    'test_acc',
+    +1,
+    'Early-stopped test accuracy, ELU - ReLU',
+  )
+  t.pair(
+    r,
+    'ELU activations closer to zero mean than ReLU',
+    'elu',
+    'relu',
+    'act_mean',
+    -1,
+    mean_act + 'ELU - ReLU',
+  )
+  t.pair(
+    r,
+    'Leaky ReLU activations closer to zero mean than ReLU',
+    'leaky_relu',
+    'relu',
+    'act_mean',
+    -1,
+    mean_act + 'leaky_relu (0.01) - ReLU',
+  )
+  for v in ('prelu', 'prelu_channel'):
+    t.pair(
+      r,
+      f'{v} beats a fixed slope (its init, 0.25)',
+      v,
+      'leaky_relu_0.25',
       'test_acc',
       +1,
-      'Early-stopped test accuracy, ELU - ReLU',
-    ),
-    (
-      'ELU activations closer to zero mean than ReLU',
-      'elu',
-      'relu',
-      'act_mean',
-      -1,
-      mean_act + 'ELU - ReLU',
-    ),
-    (
-      'Leaky ReLU activations closer to zero mean than ReLU',
+      f'Early-stopped test accuracy, {v} (slopes learned from 0.25) - '
+      f'leaky_relu_0.25 ({fixed})',
+    )
+    t.pair(
+      r,
+      f'{v} vs leaky_relu (0.01)',
+      v,
       'leaky_relu',
-      'relu',
-      'act_mean',
-      -1,
-      mean_act + 'leaky_relu (0.01) - ReLU',
-    ),
-  ]
-  for v in ('prelu', 'prelu_channel'):
-    specs.append(
-      (
-        f'{v} beats a fixed slope (its init, 0.25)',
-        v,
-        'leaky_relu_0.25',
-        'test_acc',
-        +1,
-        f'Early-stopped test accuracy, {v} (slopes learned from 0.25) - '
-        f'leaky_relu_0.25 ({fixed})',
-      )
+      'test_acc',
+      +1,
+      f'Early-stopped test accuracy, {v} - leaky_relu (0.01): the old, '
+      'confounded control (slope size and learning together)',
+      held=False,
     )
-    specs.append(
-      (
-        f'{v} vs leaky_relu (0.01)',
-        v,
-        'leaky_relu',
-        'test_acc',
-        +1,
-        f'Early-stopped test accuracy, {v} - leaky_relu (0.01): the old, '
-        'confounded control (slope size and learning together)',
-        None,
-        False,
-      )
+    _slope_test(r, t, v)
+  if not small:
+    return
+  on = f'on {", ".join(small)}'
+  t.pair(
+    r,
+    'RReLU: smaller train-test gap on small data',
+    'rrelu',
+    'leaky_relu_0.229',
+    'gap',
+    -1,
+    f'Final train - test accuracy gap, rrelu - leaky_relu_0.229 (its '
+    f'evaluation slope, fixed), {on}',
+    datasets=small,
+  )
+  t.pair(
+    r,
+    'RReLU: better test accuracy on small data',
+    'rrelu',
+    'leaky_relu_0.229',
+    'final_test_acc',
+    +1,
+    f'Final test accuracy, rrelu - leaky_relu_0.229, {on}',
+    datasets=small,
+  )
+  for other in ('leaky_relu_0.182', 'leaky_relu'):
+    t.pair(
+      r,
+      f'RReLU vs {other} on small data',
+      'rrelu',
+      other,
+      'final_test_acc',
+      +1,
+      f'Final test accuracy, rrelu - {other}, {on}',
+      datasets=small,
+      held=False,
     )
-    specs.append((f'{v} slopes shrink with depth', v))
-  if small:
-    on = f'on {", ".join(small)}'
-    specs += [
-      (
-        'RReLU: smaller train-test gap on small data',
-        'rrelu',
-        'leaky_relu_0.229',
-        'gap',
-        -1,
-        f'Final train - test accuracy gap, rrelu - leaky_relu_0.229 (its '
-        f'evaluation slope, fixed), {on}',
-        small,
-      ),
-      (
-        'RReLU: better test accuracy on small data',
-        'rrelu',
-        'leaky_relu_0.229',
-        'final_test_acc',
-        +1,
-        f'Final test accuracy, rrelu - leaky_relu_0.229, {on}',
-        small,
-      ),
-    ]
-    for other in ('leaky_relu_0.182', 'leaky_relu'):
-      specs.append(
-        (
-          f'RReLU vs {other} on small data',
-          'rrelu',
-          other,
-          'final_test_acc',
-          +1,
-          f'Final test accuracy, rrelu - {other}, {on}',
-          small,
-          False,
-        )
-      )
-  for spec in specs:
-    if len(spec) == 2:
-      if spec[1] in acts:
-        _slope_test(r, t, spec[1])
-    elif {spec[1], spec[2]} <= acts:
-      name, a, b, metric, sign, text, *rest = spec
-      datasets = rest[0] if rest else None
-      held = rest[1] if len(rest) > 1 else True
-      t.pair(r, name, a, b, metric, sign, text, datasets=datasets, held=held)
 
 
 def _slope_test(r: Results, t: _Tests, v: str) -> None:
@@ -659,11 +641,7 @@ def selu_table(r: Results) -> list[str]:
   f = r.flag
   if not f['sgd_learning_rates']:
     return []
-  arms = [
-    a
-    for a in (*SELU_ARMS, *selu_others(f))
-    if a in SELU_ARMS or a in f['activations']
-  ]
+  arms = [*SELU_ARMS, *selu_others(f)]
   lines = report.grid(
     f'SELU protocol: early-stopped test accuracy at depth {f["sgd_depth"]}, '
     'learning rate (and dropout) chosen on validation per split (mean +- '
