@@ -3,8 +3,11 @@
 `train_seed` trains a plain MLP (no normalization, no skip connections)
 and records curves of every metric; `experiments.compare_variants` and
 `experiments.dying_relu` both use it. One compiled program trains every
-activation in ACTIVATIONS: the activation is an unbatched index into
-`lax.switch`, so the program runs one branch and compiles once per depth.
+activation of a run (cfg['activations'], default all of ACTIVATIONS): the
+activation is an unbatched index into `lax.switch` over them, so the
+program runs one branch and compiles once per depth. A branch computes the
+same bits whatever other branches the switch has, so a cell's results do
+not depend on the run's other activations.
 The learning rate and the hidden-bias init are traced arguments, so a grid
 of them runs vectorized (`vmap`) in the same program.
 
@@ -165,10 +168,12 @@ def forward(
   key=None,
   derivative=False,
   means=False,
+  branches=ACTIVATIONS,
 ):
   """Logits, and each hidden unit's largest pre-activation over `rows`.
 
-  `act_index` picks the activation from ACTIVATIONS with `lax.switch`. It
+  `act_index` picks the activation from `branches` (names of ACTIVATIONS)
+  with `lax.switch`. It
   is never batched, so the switch stays a conditional that runs one
   branch, and one compiled program serves every activation. With a key,
   the network runs in training mode (random RReLU slopes, alpha dropout);
@@ -189,7 +194,7 @@ def forward(
   keys = jax.random.split(key, depth) if train else None
   branches = [
     _activation(a, train=train, rate=rate, celu_alpha=celu_alpha)
-    for a in ACTIVATIONS
+    for a in branches
   ]
   count = rows.sum()
 
@@ -236,6 +241,18 @@ def forward(
   return logits, stack(top, tops)
 
 
+def branches(cfg: dict) -> tuple[str, ...]:
+  """The activations a `train_seed` program switches between, in
+  ACTIVATIONS' order: cfg['activations'], or all of them."""
+  chosen = set(cfg.get('activations', ACTIVATIONS))
+  return tuple(a for a in ACTIVATIONS if a in chosen)
+
+
+def branch_index(cfg: dict, activation: str) -> jax.Array:
+  """`train_seed`'s act_index of `activation` under cfg."""
+  return jnp.int32(branches(cfg).index(activation))
+
+
 def _direction(name: str, momentum: float):
   """The optimizer's update direction; the step is -learning_rate times it.
 
@@ -268,12 +285,14 @@ def train_seed(
     data: one dataset as `experiments.data` makes it: training rows and the
       evaluation rows, each tagged with its part (an index into
       cfg['parts']).
-    act_index: index into ACTIVATIONS (unbatched: one branch runs).
+    act_index: index into `branches(cfg)` (unbatched: one branch runs).
     gain: the hidden weights' init gain.
     learning_rate, bias_init: traced; may be vmapped.
     depth: hidden layers.
     cfg: width, steps, batch, record_every, optimizer ('sgd' or 'adam'),
-      momentum (for sgd), alpha_dropout_rate, celu_alpha, parts (names of
+      momentum (for sgd), alpha_dropout_rate, celu_alpha, activations
+      (optional: the names `act_index` picks from; default ACTIVATIONS.
+      Fewer compile faster), parts (names of
       the evaluation parts), dead_part (the part units are judged on) and
       unit_stats (default False: record the per-unit outputs below) and
       act_means (default False: record 'act_mean' below).
@@ -296,7 +315,11 @@ def train_seed(
     |unit mean| over its RMS activation there ('act_mean', (depth,); see
     `forward`). Each of shape (records + 1, ...).
   """
-  model = dict(rate=cfg['alpha_dropout_rate'], celu_alpha=cfg['celu_alpha'])
+  model = dict(
+    rate=cfg['alpha_dropout_rate'],
+    celu_alpha=cfg['celu_alpha'],
+    branches=branches(cfg),
+  )
   mask = data['class_mask']
   units = cfg.get('unit_stats', False)
   act_means = cfg.get('act_means', False) and not units
@@ -528,7 +551,7 @@ def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
   out = fn(
     keys,
     jax.tree.map(jnp.asarray, dataset),
-    jnp.int32(ACTIVATIONS.index(activation)),
+    branch_index(cfg, activation),
     jnp.float32(gains(cfg['celu_alpha'])[activation]),
     knobs,
   )
@@ -672,6 +695,8 @@ def train_teacher(
     'momentum': 0.0,  # plain SGD
     'alpha_dropout_rate': 0.0,
     'celu_alpha': 1.0,
+    # The switch's branches: the run's activations (or this one alone).
+    'activations': flag.get('activations', [activation]),
     'parts': data.TEACHER_PARTS,
     'dead_part': 1,  # units are judged on the whole training set
     'unit_stats': True,

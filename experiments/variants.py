@@ -13,8 +13,9 @@ group is the cells of one (block, activation, depth, pad group): one call
 of one compiled program, which trains the group's datasets, learning
 rates, splits and seeds at once (`vmap`, spread over the local devices).
 The program depends on the pad group's shapes, the depth and the
-optimizer only: the activation is an unbatched `lax.switch` index and the
-learning rate a traced argument, so every activation reuses it.
+optimizer only: the activation is an unbatched `lax.switch` index (over
+the run's activations) and the learning rate a traced argument, so every
+activation reuses it.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def train_cells(
     'momentum': 0.0,  # plain SGD
     'alpha_dropout_rate': flag['alpha_dropout_rate'],
     'celu_alpha': flag['celu_alpha'],
+    'activations': flag['activations'],  # the switch's branches
   }
   args = model.on_devices(
     (jnp.concatenate(key_list), batch, jnp.asarray(lrs, jnp.float32)), n
@@ -139,7 +141,7 @@ def train_cells(
   out = _program(depth, json.dumps(cfg, sort_keys=True))(
     args[0],
     args[1],
-    jnp.int32(model.ACTIVATIONS.index(activation)),
+    model.branch_index(cfg, activation),
     jnp.float32(model.gains(flag['celu_alpha'])[activation]),
     args[2],
   )
