@@ -63,6 +63,11 @@ ACTIVATIONS = (
 )
 OPTIMIZERS = ('sgd', 'adam')
 PRELU_INIT = 0.25
+# XLA options the trainers are compiled with (`jax.jit`'s
+# compiler_options); none by default. The test suite sets LLVM -O1 here
+# (tests/conftest.py), as for the binaries it starts: its small programs
+# are compile-bound.
+COMPILER_OPTIONS: dict[str, object] = {}
 
 
 def _init_args(activation: str, celu_alpha: float):
@@ -500,7 +505,10 @@ def _grid_program(depth: int, cfg_json: str, knobs: tuple[str, ...]):
     )
 
   per_seed = jax.vmap(one, in_axes=(0, None, None, None, None))
-  return jax.jit(jax.vmap(per_seed, in_axes=(0, None, None, None, 0)))
+  return jax.jit(
+    jax.vmap(per_seed, in_axes=(0, None, None, None, 0)),
+    compiler_options=COMPILER_OPTIONS or None,
+  )
 
 
 def on_devices(tree, n: int):

@@ -97,7 +97,8 @@ def _program(depth: int, cfg_json: str):
     jax.vmap(
       functools.partial(model.train_seed, depth=depth, cfg=cfg),
       in_axes=(0, 0, None, None, 0),
-    )
+    ),
+    compiler_options=model.COMPILER_OPTIONS or None,
   )
 
 
