@@ -173,14 +173,15 @@ def forward(
   key=None,
   derivative=False,
   means=False,
-  branches=ACTIVATIONS,
+  activations=ACTIVATIONS,
 ):
   """Logits, and each hidden unit's largest pre-activation over `rows`.
 
-  `act_index` picks the activation from `branches` (names of ACTIVATIONS)
-  with `lax.switch`. It
-  is never batched, so the switch stays a conditional that runs one
-  branch, and one compiled program serves every activation. With a key,
+  `act_index` picks the activation from `activations` (names of
+  ACTIVATIONS) with `lax.switch`. It is never batched, so the switch stays
+  a conditional that runs one branch (with one activation alone, jax
+  inlines it: `branches` never passes one), and one compiled program
+  serves every activation. With a key,
   the network runs in training mode (random RReLU slopes, alpha dropout);
   without one, in evaluation mode. With `derivative`, also each hidden
   unit's mean absolute derivative |f'(z)| over `rows` (a forward-mode JVP
@@ -197,9 +198,9 @@ def forward(
   depth = params['b_hidden'].shape[0] + 1
   train = key is not None
   keys = jax.random.split(key, depth) if train else None
-  branches = [
+  fns = [
     _activation(a, train=train, rate=rate, celu_alpha=celu_alpha)
-    for a in branches
+    for a in activations
   ]
   count = rows.sum()
 
@@ -210,7 +211,7 @@ def forward(
     w, b, s, k = xs
     z = h @ w + b
     top = jnp.max(jnp.where(rows[:, None], z, -jnp.inf), axis=0)
-    act = lambda z, s, k: jax.lax.switch(act_index, branches, z, s, k)
+    act = lambda z, s, k: jax.lax.switch(act_index, fns, z, s, k)
     if derivative:
       h, slope = jax.jvp(lambda z: act(z, s, k), (z,), (jnp.ones_like(z),))
       # |f'|: a learned PReLU slope may turn negative and still pass it.
@@ -247,15 +248,30 @@ def forward(
 
 
 def branches(cfg: dict) -> tuple[str, ...]:
-  """The activations a `train_seed` program switches between, in
-  ACTIVATIONS' order: cfg['activations'], or all of them."""
+  """The activations a `train_seed` program switches between.
+
+  cfg['activations'] (default: all of ACTIVATIONS), in ACTIVATIONS' order,
+  and with a second one when it names one alone: jax inlines a one-branch
+  switch, and XLA then fuses the activation with its neighbours and
+  rounds differently. As a conditional, a branch has computed the same
+  bits whatever the other branches (measured, not guaranteed by XLA:
+  tests/test_dying_units.py, BranchSetTest), so a cell's numbers do not
+  depend on the run's other activations.
+  """
   chosen = set(cfg.get('activations', ACTIVATIONS))
+  if len(chosen) == 1:
+    chosen.add('leaky_relu' if 'relu' in chosen else 'relu')
   return tuple(a for a in ACTIVATIONS if a in chosen)
 
 
 def branch_index(cfg: dict, activation: str) -> jax.Array:
   """`train_seed`'s act_index of `activation` under cfg."""
-  return jnp.int32(branches(cfg).index(activation))
+  names = branches(cfg)
+  if activation not in names:
+    raise ValueError(
+      f"activation {activation!r} not in cfg['activations'] {names}."
+    )
+  return jnp.int32(names.index(activation))
 
 
 def _direction(name: str, momentum: float):
@@ -323,7 +339,7 @@ def train_seed(
   model = dict(
     rate=cfg['alpha_dropout_rate'],
     celu_alpha=cfg['celu_alpha'],
-    branches=branches(cfg),
+    activations=branches(cfg),
   )
   mask = data['class_mask']
   units = cfg.get('unit_stats', False)
@@ -493,10 +509,13 @@ KNOBS = {
 
 
 @functools.cache
-def _grid_program(depth: int, cfg_json: str, knobs: tuple[str, ...]):
-  """The compiled trainer of a grid: cells x seeds, one per depth, config
-  and set of knobs. The activation index, gain and dataset are arguments,
-  so every activation's group of the same shape reuses the compilation."""
+def _grid_program(
+  depth: int, cfg_json: str, knobs: tuple[str, ...], options_json: str
+):
+  """The compiled trainer of a grid: cells x seeds, one per depth, config,
+  set of knobs and COMPILER_OPTIONS. The activation index, gain and
+  dataset are arguments, so every activation's group of the same shape
+  reuses the compilation."""
   cfg = json.loads(cfg_json)
 
   def one(key, data, act_index, gain, values):
@@ -507,7 +526,7 @@ def _grid_program(depth: int, cfg_json: str, knobs: tuple[str, ...]):
   per_seed = jax.vmap(one, in_axes=(0, None, None, None, None))
   return jax.jit(
     jax.vmap(per_seed, in_axes=(0, None, None, None, 0)),
-    compiler_options=COMPILER_OPTIONS or None,
+    compiler_options=json.loads(options_json) or None,
   )
 
 
@@ -555,7 +574,12 @@ def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
   knobs = {k: jnp.asarray(v, jnp.float32) for k, v in sorted(knobs.items())}
   cells = len(keys)
   keys, knobs = on_devices((keys, knobs), cells)
-  fn = _grid_program(depth, json.dumps(cfg, sort_keys=True), tuple(knobs))
+  fn = _grid_program(
+    depth,
+    json.dumps(cfg, sort_keys=True),
+    tuple(knobs),
+    json.dumps(COMPILER_OPTIONS, sort_keys=True),
+  )
   out = fn(
     keys,
     jax.tree.map(jnp.asarray, dataset),
@@ -703,7 +727,8 @@ def train_teacher(
     'momentum': 0.0,  # plain SGD
     'alpha_dropout_rate': 0.0,
     'celu_alpha': 1.0,
-    # The switch's branches: the run's activations (or this one alone).
+    # The switch's branches: the run's activations (or, for a caller
+    # without that flag, such as a test, this one; see `branches`).
     'activations': flag.get('activations', [activation]),
     'parts': data.TEACHER_PARTS,
     'dead_part': 1,  # units are judged on the whole training set

@@ -83,10 +83,10 @@ def keys(seed: int, dataset: str, depth: int, split: int, seeds: int):
 
 
 @functools.cache
-def _program(depth: int, cfg_json: str):
-  """The compiled trainer of one depth and config: networks on one vmapped
-  axis (data, key and learning rate per network; the activation index and
-  gain unbatched)."""
+def _program(depth: int, cfg_json: str, options_json: str):
+  """The compiled trainer of one depth, config and `model.COMPILER_OPTIONS`:
+  networks on one vmapped axis (data, key and learning rate per network;
+  the activation index and gain unbatched)."""
   cfg = {
     **json.loads(cfg_json),
     'parts': data.PARTS,
@@ -98,7 +98,7 @@ def _program(depth: int, cfg_json: str):
       functools.partial(model.train_seed, depth=depth, cfg=cfg),
       in_axes=(0, 0, None, None, 0),
     ),
-    compiler_options=model.COMPILER_OPTIONS or None,
+    compiler_options=json.loads(options_json) or None,
   )
 
 
@@ -139,7 +139,11 @@ def train_cells(
   args = model.on_devices(
     (jnp.concatenate(key_list), batch, jnp.asarray(lrs, jnp.float32)), n
   )
-  out = _program(depth, json.dumps(cfg, sort_keys=True))(
+  out = _program(
+    depth,
+    json.dumps(cfg, sort_keys=True),
+    json.dumps(model.COMPILER_OPTIONS, sort_keys=True),
+  )(
     args[0],
     args[1],
     model.branch_index(cfg, activation),

@@ -350,22 +350,23 @@ def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
     Maas, Hannun & Ng, Rectifier Nonlinearities Improve Neural Network
     Acoustic Models, ICML 2013.
   """
-  if (
-    type(x) is _checks.ARRAY_TYPE
-    and type(negative_slope) is float
-    and x.dtype in _checks.FLOAT_DTYPES
-  ):
-    # The eager fast path: a float array and a finite Python float need no
-    # other check (the slow path below would pass them unchanged).
-    if negative_slope == 0.01:
-      return _leaky_relu_default_jit(x)
-    if negative_slope - negative_slope == 0.0:
-      return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
+  if type(x) is _checks.ARRAY_TYPE and x.dtype in _checks.FLOAT_DTYPES:
+    # The eager fast paths: a float array and a finite Python float, or an
+    # array that passed the checks before, need no other check (the slow
+    # path below would pass them unchanged).
+    if type(negative_slope) is float:
+      if negative_slope == 0.01:
+        return _leaky_relu_default_jit(x)
+      if negative_slope - negative_slope == 0.0:
+        return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
+    elif _checks.accepted(negative_slope, x.shape):
+      return _prelu_jit(x, negative_slope)
   x = as_float('leaky_relu', x)
   negative_slope = _checks.check_finite(
     'leaky_relu', 'negative_slope', negative_slope
   )
   check_slope_shape('leaky_relu', 'negative_slope', x, negative_slope)
+  _checks.accept(negative_slope, x.shape)
   return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
 
 
@@ -410,13 +411,13 @@ def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
   References:
     He, Zhang, Ren & Sun, Delving Deep into Rectifiers, ICCV 2015.
   """
-  if (
-    type(x) is _checks.ARRAY_TYPE
-    and type(negative_slope) is float
-    and x.dtype in _checks.FLOAT_DTYPES
-  ):
-    if negative_slope - negative_slope == 0.0:  # Finite: the fast path.
-      return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
+  if type(x) is _checks.ARRAY_TYPE and x.dtype in _checks.FLOAT_DTYPES:
+    # The eager fast paths, as in leaky_relu.
+    if type(negative_slope) is float:
+      if negative_slope - negative_slope == 0.0:
+        return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
+    elif _checks.accepted(negative_slope, x.shape):
+      return _prelu_jit(x, negative_slope)
   x = as_float('prelu', x)
   negative_slope = _checks.check_finite(
     'prelu', 'negative_slope', negative_slope
@@ -426,6 +427,7 @@ def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
   elif not isinstance(negative_slope, jax.Array | float):
     negative_slope = jnp.asarray(negative_slope)
   check_slope_shape('prelu', 'negative_slope', x, negative_slope)
+  _checks.accept(negative_slope, x.shape)
   return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
 
 
@@ -757,18 +759,19 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     Clevert, Unterthiner & Hochreiter, Fast and Accurate Deep Network
     Learning by Exponential Linear Units (ELUs), ICLR 2016.
   """
-  if (
-    type(x) is _checks.ARRAY_TYPE
-    and type(alpha) is float
-    and x.dtype in _checks.FLOAT_DTYPES
-  ):
-    if alpha == 1.0:  # The eager fast path, as in leaky_relu.
-      return _elu_default_jit(x)
-    if alpha - alpha == 0.0:
-      return _elu_jit(x, _checks.eager_scalar(alpha, x))
+  if type(x) is _checks.ARRAY_TYPE and x.dtype in _checks.FLOAT_DTYPES:
+    # The eager fast paths, as in leaky_relu.
+    if type(alpha) is float:
+      if alpha == 1.0:
+        return _elu_default_jit(x)
+      if alpha - alpha == 0.0:
+        return _elu_jit(x, _checks.eager_scalar(alpha, x))
+    elif _checks.accepted(alpha, x.shape):
+      return _elu_jit(x, alpha)
   x = as_float('elu', x)
   alpha = _checks.check_finite('elu', 'alpha', alpha)
   check_slope_shape('elu', 'alpha', x, alpha)
+  _checks.accept(alpha, x.shape)
   return _elu_jit(x, _checks.eager_scalar(alpha, x))
 
 
@@ -1024,15 +1027,15 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   References:
     Barron, Continuously Differentiable Exponential Linear Units, 2017.
   """
-  if (
-    type(x) is _checks.ARRAY_TYPE
-    and type(alpha) is float
-    and x.dtype in _checks.FLOAT_DTYPES
-  ):
-    if alpha == 1.0:  # The eager fast path, as in leaky_relu.
-      return _celu_default_jit(x)
-    if alpha - alpha == 0.0 and alpha != 0.0:
-      return _celu_jit(x, _checks.eager_scalar(alpha, x))
+  if type(x) is _checks.ARRAY_TYPE and x.dtype in _checks.FLOAT_DTYPES:
+    # The eager fast paths, as in leaky_relu.
+    if type(alpha) is float:
+      if alpha == 1.0:
+        return _celu_default_jit(x)
+      if alpha - alpha == 0.0 and alpha != 0.0:
+        return _celu_jit(x, _checks.eager_scalar(alpha, x))
+    elif _checks.accepted(alpha, x.shape):
+      return _celu_jit(x, alpha)
   x = as_float('celu', x)
   alpha, values = _checks.hyperparameter('celu', 'alpha', alpha)
   _checks.check_values(
@@ -1046,4 +1049,5 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     'nonzero (accepted: any finite alpha != 0)',
   )
   check_slope_shape('celu', 'alpha', x, alpha)
+  _checks.accept(alpha, x.shape)
   return _celu_jit(x, _checks.eager_scalar(alpha, x))

@@ -171,6 +171,28 @@ def check_finite(fn: str, name: str, value: Any) -> Any:
   return value
 
 
+# (id of a concrete hyperparameter array, x's shape) pairs that passed every
+# check: an eager call with a layer's parameter array and an input shape
+# seen before skips the checks (about 1.5 us of a 4 us call). The checks
+# read only the array and x's shape (the fast paths take float arrays x
+# alone); the weak reference tells a live array from a reused id.
+_ACCEPTED: dict[tuple[int, tuple[int, ...]], weakref.ref] = {}
+
+
+def accepted(value: Any, shape: tuple[int, ...]) -> bool:
+  """Whether `value` passed every check before, against an x of `shape`."""
+  ref = _ACCEPTED.get((id(value), shape))
+  return ref is not None and ref() is value
+
+
+def accept(value: Any, shape: tuple[int, ...]) -> None:
+  """Records that a concrete array `value` passed every check for `shape`."""
+  if type(value) is ARRAY_TYPE:
+    if len(_ACCEPTED) >= 256:
+      _ACCEPTED.clear()
+    _ACCEPTED[(id(value), shape)] = weakref.ref(value)
+
+
 def _rate_in_range(v: Values) -> Any:
   return (v >= 0) & (v < 1)
 

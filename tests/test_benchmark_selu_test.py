@@ -83,9 +83,7 @@ class BenchmarkSeluTestTest(parameterized.TestCase):
     self.assertLen(runs, (2 * 3 + 4 * 2) * 2)
     self.assertLen(binaries.cell_files(self.out), 2 * 3 + 4 * 2)
     wrong = [r for r in runs if not r['setup'].startswith('correct')]
-    self.assertTrue(
-      all(r['verdict'] == 'FAIL' for r in wrong if r['depth'] == 200)
-    )
+    self.assertTrue(all(r['verdict'] == 'FAIL' for r in wrong))  # both depths
     claims = self.data['claims']
     false_alarms = claims['false alarms <= 0.01: correct, depth 200']
     self.assertEqual(false_alarms['k'], 0)
@@ -111,6 +109,9 @@ class BenchmarkSeluTestTest(parameterized.TestCase):
     std16 = bias[16, 'std']
     self.assertEqual(std16['stacks'], 12)
     self.assertAlmostEqual(std16['model'], -0.1, delta=0.01)
+    # The measurement is precise enough for the comparison to bite: at
+    # batch 64 its SE is 0.013, so 3 SE is a third of the bias.
+    self.assertLess(std16['se'], 0.02)
     self.assertLess(std16['measured'], -3 * std16['se'])
     self.assertLess(abs(std16['measured'] - std16['model']), 3 * std16['se'])
     self.assertIn('## Finite-width bias of the correct stacks', text)

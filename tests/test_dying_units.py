@@ -67,7 +67,8 @@ def _small_cfg(optimizer: str) -> dict:
     'momentum': 0.0,
     'alpha_dropout_rate': 0.0,
     'celu_alpha': 1.0,
-    'activations': ['relu'],  # a switch of one branch compiles fastest
+    # Two branches: the switch stays a conditional, as in every run.
+    'activations': ['relu', 'prelu'],
     'parts': data.TEACHER_PARTS,
     'dead_part': 1,
     'unit_stats': True,
@@ -237,6 +238,38 @@ class NeutralTreatmentTest(absltest.TestCase):
       np.testing.assert_allclose(knob[name], by_hand[name], rtol=1e-4)
     # And the shift does something: the unshifted run differs.
     self.assertFalse(np.allclose(knob['train_loss'], plain['train_loss']))
+
+
+class BranchSetTest(absltest.TestCase):
+  def test_a_cell_does_not_depend_on_the_runs_other_activations(self):
+    # A run's trainer switches between its own activations only
+    # (model.branches, which adds a second to a lone one: jax would inline
+    # a one-branch switch, and it rounds differently); an activation's
+    # numbers must be the same bits alone, beside another, and among all
+    # of them, or resuming with other --activations would mix numbers.
+    keys = jnp.stack([model.teacher_keys(0, 2, 8, 2)])
+    dataset = data.teacher_dataset(0)
+    for act in ('elu', 'rrelu'):
+      curves = [
+        model.train_grid(
+          keys,
+          {'learning_rate': [0.1]},
+          dataset,
+          activation=act,
+          depth=2,
+          cfg={**_small_cfg('sgd'), 'activations': acts},
+        )
+        for acts in ([act], ['relu', act], list(model.ACTIVATIONS))
+      ]
+      for other in curves[1:]:
+        for name in ('train_loss', 'probe_loss', 'unit_slope', 'dead_units'):
+          np.testing.assert_array_equal(other[name], curves[0][name], name)
+    self.assertEqual(model.branches({'activations': ['elu']}), ('relu', 'elu'))
+    self.assertEqual(
+      model.branches({'activations': ['relu']}), ('relu', 'leaky_relu')
+    )
+    with self.assertRaisesRegex(ValueError, "'elu' not in cfg"):
+      model.branch_index({'activations': ['relu', 'prelu']}, 'elu')
 
 
 class ChunkTest(absltest.TestCase):

@@ -1,4 +1,6 @@
-"""The eager fast paths' cached device scalars."""
+"""The eager fast paths: cached device scalars and accepted arrays."""
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +41,63 @@ class EagerScalarTest(absltest.TestCase):
       got = jaxrelu.elu(x64, 0.75)
       self.assertEqual(got.dtype, jnp.float64)
       np.testing.assert_allclose(got, 0.75 * np.expm1(-1.0), rtol=1e-15)
+
+
+def _leaky(x, a):
+  x = np.asarray(x, np.float64)
+  return np.where(x > 0, x, np.asarray(a, np.float64) * x)
+
+
+def _elu(x, a):
+  x = np.asarray(x, np.float64)
+  return np.where(x > 0, x, np.asarray(a, np.float64) * np.expm1(x))
+
+
+class AcceptedArrayTest(absltest.TestCase):
+  """An array hyperparameter that passed the checks skips them when seen
+  again with an input of the same shape, and only then."""
+
+  CASES = (
+    ('leaky_relu', jaxrelu.leaky_relu, _leaky),
+    ('prelu', jaxrelu.prelu, _leaky),
+    ('elu', jaxrelu.elu, _elu),
+    ('celu', jaxrelu.celu, lambda x, a: _elu(np.asarray(x) / a, 1.0) * a),
+  )
+
+  def test_second_call_equals_the_formula(self):
+    x = jnp.linspace(-3.0, 3.0, 12).reshape(3, 4)
+    a = jnp.array([0.5, 1.0, 1.5, 2.0])
+    for name, fn, reference in self.CASES:
+      for _ in range(2):  # the checked call, then the fast path
+        np.testing.assert_allclose(
+          fn(x, a), reference(x, a), rtol=1e-6, atol=1e-7, err_msg=name
+        )
+
+  def test_other_shapes_and_other_arrays_are_checked(self):
+    a = jnp.array([0.5, 1.0, 1.5, 2.0])
+    for name, fn, _ in self.CASES:
+      fn(jnp.ones((3, 4)), a)  # accepted for x of shape (3, 4)
+      # Another x shape is checked afresh: (3, 5) does not broadcast.
+      with self.assertRaisesRegex(ValueError, 'does not broadcast'):
+        fn(jnp.ones((3, 5)), a)
+      # Another array of the same shape is checked afresh, even at the
+      # same address once the first is gone.
+      bad = jnp.array([0.5, math.nan, 1.5, 2.0])
+      with self.assertRaisesRegex(ValueError, r'\[1\] = nan'):
+        fn(jnp.ones((3, 4)), bad)
+      with self.assertRaisesRegex(ValueError, r'\[1\] = nan'):
+        fn(jnp.ones((3, 4)), bad)  # never accepted
+      self.assertFalse(_checks.accepted(bad, (3, 4)), name)
+
+  def test_a_dead_array_is_not_taken_for_a_new_one(self):
+    a = jnp.array([0.5, 1.0])
+    jaxrelu.prelu(jnp.ones((2, 2)), a)
+    key = id(a)
+    self.assertTrue(_checks.accepted(a, (2, 2)))
+    del a
+    # Whatever now lives at that address, the weak reference is dead.
+    ref = _checks._ACCEPTED[(key, (2, 2))]
+    self.assertIsNone(ref())
 
 
 if __name__ == '__main__':
