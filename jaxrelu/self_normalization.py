@@ -79,18 +79,36 @@ _EXPLODED = 1e100
 # Theory: the fixed point, its sensitivities, and the finite-size model.
 
 
-def _selu_layer(second, *, tau, scale, rate):
+def _selu_layer(second, *, tau, scale, rate, dropout):
   """One layer of the pooled moment map, fed the second moment (omega = 0).
 
   With random zero-mean weights unit i's net input has mean mu * omega_i,
   omega_i ~ N(0, tau), so the pooled net input is N(0, tau (nu + mu^2)).
+  Alpha dropout at `rate` follows when `dropout` (static) is True.
   """
   m, v = selu_theory.selu_moments(
     0.0, second, tau=tau, scale=_activations.SELU_SCALE * scale
   )
-  if rate > 0:
+  if dropout:
     m, v = selu_theory.alpha_dropout_moments(m, v, rate)
   return m, v
+
+
+@functools.partial(jax.jit, static_argnames='dropout')
+def _fixed_point(tau, scale, rate, *, dropout):
+  """`stationary`'s numbers: one compiled program for every parameter
+  value (they are traced), so `sensitivities`' ten calls compile once."""
+  kw = dict(tau=tau, scale=scale, rate=rate, dropout=dropout)
+
+  def step(p):
+    m, v = _selu_layer(p[1] ** 2 + p[0] ** 2, **kw)
+    return jnp.stack([m, jnp.sqrt(v)])
+
+  p = jax.lax.fori_loop(
+    0, 2000, lambda _, p: step(p), jnp.array([0.0, 1.0], jnp.float64)
+  )
+  j22 = jax.jacfwd(lambda s: step(jnp.stack([p[0], s]))[1])(p[1])
+  return p, j22
 
 
 @functools.lru_cache(maxsize=64)
@@ -108,17 +126,11 @@ def stationary(
     {'mean', 'std', 'j22'}: the attracting fixed point, and d(std')/d(std)
     of the map there (the std's lag-1 autocorrelation in a deep stack).
   """
-  kw = dict(tau=weight_variance, scale=scale, rate=dropout_rate)
   with jax.enable_x64(True):
-
-    def step(p):
-      m, v = _selu_layer(p[1] ** 2 + p[0] ** 2, **kw)
-      return jnp.stack([m, jnp.sqrt(v)])
-
-    p = jax.lax.fori_loop(
-      0, 2000, lambda _, p: step(p), jnp.array([0.0, 1.0], jnp.float64)
+    p, j22 = _fixed_point(
+      *(jnp.float64(v) for v in (weight_variance, scale, dropout_rate)),
+      dropout=dropout_rate > 0,
     )
-    j22 = jax.jacfwd(lambda s: step(jnp.stack([p[0], s]))[1])(p[1])
     return {'mean': float(p[0]), 'std': float(p[1]), 'j22': float(j22)}
 
 
