@@ -5,9 +5,8 @@ and records curves of every metric; `experiments.compare_variants` and
 `experiments.dying_relu` both use it. One compiled program trains every
 activation of a run (cfg['activations'], default all of ACTIVATIONS): the
 activation is an unbatched index into `lax.switch` over them, so the
-program runs one branch and compiles once per depth. A branch computes the
-same bits whatever other branches the switch has, so a cell's results do
-not depend on the run's other activations.
+program runs one branch and compiles once per depth. A cell's results do
+not depend on the run's other activations (`branches`).
 The learning rate and the hidden-bias init are traced arguments, so a grid
 of them runs vectorized (`vmap`) in the same program.
 
@@ -181,19 +180,18 @@ def forward(
   ACTIVATIONS) with `lax.switch`. It is never batched, so the switch stays
   a conditional that runs one branch (with one activation alone, jax
   inlines it: `branches` never passes one), and one compiled program
-  serves every activation. With a key,
-  the network runs in training mode (random RReLU slopes, alpha dropout);
-  without one, in evaluation mode. With `derivative`, also each hidden
-  unit's mean absolute derivative |f'(z)| over `rows` (a forward-mode JVP
-  through the activation's own rule, so relu'(0) = 0 as jaxrelu
-  documents): the fraction of the gradient a unit passes back, on
-  average. With `means` (not with `derivative`), also, per hidden layer,
-  the mean over its live units of each unit's |mean activation| over
-  `rows`, divided by their RMS activation there: 0 when every unit is
-  centred on zero, 1 when every unit is constant; whatever the scale,
-  and units of opposite sign do not cancel. Units at zero on every row
-  (dead ReLUs) are left out, so the number does not move with the dead
-  fraction.
+  serves every activation. With a key, the network runs in training mode
+  (random RReLU slopes, alpha dropout); without one, in evaluation mode.
+  With `derivative`, also each hidden unit's mean absolute derivative
+  |f'(z)| over `rows` (a forward-mode JVP through the activation's own
+  rule, so relu'(0) = 0 as jaxrelu documents): the fraction of the
+  gradient a unit passes back, on average. With `means` (not with
+  `derivative`), also, per hidden layer, the mean over its live units of
+  each unit's |mean activation| over `rows`, divided by their RMS
+  activation there: 0 when every unit is centred on zero, 1 when every
+  unit is constant; whatever the scale, and units of opposite sign do not
+  cancel. Units at zero on every row (dead ReLUs) are left out, so the
+  number does not move with the dead fraction.
   """
   depth = params['b_hidden'].shape[0] + 1
   train = key is not None
@@ -312,9 +310,9 @@ def train_seed(
     depth: hidden layers.
     cfg: width, steps, batch, record_every, optimizer ('sgd' or 'adam'),
       momentum (for sgd), alpha_dropout_rate, celu_alpha, activations
-      (optional: the names `act_index` picks from; default ACTIVATIONS.
-      Fewer compile faster), parts (names of
-      the evaluation parts), dead_part (the part units are judged on) and
+      (optional, see `branches`: the names `act_index` picks from; fewer
+      compile faster), parts (names of the evaluation parts), dead_part
+      (the part units are judged on) and
       unit_stats (default False: record the per-unit outputs below) and
       act_means (default False: record 'act_mean' below).
     init_scale: traced or None (1): multiplies `gain` (a bad init).

@@ -164,11 +164,17 @@ def check_finite(fn: str, name: str, value: Any) -> Any:
       return value
   value, values = hyperparameter(fn, name, value)
   check_values(fn, name, values, finite, 'a finite number')
-  if type(value) is ARRAY_TYPE:
-    if len(_FOUND_FINITE) >= 256:
-      _FOUND_FINITE.clear()
-    _FOUND_FINITE[id(value)] = weakref.ref(value)
+  _remember(_FOUND_FINITE, id(value), value)
   return value
+
+
+def _remember(table: dict, key: Any, value: Any) -> None:
+  """table[key] = a weak reference to `value`, a concrete jax Array (other
+  values are not remembered); at most 256 entries."""
+  if type(value) is ARRAY_TYPE:
+    if len(table) >= 256:
+      table.clear()
+    table[key] = weakref.ref(value)
 
 
 # (id of a concrete hyperparameter array, x's shape) pairs that passed every
@@ -187,10 +193,7 @@ def accepted(value: Any, shape: tuple[int, ...]) -> bool:
 
 def accept(value: Any, shape: tuple[int, ...]) -> None:
   """Records that a concrete array `value` passed every check for `shape`."""
-  if type(value) is ARRAY_TYPE:
-    if len(_ACCEPTED) >= 256:
-      _ACCEPTED.clear()
-    _ACCEPTED[(id(value), shape)] = weakref.ref(value)
+  _remember(_ACCEPTED, (id(value), shape), value)
 
 
 def _rate_in_range(v: Values) -> Any:
