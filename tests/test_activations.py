@@ -236,6 +236,24 @@ class KinkAndLimitTest(chex.TestCase):
     self.assertEqual(float(jaxrelu.prelu(-inf, jnp.float32(0.0))), 0.0)
     self.assertTrue(np.isnan(jaxrelu.prelu(jnp.float32(jnp.nan), 0.0)))
 
+  @parameterized.parameters('float32', 'bfloat16', 'float16', 'float64')
+  def test_per_channel_zero_slope_at_minus_infinity(self, dtype):
+    # Per-channel slopes, one of them 0, against a float64 reference that
+    # takes the limit 0 at -inf and keeps NaN NaN, in every dtype.
+    x64 = np.array([-np.inf, -3.0, -1e-30, 0.0, np.nan, 2.0, np.inf])
+    s64 = np.array([0.0, 0.25, -0.5])
+    with jax.enable_x64(dtype == 'float64'):
+      x = jnp.asarray(x64[:, None] * np.ones(3), dtype)
+      s = jnp.asarray(s64, dtype)
+      y = jaxrelu.prelu(x, s)
+      self.assertEqual(y.dtype, jnp.dtype(dtype))
+    xr = np.asarray(x, np.float64)
+    sr = np.asarray(s, np.float64) * np.ones_like(xr)
+    with np.errstate(invalid='ignore'):
+      neg = np.where(np.isneginf(xr) & (sr == 0), 0.0, sr * xr)
+    expected = np.where(xr > 0, xr, neg)
+    np.testing.assert_array_equal(np.asarray(y, np.float64), expected)
+
   def test_elu_negative_side_exact_where_expm1_plus_one_fails(self):
     # jax.nn.elu computes y + alpha: 44% off at -17 and 0 below -18.
     x = jnp.array([-17.0, -18.0, -30.0, -40.0], jnp.float32)
