@@ -169,16 +169,19 @@ def speed_rows(
   rows = []
   for dtype, size, name in itertools.product(dtypes, sizes, pairs):
     logging.info('timing %s, %d %s', name, size, jnp.dtype(dtype).name)
+    x, v = _inputs(size, dtype)  # one pair for the four modes
     for mode in MODES:
-      rows.append(
-        _speed_row(pairs, name, dtype, size, mode, repeats, min_seconds)
-      )
+      rows.append(_speed_row(pairs, name, x, v, mode, repeats, min_seconds))
   return rows
 
 
-def _speed_row(pairs, name, dtype, size, mode, repeats, min_seconds) -> dict:
+def _inputs(size: int, dtype) -> tuple[jax.Array, jax.Array]:
+  """The timed x and cotangent/tangent v: size elements in rows of 1024."""
   x = jax.random.normal(jax.random.key(1), (size // 1024, 1024), dtype)
-  v = jax.random.normal(jax.random.key(2), x.shape, dtype)
+  return x, jax.random.normal(jax.random.key(2), x.shape, dtype)
+
+
+def _speed_row(pairs, name, x, v, mode, repeats, min_seconds) -> dict:
   ours, baseline = pairs[name]
   variants = {'jaxrelu': ours, 'copy': lambda x: x * 2}
   if baseline is not None:
@@ -188,8 +191,8 @@ def _speed_row(pairs, name, dtype, size, mode, repeats, min_seconds) -> dict:
   t = time_interleaved(compiled, (x, v), repeats, min_seconds)
   row = {
     'activation': name,
-    'dtype': jnp.dtype(dtype).name,
-    'size': size,
+    'dtype': x.dtype.name,
+    'size': x.size,
     'mode': mode,
     'seconds': statistics.median(t['jaxrelu']),
     'vs_copy': median_ratio(t['jaxrelu'], t['copy']),
@@ -221,15 +224,9 @@ def retime_misses(
   for i, r in enumerate(rows):
     if r['verdict'] != 'MISS':
       continue
-    dtype = jnp.dtype(r['dtype'])
+    x, v = _inputs(r['size'], jnp.dtype(r['dtype']))
     again = _speed_row(
-      pairs,
-      r['activation'],
-      dtype,
-      r['size'],
-      r['mode'],
-      2 * repeats,
-      min_seconds,
+      pairs, r['activation'], x, v, r['mode'], 2 * repeats, min_seconds
     )
     again['first'] = {'ratio': r['ratio'], 'aa': r['aa']}
     again['noise_band'] = r['noise_band']

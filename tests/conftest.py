@@ -5,8 +5,7 @@ The experiments' trainers compiled in the test processes use
 LLVM passes), as do the experiment binaries the tests start
 (`binaries.binary_env`): their small programs are compile-bound. Both
 sides of every comparison a test makes between experiment runs are then
-compiled alike. The library's own
-functions keep XLA's defaults.
+compiled alike. The library's own functions keep XLA's defaults.
 """
 
 import binaries
