@@ -192,7 +192,10 @@ def rai(
   Weight and bias are drawn together as V = [W; b], of shape
   (fan_in + 1, fan_out), with entries N(0, sigma^2 / fan_in),
   sigma = 0.6007. Then, for every output unit (column), one entry chosen
-  uniformly among its fan_in + 1 is replaced by a draw from Beta(2, 1).
+  uniformly among its fan_in + 1 is replaced by a draw from Beta(2, 1),
+  drawn as the square root of a uniform draw (exact: Beta(a, 1) has CDF
+  x^a, the law of U^(1/a)), which compiles in a fifth of the time of
+  `jax.random.beta`'s rejection loop.
   That entry is positive, so no unit can start dead for every input, which
   makes a born-dead network far less likely than with symmetric
   initializations (Lu et al. 2020).
@@ -211,15 +214,16 @@ def rai(
     raise ValueError(
       f'rai: fan_in and fan_out must be >= 1, got {fan_in}, {fan_out}.'
     )
-  k_sym, k_pick, k_beta = jax.random.split(key, 3)
+  k_sym, k_pick, k_asym = jax.random.split(key, 3)
   v = (
     RAI_SIGMA
     / math.sqrt(fan_in)
     * jax.random.normal(k_sym, (fan_in + 1, fan_out), jnp.float32)
   )
   rows = jax.random.randint(k_pick, (fan_out,), 0, fan_in + 1)
+  # Beta(2, 1) as sqrt(U): no rejection loop to compile or run.
   v = v.at[rows, jnp.arange(fan_out)].set(
-    jax.random.beta(k_beta, 2.0, 1.0, (fan_out,), jnp.float32)
+    jnp.sqrt(jax.random.uniform(k_asym, (fan_out,), jnp.float32))
   )
   v = v.astype(dtype)
   return v[:-1], v[-1]

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
+from scipy import stats
 
 from jaxrelu import initializers
 
@@ -120,10 +121,27 @@ class RAITest(absltest.TestCase):
     # Column sums of squares: n * sigma^2 + E[Beta^2] = sigma_RAI^2 + 1/2.
     sq = (v**2).sum(0)
     expected = n * sigma2 + 0.5
-    var_sq = n * 2 * sigma2**2 + (1 / 5 - 1 / 4)  # E[B^4]-E[B^2]^2 = 1/5-1/4
-    self.assertLess(
-      abs(sq.mean() - expected), 5 * math.sqrt(abs(var_sq) / units)
+    # Beta(2, 1)'s moments are E[B^k] = 2 / (k + 2): Var[B^2] = 1/3 - 1/4.
+    var_sq = n * 2 * sigma2**2 + (1 / 3 - 1 / 4)
+    self.assertLess(abs(sq.mean() - expected), 5 * math.sqrt(var_sq / units))
+
+  def test_entries_follow_the_normal_and_beta_mixture(self):
+    # Each entry of V = [W; b] is, with probability 1 / (fan_in + 1), the
+    # Beta(2, 1) draw (CDF x^2 on [0, 1]), else N(0, sigma^2 / fan_in).
+    n, units = 3, 40_000
+    w, b = initializers.rai(jax.random.key(4), n, units)
+    v = np.concatenate([np.asarray(w), np.asarray(b)[None]], 0).ravel()
+    sigma = initializers.RAI_SIGMA / math.sqrt(n)
+
+    def mixture_cdf(x, beta_cdf=lambda x: np.clip(x, 0, 1) ** 2):
+      return n / (n + 1) * stats.norm.cdf(x / sigma) + beta_cdf(x) / (n + 1)
+
+    self.assertGreater(stats.kstest(v, mixture_cdf).pvalue, 1e-3)
+    # The test has the power to tell Beta(2, 1) from a uniform draw.
+    uniform_cdf = functools.partial(
+      mixture_cdf, beta_cdf=lambda x: np.clip(x, 0, 1)
     )
+    self.assertLess(stats.kstest(v, uniform_cdf).pvalue, 1e-6)
 
   def test_rai_is_born_dead_less_often_than_he(self):
     # Depth 10, width 3, 1-D inputs: Lu et al. report ~60% born dead with
@@ -132,34 +150,35 @@ class RAITest(absltest.TestCase):
     x = jnp.linspace(-1.0, 1.0, 64)[:, None]
     keys = jax.random.split(jax.random.key(0), trials)
     layer_keys = jax.vmap(lambda k: jax.random.split(k, depth + 1))(keys)
-    fans = [
-      (1 if i == 0 else width, 1 if i == depth else width)
-      for i in range(depth + 1)
-    ]
 
-    # One vmapped program per layer shape (three), not one per layer: each
-    # RAI draw holds Beta's rejection loop, slow to compile.
-    @functools.cache
-    def init(fan_in, fan_out, use_rai):
-      def one(key):
-        if use_rai:
-          return initializers.rai(key, fan_in, fan_out)
-        w = jax.random.normal(key, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in)
-        return w, jnp.zeros(fan_out)
+    def init(key, fan_in, fan_out, use_rai):
+      if use_rai:
+        return initializers.rai(key, fan_in, fan_out)
+      w = jax.random.normal(key, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in)
+      return w, jnp.zeros(fan_out)
 
-      return jax.jit(jax.vmap(one))
+    def layer(h, keys, fan_in, fan_out, use_rai, relu=True):
+      w, b = jax.vmap(
+        functools.partial(init, fan_in=fan_in, fan_out=fan_out, use_rai=use_rai)
+      )(keys)
+      h = jnp.einsum('tnk,tkm->tnm', h, w) + b[:, None, :]
+      return jax.nn.relu(h) if relu else h
 
+    # One program per init; the depth - 1 middle layers share one scan body.
+    @functools.partial(jax.jit, static_argnums=0)
     def born_dead_fraction(use_rai):
       h = jnp.broadcast_to(x, (trials, *x.shape))
-      for i, (fan_in, fan_out) in enumerate(fans):
-        w, b = init(fan_in, fan_out, use_rai)(layer_keys[:, i])
-        h = jnp.einsum('tnk,tkm->tnm', h, w) + b[:, None, :]
-        if i < depth:
-          h = jax.nn.relu(h)
+      h = layer(h, layer_keys[:, 0], 1, width, use_rai)
+      h, _ = jax.lax.scan(
+        lambda h, k: (layer(h, k, width, width, use_rai), None),
+        h,
+        jnp.swapaxes(layer_keys[:, 1:depth], 0, 1),
+      )
+      h = layer(h, layer_keys[:, depth], width, 1, use_rai, relu=False)
       dead = jnp.max(h, axis=(1, 2)) == jnp.min(h, axis=(1, 2))
-      return float(jnp.mean(dead))
+      return jnp.mean(dead)
 
-    he, rai = born_dead_fraction(False), born_dead_fraction(True)
+    he, rai = float(born_dead_fraction(False)), float(born_dead_fraction(True))
     self.assertGreater(he, 0.4)  # the phenomenon is real at this size
     self.assertLess(rai, he - 10 * math.sqrt(0.25 / trials))
 
