@@ -221,9 +221,10 @@ def rai(
     * jax.random.normal(k_sym, (fan_in + 1, fan_out), jnp.float32)
   )
   rows = jax.random.randint(k_pick, (fan_out,), 0, fan_in + 1)
-  # Beta(2, 1) as sqrt(U): no rejection loop to compile or run.
-  v = v.at[rows, jnp.arange(fan_out)].set(
-    jnp.sqrt(jax.random.uniform(k_asym, (fan_out,), jnp.float32))
-  )
+  # Beta(2, 1) as sqrt(U): no rejection loop to compile or run. U = 1 - u
+  # for u uniform on [0, 1) lies in (0, 1], so the entry is never 0 (u is 0
+  # with probability 2^-23 in float32).
+  u = jax.random.uniform(k_asym, (fan_out,), jnp.float32)
+  v = v.at[rows, jnp.arange(fan_out)].set(jnp.sqrt(1.0 - u))
   v = v.astype(dtype)
   return v[:-1], v[-1]

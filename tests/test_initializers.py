@@ -2,6 +2,7 @@
 
 import functools
 import math
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -124,6 +125,16 @@ class RAITest(absltest.TestCase):
     # Beta(2, 1)'s moments are E[B^k] = 2 / (k + 2): Var[B^2] = 1/3 - 1/4.
     var_sq = n * 2 * sigma2**2 + (1 / 3 - 1 / 4)
     self.assertLess(abs(sq.mean() - expected), 5 * math.sqrt(var_sq / units))
+
+  def test_asymmetric_entry_is_positive_even_for_a_zero_uniform_draw(self):
+    # float32 uniforms are 0 with probability 2^-23; Beta(2, 1)'s entry must
+    # stay positive (no unit born dead for every input) even then.
+    zeros = lambda key, shape, dtype: jnp.zeros(shape, dtype)
+    with mock.patch.object(jax.random, 'uniform', zeros):
+      w, b = initializers.rai(jax.random.key(0), 4, 6)
+    v = np.concatenate([np.asarray(w), np.asarray(b)[None]], 0)
+    # sqrt(1 - 0) = 1 in every column: the Beta entry, positive.
+    np.testing.assert_array_equal((v == 1.0).sum(0), np.ones(6))
 
   def test_entries_follow_the_normal_and_beta_mixture(self):
     # Each entry of V = [W; b] is, with probability 1 / (fan_in + 1), the
