@@ -230,8 +230,7 @@ def retime_misses(
     )
     again['first'] = {'ratio': r['ratio'], 'aa': r['aa']}
     again['noise_band'] = r['noise_band']
-    if not again['same_program']:
-      again['verdict'] = verdict(again['ratio'], 1.0, 1.0 + r['noise_band'])
+    _judge(again)
     rows[i] = again
 
 
@@ -251,9 +250,15 @@ def apply_noise_band(rows: list[dict], quantile: float = 0.9) -> None:
   for r in rows:
     aa = sorted(groups.get((r['dtype'], r['size']), [0.0]))
     r['noise_band'] = aa[min(len(aa) - 1, int(quantile * len(aa)))]
-    if r['ratio'] is None or r['same_program']:
-      continue
-    r['verdict'] = verdict(r['ratio'], 1.0, 1.0 + r['noise_band'])
+    _judge(r)
+
+
+def _judge(row: dict) -> None:
+  """Judges a speed row against its noise band, in place: at or below 1
+  'ok', within 1 + band 'noise', else 'MISS'; one compiled program with
+  jax.nn's keeps its 'ok'."""
+  if row['ratio'] is not None and not row['same_program']:
+    row['verdict'] = verdict(row['ratio'], 1.0, 1.0 + row['noise_band'])
 
 
 def eager_rows(
