@@ -14,9 +14,15 @@ one contract:
   smallest normal number, for alpha up to e^32 (about 8e13), in float32
   and float64
   (tests/test_exponential_tails.py).
-* A NaN is never hidden: NaN in gives NaN out, and a NaN cotangent stays NaN
-  (rules multiply by the derivative instead of selecting zero).
-* float16 and bfloat16 are computed in float32 and rounded once.
+* A NaN is never hidden: NaN in gives NaN out, a NaN cotangent stays NaN
+  (rules multiply by the derivative instead of selecting zero), and the
+  exponential units' derivatives at a NaN input are NaN at every order.
+  The piecewise-linear units take their left piece at a NaN input (relu:
+  0, PyTorch: 1): their 1-byte residual mask cannot carry a NaN.
+* Every floating dtype narrower than float32 (float16, bfloat16, the float8
+  types, float4_e2m1fn) is computed in float32 and rounded once.
+* Concrete hyperparameters are checked in the dtype they are computed in
+  (1e39 is a finite float64 but inf in float32).
 * Backward-pass residuals are small: a boolean mask (1 byte per element) for
   the piecewise-linear units, one derivative array for the others.
 """
@@ -44,11 +50,9 @@ RRELU_LOWER = 1.0 / 8.0
 RRELU_UPPER = 1.0 / 3.0
 
 
-def compute_dtype(dtype) -> np.dtype:
-  """Half-precision inputs are computed in float32 and rounded once."""
-  if dtype in (jnp.float16, jnp.bfloat16):
-    return np.dtype(jnp.float32)
-  return dtype
+# Inputs narrower than float32 (float16, bfloat16, the float8 types and
+# float4_e2m1fn) are computed in float32 and rounded once.
+compute_dtype = _checks.compute_dtype
 
 
 def as_float(fn: str, x: ArrayLike) -> jax.Array:
@@ -132,8 +136,10 @@ def relu(x: ArrayLike) -> jax.Array:
 
   Under differentiation we take relu'(0) = 0, the derivative of the clipped
   (left) side, as PyTorch and jax.nn do. A NaN input gives a NaN output and
-  takes the left-side derivative 0; a NaN cotangent stays NaN (jax.nn.relu
-  turns it into 0 where x <= 0). Reverse mode saves a 1-byte mask per element.
+  takes the left-side derivative 0 (jax.nn: 0; PyTorch: 1); a NaN cotangent
+  stays NaN (jax.nn.relu turns it into 0 where x <= 0). A subnormal x is 0
+  to XLA on CPU (flushed), so relu(1e-45) = 0 with derivative 0. Reverse
+  mode saves a 1-byte mask per element.
 
   Args:
     x: input array. Floating dtypes are kept; integer dtypes are kept too
@@ -366,16 +372,16 @@ def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
     if type(negative_slope) is float:
       if negative_slope == 0.01:
         return _leaky_relu_default_jit(x)
-      if negative_slope - negative_slope == 0.0:
+      if abs(negative_slope) < _checks.OVERFLOW_AT[x.dtype]:
         return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
-    elif _checks.accepted(negative_slope, x.shape):
+    elif _checks.accepted(negative_slope, x):
       return _prelu_jit(x, negative_slope)
   x = as_float('leaky_relu', x)
   negative_slope = _checks.check_finite(
-    'leaky_relu', 'negative_slope', negative_slope
+    'leaky_relu', 'negative_slope', negative_slope, compute_dtype(x.dtype)
   )
   check_slope_shape('leaky_relu', 'negative_slope', x, negative_slope)
-  _checks.accept(negative_slope, x.shape)
+  _checks.accept(negative_slope, x)
   return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
 
 
@@ -391,8 +397,10 @@ def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
   a scalar (one shared slope) or one slope per channel, e.g. shape (C,) for
   channels-last input. Gradients flow to it; its cotangent is summed over the
   broadcast axes. Under differentiation we take prelu'(0) = a (left side,
-  PyTorch's convention) and d/da = 0 at x = 0. A NaN input gives a NaN output
-  and derivative a. The output has x's dtype; the slope is cast to it.
+  PyTorch's convention) and d/da = 0 at x = 0; the mixed derivative
+  d^2/(dx da) is 1 for x <= 0 (at 0 too: the left side, where y = a x) and
+  0 for x > 0, in either order. A NaN input gives a NaN output and
+  derivative a. The output has x's dtype; the slope is cast to it.
 
   Reverse mode saves a 1-byte mask per element when only x is differentiated,
   and x itself (the mask is recomputed) when the slope is differentiated too.
@@ -423,20 +431,20 @@ def prelu(x: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
   if type(x) is _checks.ARRAY_TYPE and x.dtype in _checks.FLOAT_DTYPES:
     # The eager fast paths, as in leaky_relu.
     if type(negative_slope) is float:
-      if negative_slope - negative_slope == 0.0:
+      if abs(negative_slope) < _checks.OVERFLOW_AT[x.dtype]:
         return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
-    elif _checks.accepted(negative_slope, x.shape):
+    elif _checks.accepted(negative_slope, x):
       return _prelu_jit(x, negative_slope)
   x = as_float('prelu', x)
   negative_slope = _checks.check_finite(
-    'prelu', 'negative_slope', negative_slope
+    'prelu', 'negative_slope', negative_slope, compute_dtype(x.dtype)
   )
   if type(negative_slope) is int:
     negative_slope = float(negative_slope)
   elif not isinstance(negative_slope, jax.Array | float):
     negative_slope = jnp.asarray(negative_slope)
   check_slope_shape('prelu', 'negative_slope', x, negative_slope)
-  _checks.accept(negative_slope, x.shape)
+  _checks.accept(negative_slope, x)
   return _prelu_jit(x, _checks.eager_scalar(negative_slope, x))
 
 
@@ -713,7 +721,9 @@ def _elu_slope_jvp(pos_slope, primals, tangents):
   x_dot, m_dot = tangents
   pos, _, _, _, slope, exp_x = _elu_core(xc, m, pos_slope)
   zero = jnp.zeros((), xc.dtype)
-  tangent = x_dot * jnp.where(xc < 0, slope, zero)
+  # 0 for x >= 0 (the kink's left side, PyTorch's); a NaN x is not >= 0 and
+  # takes the slope, which is NaN there: no order hides a NaN input.
+  tangent = x_dot * jnp.where(xc >= 0, zero, slope)
   tangent = tangent + m_dot * jnp.where(pos, zero, exp_x)
   return slope, tangent
 
@@ -764,10 +774,10 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   smallest normal number, for alpha up to e^32 (jax.nn.elu's derivative,
   y + alpha,
   is 44% off at x = -17 in float32 and 0 below -18). elu(-inf) = -alpha,
-  derivative 0. A NaN input gives a NaN output and a NaN derivative.
-  Gradients flow to alpha too: d/dalpha = expm1(x) for x <= 0. Reverse mode
-  saves the derivative, one element of x's compute dtype (float32 for half
-  inputs).
+  derivative 0. A NaN input gives a NaN output and NaN derivatives at every
+  order. Gradients flow to alpha too: d/dalpha = expm1(x) for x <= 0.
+  Reverse mode saves the derivative, one element of x's compute dtype
+  (float32 for inputs narrower than float32).
 
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
@@ -801,14 +811,14 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     if type(alpha) is float:
       if alpha == 1.0:
         return _elu_default_jit(x)
-      if alpha - alpha == 0.0:
+      if abs(alpha) < _checks.OVERFLOW_AT[x.dtype]:
         return _elu_jit(x, _checks.eager_scalar(alpha, x))
-    elif _checks.accepted(alpha, x.shape):
+    elif _checks.accepted(alpha, x):
       return _elu_jit(x, alpha)
   x = as_float('elu', x)
-  alpha = _checks.check_finite('elu', 'alpha', alpha)
+  alpha = _checks.check_finite('elu', 'alpha', alpha, compute_dtype(x.dtype))
   check_slope_shape('elu', 'alpha', x, alpha)
-  _checks.accept(alpha, x.shape)
+  _checks.accept(alpha, x)
   return _elu_jit(x, _checks.eager_scalar(alpha, x))
 
 
@@ -842,9 +852,9 @@ def selu(x: ArrayLike) -> jax.Array:
   derivative of the left side (PyTorch's convention), and selu''(0) = 0
   (PyTorch's double backward). The negative side's derivative is
   lambda * alpha * exp(x), within 4 ulp down to the smallest normal number.
-  selu(-inf) = -lambda * alpha. A NaN input gives a NaN output and a NaN
-  derivative. Half-precision inputs are computed in float32 and rounded once
-  (jax.nn.selu in bfloat16 is 0.7% off at x = -5).
+  selu(-inf) = -lambda * alpha. A NaN input gives a NaN output and NaN
+  derivatives at every order. Inputs narrower than float32 are computed in
+  float32 and rounded once (jax.nn.selu in bfloat16 is 0.7% off at x = -5).
 
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
@@ -962,7 +972,7 @@ def _celu_slope_jvp(primals, tangents):
   x_dot, a_dot = tangents
   pos, t, slope = _celu_slope_parts(xc, a)
   zero = jnp.zeros((), xc.dtype)
-  tangent = x_dot * jnp.where(xc < 0, slope / a, zero)
+  tangent = x_dot * jnp.where(xc >= 0, zero, slope / a)  # NaN x: NaN
   # d/dalpha exp(x / alpha) = -t exp(t) / alpha; t exp(t) -> 0 as t -> -inf.
   t_slope = jnp.where(jnp.isneginf(t), zero, t * slope)
   tangent = tangent - a_dot * jnp.where(pos, zero, t_slope / a)
@@ -1042,9 +1052,9 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
   derivative is exp(x / alpha), with the rounding of x / alpha corrected, so
   value and derivative are within 4 ulp of the exact ones for every x and
   alpha, down to the smallest normal number. celu(-inf) = -alpha
-  for alpha > 0. A NaN input gives a NaN output and a NaN derivative.
-  Gradients flow to alpha too. Reverse mode saves the derivative, one element
-  of x's compute dtype.
+  for alpha > 0. A NaN input gives a NaN output and NaN derivatives at every
+  order. Gradients flow to alpha too. Reverse mode saves the derivative,
+  one element of x's compute dtype.
 
   Args:
     x: input array. Integer inputs are promoted to the default float dtype.
@@ -1076,11 +1086,16 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     if type(alpha) is float:
       if alpha == 1.0:
         return _celu_default_jit(x)
-      if alpha - alpha == 0.0 and alpha != 0.0:
+      if (
+        _checks.SMALLEST_NORMAL[x.dtype]
+        <= abs(alpha)
+        < _checks.OVERFLOW_AT[x.dtype]
+      ):
         return _celu_jit(x, _checks.eager_scalar(alpha, x))
-    elif _checks.accepted(alpha, x.shape):
+    elif _checks.accepted(alpha, x):
       return _celu_jit(x, alpha)
   x = as_float('celu', x)
+  cdt = compute_dtype(x.dtype)
   alpha, values = _checks.hyperparameter('celu', 'alpha', alpha)
   _checks.check_values(
     'celu', 'alpha', values, _checks.finite, 'a finite number'
@@ -1092,8 +1107,22 @@ def celu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     _nonzero,
     'nonzero (accepted: any finite alpha != 0)',
   )
+  _checks.check_values(
+    'celu', 'alpha', values, _checks.finite_in(cdt), _checks.finite_message(cdt)
+  )
+  # x / alpha is computed as x * (1 / alpha): a subnormal alpha is 0 to
+  # XLA on CPU (denormals are flushed) and 1 / alpha overflows.
+  tiny = float(jnp.finfo(cdt).tiny)
+  _checks.check_values(
+    'celu',
+    'alpha',
+    values,
+    lambda v: np.abs(np.asarray(v, np.float64)) >= tiny,
+    f'normal in {cdt.name}, the dtype it is computed in (smallest: '
+    f'{_checks.format_in(tiny, cdt)}; smaller values are flushed to 0)',
+  )
   check_slope_shape('celu', 'alpha', x, alpha)
-  _checks.accept(alpha, x.shape)
+  _checks.accept(alpha, x)
   if type(alpha) is float and alpha == 1.0:
     return _celu_default_jit(x)
   return _celu_jit(x, _checks.eager_scalar(alpha, x))

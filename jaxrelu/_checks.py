@@ -156,15 +156,66 @@ def finite(v: Values) -> Any:
 _FOUND_FINITE: dict[int, weakref.ref] = {}
 
 
-def check_finite(fn: str, name: str, value: Any) -> Any:
-  """Raises unless `value` is real and (when concrete) finite; returns it."""
+def overflow_threshold(dtype: Any) -> float:
+  """The smallest magnitude that rounds to +-inf (or NaN) in `dtype`.
+
+  Halfway between the largest finite number and the next power of two:
+  a tie rounds to even, which is the power of two, and so overflows. For
+  float64 it is inf: every finite Python float is finite there.
+  """
+  info = jnp.finfo(dtype)
+  return float(info.max) + 2.0 ** (info.maxexp - 2 - info.nmant)
+
+
+def finite_in(dtype: Any) -> Callable[[Values], Any]:
+  """A predicate: True where v is finite after rounding to `dtype`."""
+  limit = overflow_threshold(dtype)
+
+  def ok(v):
+    if isinstance(v, float):
+      return abs(v) < limit
+    # In float64: a float32 array compared with a limit beyond float32
+    # would round the limit (with an overflow warning).
+    return np.abs(np.asarray(v, np.float64)) < limit
+
+  return ok
+
+
+def finite_message(dtype: Any) -> str:
+  """The accepted values of `finite_in(dtype)`, for messages."""
+  dtype = np.dtype(dtype)
+  if dtype == np.float64:
+    return 'a finite number'
+  return (
+    f'finite in {dtype.name}, the dtype it is computed in (largest: '
+    f'{format_in(jnp.finfo(dtype).max, dtype)})'
+  )
+
+
+def format_in(value: Any, dtype: Any) -> str:
+  """`value` as the shortest decimal that rounds to it in `dtype`."""
+  return str(
+    np.asarray(value, dtype).item()
+    if dtype == np.float64
+    else np.asarray(value, dtype)
+  )
+
+
+def check_finite(fn: str, name: str, value: Any, dtype: Any) -> Any:
+  """Raises unless `value` is real and (when concrete) finite; returns it.
+
+  Finite means finite after rounding to `dtype`, the dtype the value is
+  computed in: 1e39 is a finite float64 but inf in float32.
+  """
+  dtype = np.dtype(dtype)
   if type(value) is ARRAY_TYPE:
-    ref = _FOUND_FINITE.get(id(value))
+    ref = _FOUND_FINITE.get((id(value), dtype))
     if ref is not None and ref() is value:
       return value
   value, values = hyperparameter(fn, name, value)
   check_values(fn, name, values, finite, 'a finite number')
-  _remember(_FOUND_FINITE, id(value), value)
+  check_values(fn, name, values, finite_in(dtype), finite_message(dtype))
+  _remember(_FOUND_FINITE, (id(value), dtype), value)
   return value
 
 
@@ -177,23 +228,24 @@ def _remember(table: dict, key: Any, value: Any) -> None:
     table[key] = weakref.ref(value)
 
 
-# (id of a concrete hyperparameter array, x's shape) pairs that passed every
-# check: an eager call with a layer's parameter array and an input shape
+# (id of a concrete hyperparameter array, x's shape, x's dtype) that passed
+# every check: an eager call with a layer's parameter array and an input shape
 # seen before skips the checks (about 1.5 us of a 4 us call). The checks
 # read only the array and x's shape (the fast paths take float arrays x
 # alone); the weak reference tells a live array from a reused id.
 _ACCEPTED: dict[tuple[int, tuple[int, ...]], weakref.ref] = {}
 
 
-def accepted(value: Any, shape: tuple[int, ...]) -> bool:
-  """Whether `value` passed every check before, against an x of `shape`."""
-  ref = _ACCEPTED.get((id(value), shape))
+def accepted(value: Any, x: jax.Array) -> bool:
+  """Whether `value` passed every check before, against an x like `x`."""
+  ref = _ACCEPTED.get((id(value), x.shape, x.dtype))
   return ref is not None and ref() is value
 
 
-def accept(value: Any, shape: tuple[int, ...]) -> None:
-  """Records that a concrete array `value` passed every check for `shape`."""
-  _remember(_ACCEPTED, (id(value), shape), value)
+def accept(value: Any, x: jax.Array) -> None:
+  """Records that a concrete array `value` passed every check for an x of
+  x's shape and dtype (the dtype sets the one its values are computed in)."""
+  _remember(_ACCEPTED, (id(value), x.shape, x.dtype), value)
 
 
 def _rate_in_range(v: Values) -> Any:
@@ -260,18 +312,68 @@ def check_key(fn: str, key: Any) -> None:
   )
 
 
-def check_real_dtype(fn: str, x: jax.Array) -> None:
-  """Raises TypeError for bool and complex inputs, which no activation takes."""
-  if x.dtype == jnp.bool_ or jnp.issubdtype(x.dtype, jnp.complexfloating):
+# Floating dtypes narrower than float32: computed in float32, rounded once.
+NARROW_FLOAT_DTYPES = frozenset(
+  np.dtype(d)
+  for d in (
+    *(jnp.float16, jnp.bfloat16),
+    *(jnp.float8_e3m4, jnp.float8_e4m3, jnp.float8_e4m3fn),
+    *(jnp.float8_e4m3fnuz, jnp.float8_e4m3b11fnuz),
+    *(jnp.float8_e5m2, jnp.float8_e5m2fnuz),
+    jnp.float4_e2m1fn,
+  )
+)
+# Every floating dtype an activation takes: all of jax's but the unsigned
+# float8_e8m0fnu (no zero, no negative numbers) and the float6 types (XLA
+# cannot hold them in an array on CPU).
+SUPPORTED_FLOAT_DTYPES = NARROW_FLOAT_DTYPES | frozenset(
+  np.dtype(d) for d in (jnp.float32, jnp.float64)
+)
+
+
+def compute_dtype(dtype: Any) -> np.dtype:
+  """The dtype x is computed in: float32 for narrower floats, else x's."""
+  if dtype in NARROW_FLOAT_DTYPES:
+    return np.dtype(np.float32)
+  return dtype
+
+
+def _supported_names() -> str:
+  return ', '.join(sorted(d.name for d in SUPPORTED_FLOAT_DTYPES))
+
+
+def check_real_dtype(fn: str, x: Any) -> None:
+  """Raises TypeError for dtypes no activation takes.
+
+  Those are bool, complex, and the floating dtypes outside
+  `SUPPORTED_FLOAT_DTYPES`.
+  """
+  dtype = x.dtype
+  if dtype == jnp.bool_ or jnp.issubdtype(dtype, jnp.complexfloating):
     raise TypeError(
-      f'{fn}: x must have a real integer or floating dtype, got {x.dtype}. '
+      f'{fn}: x must have a real integer or floating dtype, got {dtype}. '
       'Cast it first, e.g. x.astype(jnp.float32).'
+    )
+  if jnp.issubdtype(dtype, jnp.floating) and dtype not in (
+    SUPPORTED_FLOAT_DTYPES
+  ):
+    raise TypeError(
+      f'{fn}: x has dtype {dtype}, which no activation supports (it has no '
+      f'negative numbers or no zero, or XLA cannot compute in it); '
+      f'accepted floating dtypes: {_supported_names()}.'
     )
 
 
 FLOAT_DTYPES = frozenset(
   np.dtype(d) for d in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
 )
+# For the eager fast paths of the four common dtypes: x's dtype -> the
+# magnitude at which a Python float hyperparameter overflows in x's compute
+# dtype, and the smallest normal number there.
+OVERFLOW_AT = {d: overflow_threshold(compute_dtype(d)) for d in FLOAT_DTYPES}
+SMALLEST_NORMAL = {
+  d: float(jnp.finfo(compute_dtype(d)).tiny) for d in FLOAT_DTYPES
+}
 
 
 # The concrete array type, for a cheaper test than isinstance(x, jax.Array)
@@ -329,6 +431,8 @@ def as_array(fn: str, x: Any) -> jax.Array:
     return x
   if x is None:
     raise TypeError(f'{fn}: x must be an array, got None.')
+  if isinstance(x, np.ndarray | np.generic):
+    check_real_dtype(fn, x)  # before XLA refuses a dtype it cannot hold
   try:
     return jnp.asarray(x)
   except TypeError as e:

@@ -160,3 +160,17 @@ def missing_key_message(module: str, stream: str, api: str) -> str:
     f"'{stream}'. Either {give}, or switch to evaluation: {evaluate}. "
     'No other stream is used in its place.'
   )
+
+
+def check_param_dtype(module: str, param_dtype: Any) -> None:
+  """Raises TypeError unless `param_dtype` names a floating dtype."""
+  try:
+    ok = jnp.issubdtype(jnp.dtype(param_dtype), jnp.floating)
+  except TypeError:
+    ok = False
+  if not ok:
+    raise TypeError(
+      f'{module}: param_dtype must be a floating dtype such as jnp.float32, '
+      f"got {param_dtype!r}. It is the first field, as in Flax's own "
+      f'{module}; pass the initial slope as negative_slope_init=...'
+    )

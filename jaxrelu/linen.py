@@ -37,7 +37,12 @@ class PReLU(nn.Module):
   Under differentiation we take prelu'(0) = a and d/da = 0 at x = 0 (see
   `jaxrelu.prelu`).
 
+  The fields Flax's own ``flax.linen.PReLU`` has come first and in its
+  order, so ``PReLU(jnp.bfloat16)`` means ``param_dtype`` in both.
+
   Attributes:
+    param_dtype: dtype the slope is stored in; it is cast to the input's
+      dtype at use.
     negative_slope_init: initial slope (He et al. 2015 use 0.25), or an
       initializer ``(key, shape, dtype) -> array``.
     axis: if set, one slope per channel along this axis (-1, the feature
@@ -45,8 +50,6 @@ class PReLU(nn.Module):
     shared_axes: Keras-style alternative to ``axis``: one slope per element
       of the input's non-batch axes, shared along these axes (axes count from
       0 over the input; the batch axis 0 is always shared).
-    param_dtype: dtype the slope is stored in; it is cast to the input's
-      dtype at use.
 
   Examples:
     >>> import jax, jax.numpy as jnp
@@ -59,13 +62,14 @@ class PReLU(nn.Module):
     Array([-0.25, -0.25, -0.25], dtype=float32)
   """
 
+  param_dtype: Any = jnp.float32
   negative_slope_init: float | _layers.Initializer = _layers.PRELU_INIT
   axis: int | None = None
   shared_axes: Sequence[int] | None = None
-  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, inputs: ArrayLike) -> jax.Array:
+    _layers.check_param_dtype('PReLU', self.param_dtype)
     x = _activations.as_float('PReLU', inputs)
     shape = _layers.slope_shape('PReLU', x.shape, self.axis, self.shared_axes)
     init = _layers.slope_initializer(self.negative_slope_init)

@@ -101,6 +101,7 @@ class PReLU(nnx.Module):
         'PReLU: negative_slope_init must be a number or an initializer '
         f'(key, shape, dtype) -> array, got {negative_slope_init!r}.'
       )
+    _layers.check_param_dtype('PReLU', param_dtype)
     _layers.check_channels('PReLU', num_channels, axis)
     axis = -1 if axis is None else axis
     if num_channels is not None and shared_axes is not None:
@@ -155,7 +156,7 @@ def _fork(rngs, collection: str):
   if rngs is None:
     return None
   raise TypeError(
-    f'rngs must be nnx.Rngs, nnx.RngStream or None, got {type(rngs)}.'
+    f'rngs must be a Rngs, RngStream or None, but got {type(rngs)}.'
   )
 
 
@@ -171,10 +172,12 @@ class _Stochastic(nnx.Module):
   def _mode(self, deterministic: bool | None) -> bool:
     mode = self.deterministic if deterministic is None else deterministic
     if mode is None:
+      # Flax Dropout's wording first, then the options in one line.
       raise ValueError(
-        f'{type(self).__name__}: deterministic is None in the constructor '
-        'and in the call. Pass deterministic=True/False to either, or use '
-        'model.train() / model.eval() / nnx.view(model, deterministic=...).'
+        'No `deterministic` argument was provided to '
+        f'{type(self).__name__}. Pass deterministic=True/False to the '
+        'constructor or the call, or use nnx.view(model, '
+        'deterministic=True/False), model.eval() or model.train().'
       )
     return bool(mode)
 
@@ -190,13 +193,15 @@ class _Stochastic(nnx.Module):
     if isinstance(source, jax.Array):
       return source
     if source is None:
+      name = type(self).__name__
+      # Flax Dropout's wording first, then which stream and the fixes.
       raise ValueError(
-        _layers.missing_key_message(
-          type(self).__name__, self.rng_collection, 'nnx'
-        )
+        f'`deterministic` is False, but no `rngs` argument was provided to '
+        f'{name} as either a __call__ argument or class attribute. '
+        + _layers.missing_key_message(name, self.rng_collection, 'nnx')
       )
     raise TypeError(
-      f'rngs must be nnx.Rngs, nnx.RngStream or a key, got {type(source)}.'
+      f'rngs must be a Rngs, RngStream or jax.Array, but got {type(source)}.'
     )
 
   def set_view(self, deterministic: bool | None = None):

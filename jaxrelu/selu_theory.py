@@ -63,12 +63,20 @@ def _positive(v):
   return v > 0
 
 
-def _check_spread(fn: str, var, tau):
-  """Raises ValueError unless concrete var and tau are > 0; returns them."""
+def _check_spread(fn: str, var, tau, **others):
+  """Checks concrete arguments; returns var and tau.
+
+  var and tau must be finite and > 0, the `others` (mean, omega, alpha,
+  scale) finite: a NaN or inf in any of them would give a NaN moment.
+  """
   var, v = _checks.hyperparameter(fn, 'var', var)
   tau, t = _checks.hyperparameter(fn, 'tau', tau)
-  _checks.check_values(fn, 'var', v, _positive, '> 0')
-  _checks.check_values(fn, 'tau', t, _positive, '> 0')
+  for name, values in (('var', v), ('tau', t)):
+    _checks.check_values(fn, name, values, _checks.finite, 'finite and > 0')
+    _checks.check_values(fn, name, values, _positive, 'finite and > 0')
+  for name, value in others.items():
+    _, values = _checks.hyperparameter(fn, name, value)
+    _checks.check_values(fn, name, values, _checks.finite, 'a finite number')
   return var, tau
 
 
@@ -96,9 +104,10 @@ def selu_moments(
 
   Raises:
     ValueError: if a concrete ``var`` or ``tau`` (any element, for an array)
-      is not > 0: the net input's variance var * tau must be positive (at 0
-      the Gaussian integrals are 0 / 0). Traced values are not checked
-      (var * tau = 0 gives NaN).
+      is not finite and > 0: the net input's variance var * tau must be
+      positive (at 0 the Gaussian integrals are 0 / 0); or if a concrete
+      ``mean``, ``omega``, ``alpha`` or ``scale`` is NaN or infinite. Traced
+      values are not checked (var * tau = 0 gives NaN).
     TypeError: for a complex, bool or non-numeric ``var`` or ``tau``.
 
   Examples:
@@ -109,7 +118,9 @@ def selu_moments(
     >>> print(f'{abs(float(m)) < 1e-15} {float(v):.12f}')
     True 1.000000000000
   """
-  var, tau = _check_spread('selu_moments', var, tau)
+  var, tau = _check_spread(
+    'selu_moments', var, tau, mean=mean, omega=omega, alpha=alpha, scale=scale
+  )
   m = jnp.asarray(mean) * omega
   s = jnp.sqrt(jnp.asarray(var) * tau)
   _, p_neg, z_pos, z2_pos, e1_neg, e2_neg = _gaussian_parts(m, s)
@@ -137,7 +148,7 @@ def selu_backward_gain(
 
   Raises:
     ValueError: like `selu_moments`, for a concrete var or tau that is not
-      > 0.
+      finite and > 0, or a non-finite mean, omega, alpha or scale.
 
   Examples:
     >>> import jax
@@ -146,7 +157,15 @@ def selu_backward_gain(
     ...   print(f'{float(selu_theory.selu_backward_gain(0.0, 1.0)):.4f}')
     1.0716
   """
-  var, tau = _check_spread('selu_backward_gain', var, tau)
+  var, tau = _check_spread(
+    'selu_backward_gain',
+    var,
+    tau,
+    mean=mean,
+    omega=omega,
+    alpha=alpha,
+    scale=scale,
+  )
   m = jnp.asarray(mean) * omega
   s = jnp.sqrt(jnp.asarray(var) * tau)
   p_pos, *_, e2_neg = _gaussian_parts(m, s)
@@ -202,8 +221,7 @@ def selu_parameters(mean: float = 0.0, var: float = 1.0) -> tuple[float, float]:
     >>> print(f'{alpha:.12f} {scale:.12f}')
     1.673263242354 1.050700987355
   """
-  if not var > 0:
-    raise ValueError(f'selu_parameters: var must be > 0, got {var!r}.')
+  _check_spread('selu_parameters', var, 1.0, mean=mean)
   with jax.enable_x64(True):
     target = jnp.array([mean, var], jnp.float64)
 

@@ -239,10 +239,32 @@ class SilentlyAcceptedTest(parameterized.TestCase):
 
   def test_selu_moments_zero_variance(self):
     for var in (0.0, -1.0, np.nan):
-      with self.assertRaisesRegex(ValueError, r'selu_moments: var must be > 0'):
+      with self.assertRaisesRegex(
+        ValueError, r'selu_moments: var must be finite and > 0'
+      ):
         selu_theory.selu_moments(0.0, var)
-    with self.assertRaisesRegex(ValueError, r'selu_moments: tau must be > 0'):
+    with self.assertRaisesRegex(
+      ValueError, r'selu_moments: tau must be finite and > 0'
+    ):
       selu_theory.selu_moments(0.0, 1.0, tau=0.0)
+
+  def test_selu_theory_non_finite_arguments(self):
+    # selu_moments(mean=nan) returned NaN moments without an error.
+    for fn in (selu_theory.selu_moments, selu_theory.selu_backward_gain):
+      name = fn.__name__
+      for bad in (np.nan, np.inf, [0.0, np.nan]):
+        for arg in ('mean', 'omega', 'alpha', 'scale'):
+          kwargs = {'mean': 0.0, 'var': 1.0, arg: bad}
+          with self.assertRaisesRegex(
+            ValueError, rf'^{name}: {arg} must be a finite number'
+          ):
+            fn(**kwargs)
+        with self.assertRaisesRegex(ValueError, rf'{name}: var must be finite'):
+          fn(0.0, bad)
+    with self.assertRaisesRegex(ValueError, 'selu_parameters: mean must be'):
+      selu_theory.selu_parameters(np.nan, 1.0)
+    with self.assertRaisesRegex(ValueError, 'selu_parameters: var must be'):
+      selu_theory.selu_parameters(0.0, np.inf)
 
 
 class ValidInputsUnchangedTest(parameterized.TestCase):

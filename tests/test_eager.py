@@ -80,16 +80,16 @@ class AcceptedArrayTest(absltest.TestCase):
         fn(jnp.ones((3, 4)), bad)
       with self.assertRaisesRegex(ValueError, r'\[1\] = nan'):
         fn(jnp.ones((3, 4)), bad)  # never accepted
-      self.assertFalse(_checks.accepted(bad, (3, 4)), name)
+      self.assertFalse(_checks.accepted(bad, jnp.ones((3, 4))), name)
 
   def test_a_dead_array_is_not_taken_for_a_new_one(self):
     a = jnp.array([0.5, 1.0])
     jaxrelu.prelu(jnp.ones((2, 2)), a)
     key = id(a)
-    self.assertTrue(_checks.accepted(a, (2, 2)))
+    self.assertTrue(_checks.accepted(a, jnp.ones((2, 2))))
     del a
     # Whatever now lives at that address, the weak reference is dead.
-    ref = _checks._ACCEPTED[(key, (2, 2))]
+    ref = _checks._ACCEPTED[(key, (2, 2), jnp.dtype(jnp.float32))]
     self.assertIsNone(ref())
 
 

@@ -98,6 +98,58 @@ class NnxPReLUKeywordsTest(parameterized.TestCase):
     np.testing.assert_allclose(g_nnx.negative_slope[...], expected, rtol=1e-6)
 
 
+class FieldOrderTest(parameterized.TestCase):
+  """Positional fields mean what they mean in Flax's own PReLU."""
+
+  def test_linen_first_field_is_param_dtype_as_in_flax(self):
+    import flax.linen as nn
+
+    x = jnp.asarray(_X, jnp.float32)
+    ours = jrl.PReLU(jnp.bfloat16)
+    theirs = nn.PReLU(jnp.bfloat16)
+    self.assertEqual(ours.param_dtype, theirs.param_dtype)
+    variables = ours.init(jax.random.key(0), x)
+    self.assertEqual(variables['params']['negative_slope'].dtype, jnp.bfloat16)
+    # Flax's positional order, both fields: (param_dtype, negative_slope_init).
+    y = jrl.PReLU(jnp.float32, 0.5).apply(
+      {'params': {'negative_slope': jnp.float32(0.5)}}, x
+    )
+    np.testing.assert_allclose(y, _reference(_X, 0.5), rtol=1e-6)
+
+  def test_slope_given_as_param_dtype_names_the_mistake(self):
+    # The old order took the slope first: a one-line error, not a TypeError
+    # from inside the initializer.
+    for make in (
+      lambda: jrl.PReLU(0.25).init(jax.random.key(0), jnp.ones(3)),
+      lambda: jrn.PReLU(param_dtype=0.25),
+    ):
+      with self.assertRaisesRegex(
+        TypeError, r'PReLU: param_dtype must be a floating dtype.*0\.25'
+      ):
+        make()
+
+  def test_nnx_stochastic_errors_use_flax_dropout_wording(self):
+    x = jnp.ones(3)
+    for make in (lambda **k: jrn.AlphaDropout(0.1, **k), jrn.RReLU):
+      layer = make()
+      name = type(layer).__name__
+      with self.assertRaisesRegex(
+        ValueError,
+        rf'^`deterministic` is False, but no `rngs` argument was provided to '
+        rf'{name} as either a __call__ argument or class attribute',
+      ):
+        layer(x)
+      undecided = make(deterministic=None, rngs=nnx.Rngs(dropout=0))
+      with self.assertRaisesRegex(
+        ValueError, rf'^No `deterministic` argument was provided to {name}'
+      ):
+        undecided(x)
+      with self.assertRaisesRegex(
+        TypeError, r'rngs must be a Rngs, RngStream or jax\.Array, but got'
+      ):
+        layer(x, rngs='key')
+
+
 if __name__ == '__main__':
   absltest.main()
 

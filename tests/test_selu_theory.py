@@ -109,7 +109,7 @@ class SeluTheoryTest(parameterized.TestCase):
         self.assertAlmostEqual(float(np.sqrt(var)), std, delta=0.01)
 
   def test_bad_variance(self):
-    with self.assertRaisesRegex(ValueError, 'var must be > 0'):
+    with self.assertRaisesRegex(ValueError, 'var must be finite and > 0'):
       selu_theory.selu_parameters(0.0, 0.0)
 
 
