@@ -2,11 +2,17 @@
 
 Exit status of every binary: 0 when every claim held, 1 when one did not,
 2 for a usage error: a bad flag, extra arguments, an unusable
-`--output_dir`, or one that holds another binary's results. A usage error
-is one line on stderr naming the flag and the accepted values, and is
-raised before any compute. `--help` prints the binary's docstring and its
-flags (the same from `python -m experiments.NAME` and a console script)
-and exits 0.
+`--output_dir`, or one that holds another binary's results; 3 when the run
+could not produce evidence: an internal error (any exception a binary did
+not turn into a verdict or a usage error) or an environment failure such
+as a full disk. A crash is never exit 1, the code of a claim that did not
+hold. A usage error is one line on stderr naming the flag and the accepted
+values, and is raised before any compute; an internal error is one line
+naming the exception and where it was raised (the traceback follows with
+JAXRELU_TRACEBACK=1). Ctrl-C ends with one line saying how many cells this
+run stored and how to resume, exit status 130. `--help` prints the
+binary's docstring and its flags (the same from `python -m
+experiments.NAME` and a console script) and exits 0.
 """
 
 from __future__ import annotations
@@ -14,14 +20,21 @@ from __future__ import annotations
 import math
 import os
 import sys
+import sysconfig
 import tempfile
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 
 from absl import app, flags
 
+from experiments import store
 from experiments.store import StoreError
 
-EXIT_HELD, EXIT_NOT_HELD, EXIT_USAGE = 0, 1, 2
+EXIT_HELD, EXIT_NOT_HELD, EXIT_USAGE, EXIT_NO_EVIDENCE = 0, 1, 2, 3
+# 128 + SIGINT, as a shell reports a process ended by Ctrl-C.
+EXIT_INTERRUPTED = 130
+# Set to 1 to see the traceback of an internal error.
+TRACEBACK_ENV = 'JAXRELU_TRACEBACK'
 
 
 class UsageError(app.UsageError):
@@ -290,5 +303,60 @@ def run(
     except (app.UsageError, StoreError) as e:
       print(f'{name}: error: {e}', file=sys.stderr)
       return EXIT_USAGE
+    except KeyboardInterrupt:
+      print(
+        f'{name}: interrupted; {store.cells_written()} cells stored by this '
+        'run are kept: rerun the same command to resume.',
+        file=sys.stderr,
+      )
+      return EXIT_INTERRUPTED
+    except Exception as e:  # every crash is exit 3, never 1
+      print(crash_line(name, e), file=sys.stderr)
+      return EXIT_NO_EVIDENCE
 
   app.run(checked_main, flags_parser=parse)
+
+
+def crash_line(name: str, error: BaseException) -> str:
+  """One line for an exception that ended a run without evidence.
+
+  An OSError names its file and the system's words (a full disk, a
+  directory where a file should be); anything else names the exception
+  and the innermost frame of the project's own code it passed through.
+  With JAXRELU_TRACEBACK=1 the traceback is printed first.
+  """
+  if os.environ.get(TRACEBACK_ENV, '') not in ('', '0'):
+    traceback.print_exception(error, file=sys.stderr)
+  if isinstance(error, OSError) and error.strerror:
+    where = f': {error.filename}' if error.filename else ''
+    cause = f'{error.strerror}{where}'
+  else:
+    text = ' '.join(str(error).split()) or repr(error)
+    if len(text) > 200:
+      text = text[:197] + '...'
+    cause = f'{type(error).__name__}: {text}'
+  frames = traceback.extract_tb(error.__traceback__)
+  frames = [f for f in frames if f.filename != __file__]  # not run()'s own
+  ours = [
+    f
+    for f in frames
+    if f'{os.sep}experiments{os.sep}' in f.filename
+    or f'{os.sep}jaxrelu{os.sep}' in f.filename
+  ]
+  libraries = tuple(
+    sysconfig.get_paths()[k] for k in ('stdlib', 'purelib', 'platlib')
+  )
+  outside = [
+    f
+    for f in frames
+    if not f.filename.startswith('<') and not f.filename.startswith(libraries)
+  ]
+  at = ''
+  if ours or outside or frames:
+    frame = (ours or outside or frames)[-1]
+    at = f' (at {os.path.basename(frame.filename)}:{frame.lineno})'
+  return (
+    f'{name}: error: the run could not produce evidence, exit '
+    f'{EXIT_NO_EVIDENCE}: {cause}{at}. Set {TRACEBACK_ENV}=1 for the '
+    'traceback.'
+  )

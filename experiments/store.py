@@ -91,6 +91,15 @@ def _unlink_quietly(path: str) -> None:
     pass
 
 
+# Cells this process has stored, for the line an interrupted run ends with.
+_CELLS_WRITTEN = 0
+
+
+def cells_written() -> int:
+  """How many cells this process has stored (in any store)."""
+  return _CELLS_WRITTEN
+
+
 class StoreError(ValueError):
   """The output directory cannot hold this binary's cells."""
 
@@ -165,7 +174,11 @@ class Store:
     if not self.writer:
       return False
     data = (json.dumps(record, allow_nan=True) + '\n').encode()
-    return self._publish(self.path(record['key']), data)
+    made = self._publish(self.path(record['key']), data)
+    if made:
+      global _CELLS_WRITTEN
+      _CELLS_WRITTEN += 1
+    return made
 
   def get(self, key: str) -> dict | None:
     """The stored record of key, or None (a torn file is moved aside)."""

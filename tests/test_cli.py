@@ -1,0 +1,143 @@
+"""experiments.cli: every way a run ends has its own exit status and line.
+
+A crash is never exit 1 (a claim that did not hold): it is exit 3 with one
+line naming the cause; Ctrl-C is exit 130 with one line. Checked in process
+on stand-in binaries, and once on a real binary in its own process.
+"""
+
+import errno
+import os
+import sys
+import tempfile
+
+from absl import app, flags
+from absl.testing import absltest
+
+from experiments import cli, store
+from tests import binaries
+
+
+def _run(main, env=None):
+  """cli.run(main) as a fresh process would: (exit status, stderr lines)."""
+  flags.FLAGS.unparse_flags()
+  app._run_init.done = False
+  app._register_and_parse_flags_with_usage.done = False
+  saved_argv, saved_env = sys.argv, dict(os.environ)
+  sys.argv = ['stand_in']
+  os.environ.update(env or {})
+  err_path = os.path.join(tempfile.mkdtemp(), 'stderr')
+  saved_fd = os.dup(2)
+  try:
+    with open(err_path, 'w') as err:
+      os.dup2(err.fileno(), 2)
+      sys.stderr = os.fdopen(os.dup(2), 'w')
+      try:
+        cli.run(main, 'stand_in')
+        code = 0
+      except SystemExit as e:
+        code = e.code
+      finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = sys.__stderr__
+  finally:
+    os.dup2(saved_fd, 2)
+    os.close(saved_fd)
+    sys.argv = saved_argv
+    os.environ.clear()
+    os.environ.update(saved_env)
+  with open(err_path) as f:
+    return code, f.read().strip().splitlines()
+
+
+class ExitStatusTest(absltest.TestCase):
+  def assert_one_line(self, lines, *parts):
+    self.assertLen(lines, 1, lines)
+    for part in parts:
+      self.assertIn(part, lines[0])
+    self.assertNotIn('Traceback', lines[0])
+
+  def test_verdicts_pass_through(self):
+    for status in (0, 1):
+      self.assertEqual(_run(lambda argv, s=status: s), (status, []))
+
+  def test_usage_error_is_2(self):
+    def main(argv):
+      raise cli.UsageError('--depth: -1 is not an integer >= 1')
+
+    code, lines = _run(main)
+    self.assertEqual(code, cli.EXIT_USAGE)
+    self.assert_one_line(lines, 'stand_in: error: --depth')
+
+  def test_any_crash_is_3_in_one_line_naming_it(self):
+    # Each was exit 1 with a traceback: read as "a claim did not hold".
+    def wrong_shape(argv):
+      cell = [1, 2, 3]  # a stored cell that is JSON of the wrong shape
+      return cell['result']
+
+    def overflow(argv):
+      return int(float('99999999999999999999') ** 20)
+
+    for main, cause in (
+      (wrong_shape, 'TypeError: list indices must be integers'),
+      (overflow, 'OverflowError'),
+      (lambda argv: int(os.environ['SLURM_ARRAY_TASK_ID']), 'KeyError'),
+    ):
+      code, lines = _run(main)
+      self.assertEqual(code, cli.EXIT_NO_EVIDENCE, lines)
+      self.assert_one_line(
+        lines, 'could not produce evidence, exit 3', cause, 'test_cli.py:'
+      )
+
+  def test_full_disk_names_the_file(self):
+    def main(argv):
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), '/r/cells/k.json')
+
+    code, lines = _run(main)
+    self.assertEqual(code, cli.EXIT_NO_EVIDENCE)
+    self.assert_one_line(lines, 'No space left on device: /r/cells/k.json')
+
+  def test_traceback_on_request(self):
+    def main(argv):
+      raise RuntimeError('boom')
+
+    code, lines = _run(main, {cli.TRACEBACK_ENV: '1'})
+    self.assertEqual(code, cli.EXIT_NO_EVIDENCE)
+    self.assertEqual(lines[0], 'Traceback (most recent call last):')
+    self.assertIn('RuntimeError: boom', lines[-1])
+
+  def test_ctrl_c_is_130_and_says_what_is_kept(self):
+    directory = tempfile.mkdtemp()
+    cells = store.Store(directory, 'stand_in', writer=True)
+
+    def main(argv):
+      cells.put({'key': 'a' * 16, 'settings': {}, 'result': {}})
+      raise KeyboardInterrupt
+
+    before = store.cells_written()
+    code, lines = _run(main)
+    self.assertEqual(code, cli.EXIT_INTERRUPTED)
+    self.assert_one_line(
+      lines,
+      f'{before + 1} cells stored by this run are kept',
+      'rerun the same command to resume',
+    )
+
+
+class RealBinaryTest(absltest.TestCase):
+  def test_bad_slurm_task_id_is_not_a_verdict(self):
+    # Was a ValueError traceback and exit 1.
+    out = tempfile.mkdtemp()
+    result = binaries.run(
+      'experiments.born_dead',
+      f'--output_dir={out}',
+      env=dict(os.environ, SLURM_ARRAY_TASK_ID='abc'),
+    )
+    self.assertIn(result.returncode, (cli.EXIT_USAGE, cli.EXIT_NO_EVIDENCE))
+    lines = result.stderr.strip().splitlines()
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertIn('born_dead: error', lines[-1])
+
+
+if __name__ == '__main__':
+  absltest.main()
