@@ -44,6 +44,11 @@ class UsageError(app.UsageError):
     super().__init__(message, exitcode=EXIT_USAGE)
 
 
+class NoEvidence(Exception):
+  """The run cannot give a verdict (e.g. cells missing from the store):
+  one line on stderr, exit status 3. Raised after the report is written."""
+
+
 def require(ok: bool, message: str) -> None:
   """Raises UsageError(message) unless ok."""
   if not ok:
@@ -303,6 +308,9 @@ def run(
     except (app.UsageError, StoreError) as e:
       print(f'{name}: error: {e}', file=sys.stderr)
       return EXIT_USAGE
+    except NoEvidence as e:
+      print(f'{name}: error: {e}', file=sys.stderr)
+      return EXIT_NO_EVIDENCE
     except KeyboardInterrupt:
       print(
         f'{name}: interrupted; {store.cells_written()} cells stored by this '

@@ -238,6 +238,7 @@ def main(argv: Sequence[str]) -> int:
   verdict, summary = selu_stack.claim(results, flag)
   summary = report.missing_text(outcome) + summary
   selu_stack.write_results(outcome, flag, summary, verdict, sharding)
+  sweep.require_evidence(outcome, flag['output_dir'])
   return cli.EXIT_HELD if verdict == 'SUPPORTED' else cli.EXIT_NOT_HELD
 
 

@@ -314,7 +314,27 @@ def run_and_report(
   cli.no_arguments(argv)
   flag = check_flags()
   outcome = run_binary(binary, flag, [Group(*g) for g in groups(flag)])
-  return None if outcome is None else write(flag, outcome)
+  if outcome is None:
+    return None
+  verdicts = write(flag, outcome)
+  require_evidence(outcome, flag['output_dir'])
+  return verdicts
+
+
+def require_evidence(outcome: Outcome, output_dir: str) -> None:
+  """Raises cli.NoEvidence (exit 3) when cells are missing from the report.
+
+  A --report_only run before every task has finished (or on an empty
+  directory) writes its report of what is stored, marked incomplete; its
+  verdicts are not the sweep's, so it gives none (not 0, not 1).
+  """
+  if outcome.missing:
+    total = len(outcome.missing) + len(outcome.cells)
+    raise cli.NoEvidence(
+      f'{len(outcome.missing)} of {total} cells are not in {output_dir}: '
+      'the report written is incomplete and decides no claim. Compute the '
+      'missing cells (the same command without --report_only), then report.'
+    )
 
 
 def should_report(outcome: Outcome, task: Task) -> bool:

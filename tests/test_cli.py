@@ -2,7 +2,7 @@
 
 A crash is never exit 1 (a claim that did not hold): it is exit 3 with one
 line naming the cause; Ctrl-C is exit 130 with one line. Checked in process
-on stand-in binaries, and once on a real binary in its own process.
+on stand-in binaries; tests/test_engine.py runs born_dead's cases.
 """
 
 import errno
@@ -14,7 +14,6 @@ from absl import app, flags
 from absl.testing import absltest
 
 from experiments import cli, store
-from tests import binaries
 
 
 def _run(main, env=None):
@@ -122,21 +121,6 @@ class ExitStatusTest(absltest.TestCase):
       f'{before + 1} cells stored by this run are kept',
       'rerun the same command to resume',
     )
-
-
-class RealBinaryTest(absltest.TestCase):
-  def test_bad_slurm_task_id_is_not_a_verdict(self):
-    # Was a ValueError traceback and exit 1.
-    out = tempfile.mkdtemp()
-    result = binaries.run(
-      'experiments.born_dead',
-      f'--output_dir={out}',
-      env=dict(os.environ, SLURM_ARRAY_TASK_ID='abc'),
-    )
-    self.assertIn(result.returncode, (cli.EXIT_USAGE, cli.EXIT_NO_EVIDENCE))
-    lines = result.stderr.strip().splitlines()
-    self.assertNotIn('Traceback', result.stderr)
-    self.assertIn('born_dead: error', lines[-1])
 
 
 if __name__ == '__main__':

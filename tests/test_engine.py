@@ -383,11 +383,34 @@ class SweepEndToEndTest(absltest.TestCase):
       [(c['init'], c['width']) for c in stored], [('he_zero_bias', 3)]
     )
     report = self._born_dead('--report_only', f'--output_dir={self.out}')
-    self.assertIn(report.returncode, (0, 1), report.stderr[-2000:])
+    # A cell is missing: the report is written, the run decides nothing.
+    self.assertEqual(report.returncode, 3, report.stderr[-2000:])
+    self.assertIn('1 of 2 cells are not in', report.stderr.splitlines()[-1])
     with open(f'{self.out}/results.md') as f:
       text = f.read()
     self.assertIn('Incomplete: 1 of 2 cells are not in the store', text)
     self.assertIn('he_zero_bias width 2', text)
+
+  def test_bad_slurm_task_id_is_exit_3_in_one_line(self):
+    # Was a ValueError traceback and exit 1, read as a refuted claim.
+    result = self._born_dead(
+      f'--output_dir={self.out}', env={'SLURM_ARRAY_TASK_ID': 'abc'}
+    )
+    self.assertEqual(result.returncode, 3, result.stderr[-2000:])
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertIn(
+      'born_dead: error: the run could not produce evidence, exit 3: '
+      "ValueError: invalid literal for int() with base 10: 'abc'",
+      result.stderr.strip().splitlines()[-1],
+    )
+
+  def test_report_only_on_an_empty_store_is_not_exit_0(self):
+    # Was exit 0: all() of no verdicts.
+    empty = f'{self.out}/empty'
+    report = self._born_dead('--report_only', f'--output_dir={empty}')
+    self.assertEqual(report.returncode, 3, report.stderr[-2000:])
+    last = report.stderr.strip().splitlines()[-1]
+    self.assertIn('born_dead: error: 2 of 2 cells are not in', last)
 
   def test_usage_errors_exit_2_before_any_compute(self):
     path = f'{self.out}/a_file'
