@@ -121,7 +121,12 @@ def check_flags() -> dict:
     'error': cli.number('error', _ERROR.value, low=0, high=0.5, low_open=True),
     'level': cli.number('level', _LEVEL.value, low=0, high=0.5, low_open=True),
     'detectable': cli.number(
-      'detectable', _DETECTABLE.value, low=0, high=1, low_open=True
+      'detectable',
+      _DETECTABLE.value,
+      low=0,
+      high=1,
+      low_open=True,
+      high_open=True,
     ),
     **cli.values(_BATCH, _SEEDS_PER_RUN, _POWER_RUNS, _SEED),
   }

@@ -59,8 +59,13 @@ VERSION = 1
 _DEPTHS = flags.DEFINE_list('depths', ['2', '5', '10', '20', '50'], 'Depths.')
 _GRID = flags.DEFINE_integer('grid_points', 101, 'Inputs on the grid (>= 2).')
 _INITS = flags.DEFINE_list('inits', list(INITS), f'Of: {", ".join(INITS)}.')
+# Beyond 1e3 a deep float32 network's activations can overflow, which would
+# read as "not born dead" (a NaN output is not constant).
+MAX_INPUT_RANGE = 1e3
 _RANGE = flags.DEFINE_float(
-  'input_range', 1.0, 'Grid on [-input_range, input_range] (> 0).'
+  'input_range',
+  1.0,
+  f'Grid on [-input_range, input_range], in (0, {MAX_INPUT_RANGE:g}].',
 )
 _OUTPUT_DIR = cli.output_dir_flag('born_dead', __name__)
 _SEED = flags.DEFINE_integer('seed', 0, 'PRNG seed.')
@@ -163,7 +168,7 @@ def check_flags() -> dict:
     'trials': _TRIALS.value,
     'grid_points': _GRID.value,
     'input_range': cli.number(
-      'input_range', _RANGE.value, low=0, low_open=True
+      'input_range', _RANGE.value, low=0, high=MAX_INPUT_RANGE, low_open=True
     ),
     'seed': _SEED.value,
   }

@@ -130,6 +130,8 @@ class BenchmarkSeluTestTest(parameterized.TestCase):
     ('level', '--level=0', '--level: 0 is not in (0, 0.5]'),
     ('rate', '--dropout_rates=1', '--dropout_rates: 1 is not in [0, 0.99]'),
     ('error', '--error=0.6', '--error: 0.6 is not in (0, 0.5]'),
+    # Was accepted although the help says (0, 1).
+    ('detectable', '--detectable=1', '--detectable: 1 is not in (0, 1)'),
   )
   def test_bad_flag_is_a_usage_error(self, flag, message):
     never = os.path.join(tempfile.mkdtemp(), 'never')

@@ -52,10 +52,16 @@ class BenchmarkUnitStatsBinaryTest(absltest.TestCase):
 
   def test_bad_flag_is_a_usage_error(self):
     out = os.path.join(tempfile.mkdtemp(), 'never')
-    result = _run('--activations=relu,swish', f'--output_dir={out}')
-    binaries.assert_one_line_error(
-      self, result, '--activations: unknown swish', never=out
-    )
+    binary = binaries.Binary('experiments.benchmark_unit_stats')
+    self.addCleanup(binary.close)
+    for flag, message in (
+      ('--activations=relu,swish', '--activations: unknown swish'),
+      # Were accepted: inf made the claim hold whatever the timings.
+      ('--target=inf', '--target: inf is not a finite number >= 1'),
+      ('--target=nan', '--target: nan is not a finite number >= 1'),
+    ):
+      result = binary.run(flag, f'--output_dir={out}')
+      binaries.assert_one_line_error(self, result, message, never=out)
 
 
 if __name__ == '__main__':

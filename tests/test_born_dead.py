@@ -71,7 +71,9 @@ class BornDeadTest(parameterized.TestCase):
     ('--inits=', '--inits must not be empty'),
     ('--depths=5,5', '--depths repeats 5'),
     ('--trials=5', '--trials: 5 is not >= 10'),
-    ('--input_range=inf', '--input_range: inf is not a finite number > 0'),
+    ('--input_range=inf', '--input_range: inf is not in (0, 1000]'),
+    # Was accepted, overflowed float32 and reported 0 born dead.
+    ('--input_range=1e300', '--input_range: 1e+300 is not in (0, 1000]'),
     ('--task_index=3', '--task_index: 3 is not in [0, 1)'),
   )
   def test_bad_flags(self, flag, message):
