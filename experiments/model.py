@@ -492,6 +492,9 @@ def _revive(params, opt_state, dead, key, data, gain, bias_init):
       shape, bias_init, dtype
     ),
     layout='in_out',
+    # The bias moments too (the reference keeps them): this binary's claims
+    # and stored cells were made with them zeroed.
+    reset_bias_moments=True,
   )
   is_view = lambda t: isinstance(t, dict) and 'rest' in t
   return _stacked(new), convert(state, is_view, _stacked)

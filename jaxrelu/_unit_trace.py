@@ -15,11 +15,23 @@ Recognised rectifiers:
   as ``'leaky_relu'``);
 * `jax.nn.relu`, `relu6`, `leaky_relu`, `elu`, `selu` and `celu` (also as
   `flax.linen.relu`, `nnx.relu`, ...);
-* a hand-written ``jnp.maximum(x, 0)`` or ``lax.max(x, 0.)`` on a floating x
-  (kind ``'maximum'``) in the user's own code; the zero may be a literal or a
-  broadcast zero such as ``jnp.zeros_like(x)``. A max with zero written in a
-  library (the variance clamp of Flax's and Equinox's LayerNorm and
-  BatchNorm, optax, ...) is not a rectifier and is not reported.
+* in the user's own code, on a floating pre-activation z: a hand-written
+  ``jnp.maximum(z, 0)`` or ``lax.max(z, 0.)`` (kind ``'maximum'``);
+  ``jnp.where(z > 0, z, 0)`` or ``lax.select`` of the same (kind
+  ``'where'``; the test may be ``z >= 0`` or ``0 < z``, or the negation
+  ``jnp.where(z <= 0, 0, z)``); ``z * (z > 0)`` in either order, the
+  comparison converted to z's dtype (kind ``'mask'``); and ``jnp.clip(z,
+  0)``, ``jnp.clip(z, 0, 6)``, ``jnp.clip(z, min=0)`` or ``z.clip(0)``
+  (kind ``'clip'``). The zero may be a literal or a broadcast zero such as
+  ``jnp.zeros_like(z)``. The same forms written in a library (the variance
+  clamp of Flax's and Equinox's LayerNorm and BatchNorm, optax, ...) are not
+  rectifiers and are not reported.
+
+Each site's pre-activation is z, and a unit is active where z > 0. When
+`fn` applies no recognised rectifier, `activation_stats` warns (a
+`UserWarning` naming `fn` and listing what is recognised) rather than
+return an empty report silently: a rectifier in a form it does not know
+would otherwise read as "no dead units".
 
 A named activation is recognised by its primal structure, not by its name
 alone: its first operand is the floating pre-activation, its first output
@@ -31,11 +43,20 @@ the backward part JAX splits off under the same name is not.
 The interpreter recurses into `jit` (inlining it, or keeping its boundary
 when it places its inputs or outputs with shardings), `custom_jvp` and
 `custom_vjp` functions, `lax.scan`, `lax.cond`/`lax.switch`,
-`lax.while_loop` (body and condition) and `jax.checkpoint`. Functions
-defined inside jax and jaxrelu themselves (`jax.nn.hard_swish`, `jnp.clip`,
-`jax.nn.softplus`, ...) are opaque: a rectifier they use internally is not
-reported. Other higher-order primitives (`shard_map`, `pmap`,
-`custom_transpose`, ...) are bound unchanged and are opaque too.
+`lax.while_loop` (body and condition), `jax.checkpoint`, and `shard_map`
+and `pmap` (which jax implements with shard_map). A shard_map body sees one
+device's shard, so each site's counts are combined over the mesh axes to
+equal those of the unsharded computation: concatenated over the axes that
+split its units (a layer's columns in tensor parallelism), summed over the
+other axes its inputs vary over (a batch, or pmap's mapped axis), and
+counted once over axes it is replicated on. Which axes split which axes of
+a value is followed through the body from its ``in_specs``; where that is
+lost (a collective such as `lax.all_to_all`, an unknown primitive) the
+counts are summed and a `UserWarning` names the site. Functions defined
+inside jax and jaxrelu themselves (`jax.nn.hard_swish`, `jax.nn.softplus`,
+...) are opaque: a rectifier they use internally is not reported.
+Other higher-order primitives (`custom_transpose`, ...) are bound unchanged
+and are opaque too.
 
 The Markdown table and plot of a report live in `_unit_report.py`.
 """
@@ -49,6 +70,7 @@ import importlib.util
 import math
 import os
 import sysconfig
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -101,10 +123,25 @@ _JAXRELU_KINDS = {
   '_celu': ('celu', 2, _activations._celu_jit),
   '_celu_default': ('celu', 1, _activations._celu_default_jit),
 }
+# For the warning when none is found.
+_RECOGNISED = (
+  "jaxrelu's and jax.nn's relu, relu6, leaky_relu, elu, selu and celu "
+  "(and jaxrelu's prelu and rrelu), and, in your own code, "
+  'jnp.maximum(z, 0), jnp.where(z > 0, z, 0), z * (z > 0) and '
+  'jnp.clip(z, 0), also inside jit, scan, cond, while_loop, checkpoint, '
+  'shard_map and pmap; not those forms written in a library (flax, '
+  'equinox, optax, ...), nor a rectifier inside another function of jax '
+  'or jaxrelu (jax.nn.hard_swish, jax.nn.softplus, ...)'
+)
 # Outputs of these name the same units as their (first) input.
 _PASSTHROUGH = frozenset(('convert_element_type', 'reshape', 'squeeze', 'copy'))
-# Outputs of these are zero when their input is.
-_KEEPS_ZERO = frozenset(('broadcast_in_dim', 'convert_element_type', 'reshape'))
+# Outputs of these are zero when their input is (pvary and pcast mark a
+# value of a shard_map body as varying over mesh axes).
+_KEEPS_ZERO = frozenset(
+  ('broadcast_in_dim', 'convert_element_type', 'reshape', 'pvary', 'pcast')
+)
+# Outputs of these are a comparison with zero when their input is.
+_KEEPS_SIGN = frozenset(('convert_element_type', 'broadcast_in_dim', 'pvary'))
 
 
 def _package_dir(name: str) -> str:
@@ -116,6 +153,8 @@ def _package_dir(name: str) -> str:
 _JAX_DIR = os.path.dirname(jax.__file__) + os.sep
 _JAX_NN_DIR = os.path.join(os.path.dirname(jax.__file__), '_src', 'nn') + os.sep
 _JAXRELU_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# jax implements pmap as a jit of a shard_map defined in this file.
+_PMAP_SRC = os.path.join(os.path.dirname(jax.__file__), '_src', 'pmap.py')
 # Frames in these are jax's own: the frame that matters is the first outside.
 _JAX_DIRS = tuple(d for d in (_JAX_DIR, _package_dir('jaxlib')) if d)
 # Libraries whose code is never the user's: a max with 0 written there is a
@@ -167,10 +206,14 @@ class UnitStats:
     zero_grad: inputs where the site's derivative, as JAX differentiates
       it, is exactly 0 (relu: x <= 0; relu6: also x >= 6; leaky_relu only
       with slope 0; elu, selu, celu only where exp underflows; a
-      hand-written `jnp.maximum(x, 0)` for x < 0, as JAX takes 1/2 at 0).
+      hand-written `jnp.maximum(x, 0)` or `jnp.clip(x, 0)` for x < 0, as
+      JAX takes 1/2 at 0; `jnp.where(x > 0, x, 0)` and `x * (x > 0)` for
+      x <= 0, with `x >= 0` for x < 0).
     abs_sum: sum of |activation| (the site's output), in float32.
     kind: the rectifier: 'relu', 'relu6', 'leaky_relu', 'rrelu', 'elu',
-      'selu', 'celu' or 'maximum' (a hand-written max with 0).
+      'selu', 'celu', or a hand-written one: 'maximum' (a max with 0),
+      'where' (`jnp.where(x > 0, x, 0)`), 'mask' (`x * (x > 0)`) or 'clip'
+      (`jnp.clip(x, 0, ...)`).
     source: the user's source line that applied it, 'path:line (function)'.
     unit_ndim: how many trailing axes index units (the rest are iterations).
   """
@@ -312,8 +355,13 @@ def _fn_info(closed: Any) -> tuple[str, str] | None:
 
 
 def _is_library(info: tuple[str, str] | None) -> bool:
-  """Functions of jax and jaxrelu themselves are opaque."""
-  return info is not None and info[1].startswith((_JAX_DIR, _JAXRELU_DIR))
+  """Functions of jax and jaxrelu themselves are opaque (not the jit around
+  a `pmap`'s shard_map, which calls the user's function)."""
+  return (
+    info is not None
+    and info[1].startswith((_JAX_DIR, _JAXRELU_DIR))
+    and info[1] != _PMAP_SRC
+  )
 
 
 def _is_float(v: Any) -> bool:
@@ -433,11 +481,113 @@ class _Site(NamedTuple):
   primal: Callable | None = None
 
 
+class _Facts:
+  """What a plan knows of a jaxpr's values so far: which are zero, and
+  which compare a value with zero."""
+
+  def __init__(self):
+    self.zeros: set = set()
+    # A comparison's output -> (z, positive): it is true where z > 0 (or
+    # z >= 0) when positive, where z <= 0 (or z < 0) when not. Converted to
+    # a float, it stays one.
+    self.signs: dict = {}
+
+
+# Comparisons with zero -> whether they test z > 0 (or z >= 0) when the zero
+# is their second operand, and when it is their first.
+_COMPARISONS = {
+  'gt': (True, False),
+  'ge': (True, False),
+  'lt': (False, True),
+  'le': (False, True),
+}
+# What _run_shard_map rebuilds a shard_map from (else it stays opaque).
+_SHARD_MAP_PARAMS = frozenset(
+  ('jaxpr', 'mesh', 'in_specs', 'out_specs', 'check_vma', 'newly_manual_axes')
+)
+# Functions of jax.numpy that a hand-written rectifier calls -> its kind.
+_JNP_FORMS = {'_where': 'where', 'clip': 'clip'}
+
+
+def _is_var(v: Any) -> bool:
+  return not isinstance(v, jcore.Literal)
+
+
+def _same_as_output(eqn: Any, x: Any) -> bool:
+  y = eqn.outvars[0]
+  return (x.aval.shape, x.aval.dtype) == (y.aval.shape, y.aval.dtype)
+
+
+def _update_facts(eqn: Any, facts: _Facts) -> None:
+  if not eqn.invars or not eqn.outvars:
+    return
+  name, ins, out = eqn.primitive.name, eqn.invars, eqn.outvars[0]
+  if name in _KEEPS_ZERO and _is_zero(ins[0], facts.zeros):
+    facts.zeros.add(out)
+  if name in _COMPARISONS:
+    a, b = ins
+    second, first = _COMPARISONS[name]
+    if _is_zero(b, facts.zeros) and _is_var(a) and _is_float(a):
+      facts.signs[out] = (a, second)
+    elif _is_zero(a, facts.zeros) and _is_var(b) and _is_float(b):
+      facts.signs[out] = (b, first)
+  elif _is_var(ins[0]) and ins[0] in facts.signs:
+    z, positive = facts.signs[ins[0]]
+    if name == 'not':
+      facts.signs[out] = (z, not positive)
+    elif name in _KEEPS_SIGN:
+      facts.signs[out] = (z, positive)
+
+
+def _select_site(
+  eqn: Any, facts: _Facts, c: Any, true: int, false: int
+) -> _Site | None:
+  """A where(c, x, 0) on c = (x > 0), or where(c, 0, x) on c = (x <= 0):
+  `true` and `false` are the operand indices of the two cases."""
+  if not _is_var(c) or c not in facts.signs:
+    return None
+  z, positive = facts.signs[c]
+  index, other = (true, false) if positive else (false, true)
+  if eqn.invars[index] is not z or not _is_zero(eqn.invars[other], facts.zeros):
+    return None
+  return _Site('where', index) if _same_as_output(eqn, z) else None
+
+
+def _mask_site(eqn: Any, facts: _Facts) -> _Site | None:
+  """x * (x > 0), in either order, the comparison converted to x's dtype."""
+  for index, (z, m) in enumerate((eqn.invars, eqn.invars[::-1])):
+    if _is_var(m) and _is_float(m) and m in facts.signs:
+      if facts.signs[m] == (z, True) and _same_as_output(eqn, z):
+        return _Site('mask', index)
+  return None
+
+
+def _clip_site(eqn: Any, body: Any, facts: _Facts) -> _Site | None:
+  """jnp.clip(x, 0, ...): its body takes the max of x and its lower bound."""
+  jaxpr = body.jaxpr
+  x = jaxpr.invars[0]
+  origin = {v: i for i, v in enumerate(jaxpr.invars)}
+  for e in jaxpr.eqns:
+    a = e.invars[0] if e.invars else None
+    if e.primitive.name in _KEEPS_ZERO and _is_var(a) and a in origin:
+      origin[e.outvars[0]] = origin[a]
+    elif e.primitive is prims.max_p and x in e.invars:
+      bound = e.invars[1] if e.invars[0] is x else e.invars[0]
+      if _is_var(bound):  # an operand of the call: the lower bound
+        k = origin.get(bound, 0)
+        zero = k > 0 and _is_zero(eqn.invars[k], facts.zeros)
+      else:
+        zero = _is_zero(bound, set())
+      ok = zero and _is_float(eqn.invars[0]) and _same_as_output(eqn, x)
+      return _Site('clip', 0) if ok else None
+  return None
+
+
 def _recognise(
-  eqn: Any, zeros: set, transposed: bool, cache: dict
+  eqn: Any, facts: _Facts, transposed: bool, cache: dict
 ) -> _Site | None:
   """The site of a rectifier equation, or None."""
-  prim = eqn.primitive
+  prim, zeros = eqn.primitive, facts.zeros
   if prim is prims.max_p:
     a, b = eqn.invars
     if _is_zero(b, zeros) and _is_float(a) and not _is_zero(a, zeros):
@@ -447,6 +597,15 @@ def _recognise(
     else:
       return None
     return site if _written_by_user(eqn) else None
+  if prim.name in ('select_n', 'mul'):
+    if prim.name == 'mul':
+      site = _mask_site(eqn, facts)
+    elif len(eqn.invars) == 3:  # select_n(c, when false, when true)
+      site = _select_site(eqn, facts, eqn.invars[0], 2, 1)
+    else:
+      site = None
+    ok = site is not None and not transposed and _written_by_user(eqn)
+    return site if ok else None
   if prim is prims.jit_p:
     body, index = eqn.params['jaxpr'], 0
   elif prim is prims.custom_jvp_call_p:
@@ -457,6 +616,14 @@ def _recognise(
   if transposed or info is None or index >= len(eqn.invars):
     return None
   name, path = info
+  if prim is prims.jit_p and path.startswith(_JAX_DIR) and name in _JNP_FORMS:
+    if _JNP_FORMS[name] == 'clip':
+      site = _clip_site(eqn, body, facts)
+    elif len(eqn.invars) >= 3:  # jnp.where(c, x, y), then any tangents
+      site = _select_site(eqn, facts, eqn.invars[0], 1, 2)
+    else:
+      site = None
+    return site if site is not None and _written_by_user(eqn) else None
   if path.startswith(_JAX_NN_DIR) and name in _JAX_NN_KINDS:
     kind, (arity, primal) = name, _JAX_NN_KINDS[name]
   elif path.startswith(_JAXRELU_DIR) and name in _JAXRELU_KINDS:
@@ -482,11 +649,6 @@ def _recognise(
   return _Site(kind, index, arity, primal)
 
 
-def _update_zeros(eqn: Any, zeros: set) -> None:
-  if eqn.primitive.name in _KEEPS_ZERO and _is_zero(eqn.invars[0], zeros):
-    zeros.add(eqn.outvars[0])
-
-
 def _sub_jaxprs(eqn: Any) -> list[Any]:
   """The sub-jaxprs (closed or open) this interpreter recurses into."""
   prim, p = eqn.primitive, eqn.params
@@ -502,7 +664,9 @@ def _sub_jaxprs(eqn: Any) -> list[Any]:
     return list(p['branches'])
   if prim is prims.while_p:
     return [p['cond_jaxpr'], p['body_jaxpr']]
-  if prim is prims.remat_p:
+  if prim is prims.remat_p or (
+    prim.name == 'shard_map' and _SHARD_MAP_PARAMS <= p.keys()
+  ):
     return [] if p['jaxpr'].constvars else [p['jaxpr']]
   return []
 
@@ -523,17 +687,17 @@ def _plan(jaxpr: Any, transposed: bool, cache: dict) -> _Plan:
   key = ('plan', id(jaxpr), transposed)
   if key not in cache:
     cache[key] = (_Plan((), (), (), False), jaxpr)  # guards recursion
-    zeros: set = set()
+    facts = _Facts()
     sites, subs, flags = [], [], []
     for eqn in jaxpr.eqns:
       t = transposed or _is_transposed(eqn)
-      site = _recognise(eqn, zeros, t, cache)
+      site = _recognise(eqn, facts, t, cache)
       sites.append(site)
       subs.append(
         site is None and any(_plan(s, t, cache).any for s in _sub_jaxprs(eqn))
       )
       flags.append(t)
-      _update_zeros(eqn, zeros)
+      _update_facts(eqn, facts)
     found = any(s is not None for s in sites) or any(subs)
     # The jaxpr is kept in the entry so that its id stays unique.
     cache[key] = (_Plan(tuple(sites), tuple(subs), tuple(flags), found), jaxpr)
@@ -559,6 +723,347 @@ def _needed(jaxpr: Any, plan: _Plan) -> list[bool]:
 
 
 # ----------------------------------------------------------------------------
+# Inside shard_map (and pmap, which jax implements with it): a body sees one
+# device's shard, so a site's counts are combined over the mesh axes.
+
+
+class _Layout(NamedTuple):
+  """How a value of a shard_map body lies on the mesh.
+
+  dims: per axis of the value, the mesh axes that split it, major first;
+    None where not known.
+  varies: the mesh axes over which jax types it as varying (`check_vma`):
+    a psum of it may sum over those only.
+  differs: the mesh axes over which its values do differ between devices,
+    a subset (an all_gather's output is typed varying, but the same on
+    every device).
+  """
+
+  dims: tuple[tuple[str, ...], ...] | None
+  varies: frozenset = frozenset()
+  differs: frozenset = frozenset()
+
+
+class _Spmd(NamedTuple):
+  """Of a site in a shard_map body: per unit axis, the mesh axes that split
+  it (None if not known); the mesh axes over which its operands vary and
+  differ (None if not known)."""
+
+  units: tuple[tuple[str, ...], ...] | None
+  varies: frozenset | None
+  differs: frozenset | None
+
+
+# Collectives whose outputs are the same on every device of their axes.
+_ALL_REDUCE = frozenset(('psum', 'psum_invariant', 'pmax', 'pmin'))
+_REDUCTIONS = frozenset(
+  (
+    'reduce_sum',
+    'reduce_max',
+    'reduce_min',
+    'reduce_prod',
+    'reduce_and',
+    'reduce_or',
+    'argmax',
+    'argmin',
+  )
+)
+# Their first operand's axes are the output's where sizes agree.
+_SLICES = frozenset(('slice', 'dynamic_slice', 'pad', 'dynamic_update_slice'))
+
+
+def _replicated(ndim: int) -> _Layout:
+  return _Layout(((),) * ndim)
+
+
+def _names(axis_name: Any) -> tuple[str, ...]:
+  return (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+
+
+def _merge_dims(dims: Sequence[Any], ndim: int) -> tuple | None:
+  """Per axis, the one splitting of the operands split there, or None."""
+  if any(d is None for d in dims):
+    return None
+  out = []
+  for i in range(ndim):
+    axes = {d[i] for d in dims} - {()}
+    if len(axes) > 1:
+      return None
+    out.append(axes.pop() if axes else ())
+  return tuple(out)
+
+
+def _join(a: _Layout, b: _Layout) -> _Layout:
+  ndim = len(a.dims) if a.dims is not None else 0
+  return _Layout(
+    _merge_dims([a.dims, b.dims], ndim),
+    a.varies | b.varies,
+    a.differs | b.differs,
+  )
+
+
+def _shape(v: Any) -> tuple[int, ...]:
+  return tuple(getattr(v.aval, 'shape', ()))
+
+
+def _reshape_dims(dims: tuple, old: tuple, new: tuple) -> tuple | None:
+  """A split axis keeps its splitting through a reshape where it stays the
+  major axis of those it is merged with or split into. A split axis of size
+  1 (a device's index along it, as in pmap) is dropped."""
+  out: list = [()] * len(new)
+  i = j = 0
+  while i < len(old) or j < len(new):
+    i0, j0 = i, j
+    a = old[i] if i < len(old) else 1
+    b = new[j] if j < len(new) else 1
+    i, j = i + 1, j + 1
+    while a != b:
+      if a < b and i < len(old):
+        a, i = a * old[i], i + 1
+      elif b < a and j < len(new):
+        b, j = b * new[j], j + 1
+      else:
+        return None
+    group = [k for k in range(i0, min(i, len(old))) if old[k] != 1]
+    split = [k for k in group if dims[k]]
+    if not split:
+      continue
+    into = [k for k in range(j0, min(j, len(new))) if new[k] != 1]
+    if split != group[:1] or not into:
+      return None
+    out[into[0]] = dims[split[0]]
+  return tuple(out)
+
+
+def _eqn_dims(eqn: Any, ins: Sequence[_Layout]) -> list[Any]:
+  """The dims of an equation's outputs (None where not known)."""
+  name, p = eqn.primitive.name, eqn.params
+  shapes = [_shape(v) for v in eqn.outvars]
+  unknown = [None] * len(shapes)
+  if any(lay.dims is None for lay in ins):
+    return unknown
+  dims = [lay.dims for lay in ins]
+  if not any(any(d) for d in dims):
+    return [_replicated(len(s)).dims for s in shapes]
+  if name == 'broadcast_in_dim':
+    old, out = _shape(eqn.invars[0]), [()] * len(shapes[0])
+    for i, d in enumerate(p['broadcast_dimensions']):
+      out[d] = dims[0][i] if old[i] == shapes[0][d] else ()
+    return [tuple(out)]
+  if name == 'dot_general':
+    (lc, rc), (lb, rb) = p['dimension_numbers']
+    lhs, rhs = dims[:2]
+    batch = [
+      _merge_dims([(lhs[i],), (rhs[j],)], 1)
+      for i, j in zip(lb, rb, strict=True)
+    ]
+    if None in batch:
+      return unknown
+    free_l = [lhs[i] for i in range(len(lhs)) if i not in (*lc, *lb)]
+    free_r = [rhs[j] for j in range(len(rhs)) if j not in (*rc, *rb)]
+    return [(*(b[0] for b in batch), *free_l, *free_r)]
+  if name == 'conv_general_dilated':
+    lhs_spec, rhs_spec, out_spec = p['dimension_numbers']
+    lhs, rhs = dims[:2]
+    if any(lhs[i] for i in lhs_spec[2:]):
+      return unknown
+    out = [()] * len(shapes[0])
+    out[out_spec[0]], out[out_spec[1]] = lhs[lhs_spec[0]], rhs[rhs_spec[0]]
+    return [tuple(out)]
+  if name == 'transpose':
+    return [tuple(dims[0][i] for i in p['permutation'])]
+  if name in _REDUCTIONS or name == 'squeeze':
+    drop = p['axes'] if name in _REDUCTIONS else p['dimensions']
+    return [tuple(d for i, d in enumerate(dims[0]) if i not in drop)]
+  if name == 'reshape':
+    return [_reshape_dims(dims[0], _shape(eqn.invars[0]), shapes[0])]
+  if name == 'all_gather':
+    axis, d = p['all_gather_dimension'], dims[0]
+    if not p['tiled']:
+      return [(*d[:axis], (), *d[axis:])]
+    if d[axis] not in ((), _names(p['axis_name'])):
+      return unknown
+    return [(*d[:axis], (), *d[axis + 1 :])]
+  if name in _SLICES and not any(any(d) for d in dims[1:]):
+    old = _shape(eqn.invars[0])
+    if len(old) != len(shapes[0]):
+      return unknown
+    out = [
+      d if n == m else () if not d else None
+      for d, n, m in zip(dims[0], old, shapes[0], strict=True)
+    ]
+    return unknown if None in out else [tuple(out)]
+  # Elementwise: operands of the outputs' shape, or of its rank with size-1
+  # axes (broadcast, so not split), or scalars.
+  if not shapes or any(s != shapes[0] for s in shapes):
+    return unknown
+  out = shapes[0]
+  operands = []
+  for v, d in zip(eqn.invars, dims, strict=True):
+    shape = _shape(v)
+    if not shape:
+      continue
+    if len(shape) != len(out) or any(
+      n not in (m, 1) or (n != m and d[i])
+      for i, (n, m) in enumerate(zip(shape, out, strict=True))
+    ):
+      return unknown
+    operands.append(d)
+  return [_merge_dims(operands, len(out))] * len(shapes)
+
+
+def _fixpoint(step: Callable, carry: list[_Layout]) -> list[_Layout]:
+  """Loop-carried layouts: joined with what an iteration makes of them."""
+  for _ in range(4):
+    joined = [_join(a, b) for a, b in zip(carry, step(carry), strict=True)]
+    if joined == carry:
+      return carry
+    carry = joined
+  return [c._replace(dims=None) for c in carry]
+
+
+def _eqn_layouts(eqn: Any, ins: list[_Layout], table: dict) -> list[_Layout]:
+  """The layouts of an equation's outputs; sub-jaxprs' values go to table."""
+  prim, p, name = eqn.primitive, eqn.params, eqn.primitive.name
+  sub = _call_jaxpr(eqn)
+  if sub is not None:
+    return _layout_jaxpr(sub, ins, table)
+  if prim is prims.scan_p:
+    body, nc, nk = p['jaxpr'], p['num_consts'], p['num_carry']
+    consts = ins[:nc]
+    xs = [
+      lay._replace(dims=lay.dims and lay.dims[1:]) for lay in ins[nc + nk :]
+    ]
+
+    def step(carry):
+      return _layout_jaxpr(body, [*consts, *carry, *xs], {})[:nk]
+
+    carry = _fixpoint(step, ins[nc : nc + nk])
+    outs = _layout_jaxpr(body, [*consts, *carry, *xs], table)
+    ys = [lay._replace(dims=lay.dims and ((), *lay.dims)) for lay in outs[nk:]]
+    return [*outs[:nk], *ys]
+  if prim is prims.while_p:
+    cn, bn = p['cond_nconsts'], p['body_nconsts']
+    cconsts, bconsts = ins[:cn], ins[cn : cn + bn]
+    body = p['body_jaxpr']
+    carry = _fixpoint(
+      lambda carry: _layout_jaxpr(body, [*bconsts, *carry], {}),
+      ins[cn + bn :],
+    )
+    (pred,) = _layout_jaxpr(p['cond_jaxpr'], [*cconsts, *carry], table)
+    carry = _layout_jaxpr(body, [*bconsts, *carry], table)
+    # A predicate that differs between devices makes the outputs differ.
+    return [_join(c, pred._replace(dims=c.dims)) for c in carry]
+  if prim is prims.cond_p:
+    branches = [_layout_jaxpr(b, ins[1:], table) for b in p['branches']]
+    outs = [functools.reduce(_join, ls) for ls in zip(*branches, strict=True)]
+    return [_join(lay, ins[0]._replace(dims=lay.dims)) for lay in outs]
+  varies = frozenset().union(*(lay.varies for lay in ins))
+  differs = frozenset().union(*(lay.differs for lay in ins))
+  if name in _ALL_REDUCE:
+    axes = {a for a in p.get('axes', ()) if isinstance(a, str)}
+    varies, differs = varies - axes, differs - axes
+  elif name == 'pvary':  # typed varying, the same values
+    varies |= set(p['axes'])
+  elif name == 'axis_index':
+    varies |= set(_names(p['axis_name']))
+    differs |= set(_names(p['axis_name']))
+  elif name == 'all_gather':
+    differs -= set(_names(p['axis_name']))
+  elif name == 'shard_map':  # a nested one analyses its own body
+    return [_Layout(None, varies, differs)] * len(eqn.outvars)
+  return [_Layout(d, varies, differs) for d in _eqn_dims(eqn, ins)]
+
+
+def _layout_jaxpr(
+  jaxpr: Any, ins: Sequence[_Layout], table: dict
+) -> list[_Layout]:
+  """Layouts of a (closed or open) jaxpr's outputs; table gets every value's
+  (a value reached twice with different layouts gets dims None)."""
+  jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
+  env: dict = {}
+
+  def read(v):
+    if isinstance(v, jcore.Literal):
+      return _replicated(np.ndim(v.val))
+    return env[v]
+
+  def write(v, layout):
+    if isinstance(v, jcore.DropVar):
+      return
+    env[v] = layout
+    old = table.get(v)
+    table[v] = layout if old is None or old == layout else _join(old, layout)
+
+  for v in jaxpr.constvars:
+    write(v, _replicated(len(_shape(v))))
+  for v, layout in zip(jaxpr.invars, ins, strict=True):
+    write(v, layout)
+  for eqn in jaxpr.eqns:
+    outs = _eqn_layouts(eqn, [read(v) for v in eqn.invars], table)
+    for v, layout in zip(eqn.outvars, outs, strict=True):
+      write(v, layout)
+  return [read(v) for v in jaxpr.outvars]
+
+
+def _spec_axes(entry: Any) -> tuple[str, ...] | None:
+  """A PartitionSpec entry as mesh axes (None if not a plain one)."""
+  if entry is None:
+    return ()
+  if isinstance(entry, str):
+    return (entry,)
+  if isinstance(entry, tuple) and all(isinstance(a, str) for a in entry):
+    return entry
+  return None
+
+
+def _body_layouts(eqn: Any, outer: Sequence[_Layout | None]) -> list[_Layout]:
+  """The layouts of a shard_map body's inputs, from its in_specs (and, in
+  a shard_map nested in another, the outer body's layouts)."""
+  layouts = []
+  for v, spec, out in zip(
+    eqn.params['jaxpr'].invars, eqn.params['in_specs'], outer, strict=True
+  ):
+    ndim = len(_shape(v))
+    axes = [_spec_axes(e) for e in (*spec, *(None,) * ndim)[:ndim]]
+    dims = None if None in axes else tuple(axes)
+    split = frozenset(a for d in axes if d for a in d)
+    layout = _Layout(dims, split, split)
+    if out is not None:
+      layout = _Layout(
+        None
+        if dims is None or out.dims is None
+        else tuple(o + d for o, d in zip(out.dims, dims, strict=True)),
+        split | out.varies,
+        split | out.differs,
+      )
+    layouts.append(layout)
+  return layouts
+
+
+def _site_spmd(
+  eqn: Any, index: int, unit_axes: tuple[int, ...], layouts: dict
+) -> _Spmd:
+  def get(v):
+    if isinstance(v, jcore.Literal):
+      return _replicated(np.ndim(v.val))
+    return layouts.get(v)
+
+  ins = [get(v) for v in eqn.invars]
+  x = ins[index]
+  units = None
+  if x is not None and x.dims is not None:
+    units = tuple(x.dims[a] for a in unit_axes)
+  if any(lay is None for lay in ins):
+    return _Spmd(units, None, None)
+  return _Spmd(
+    units,
+    frozenset().union(*(lay.varies for lay in ins)),
+    frozenset().union(*(lay.differs for lay in ins)),
+  )
+
+
+# ----------------------------------------------------------------------------
 # The interpreter.
 
 
@@ -576,10 +1081,11 @@ class _Record(NamedTuple):
   kind: str
   source: str
   unit_ndim: int
+  spmd: _Spmd | None  # inside a shard_map body
   stats: tuple[jax.Array, ...]  # examples, active, nan, zero_grad, abs_sum
 
   def meta(self) -> tuple:
-    return self[:4]
+    return self[:5]
 
 
 @dataclasses.dataclass
@@ -590,13 +1096,17 @@ class _Ctx:
   transposed: bool = False
   records: list = dataclasses.field(default_factory=list)
   cache: dict = dataclasses.field(default_factory=dict)
+  # Inside a shard_map body: the layouts of its values (see _Layout).
+  layouts: dict | None = None
 
   def child(
     self, prefix: tuple[str, ...], source: str, transposed: bool | None = None
   ) -> _Ctx:
     if transposed is None:
       transposed = self.transposed
-    return _Ctx(self.unit_axis, prefix, source, transposed, [], self.cache)
+    return _Ctx(
+      self.unit_axis, prefix, source, transposed, [], self.cache, self.layouts
+    )
 
 
 def _name_context(eqn: Any):
@@ -730,11 +1240,16 @@ def _interpret(
       shape = eqn.invars[site.index].aval.shape
       axes = _unit_axes(ctx.unit_axis, shape, where)
       stats = _site_stats(eqn, invals, outs[0], site, axes)
-      ctx.records.append(_Record(where, site.kind, source, len(axes), stats))
+      spmd = None
+      if ctx.layouts is not None:
+        spmd = _site_spmd(eqn, site.index, axes, ctx.layouts)
+      ctx.records.append(
+        _Record(where, site.kind, source, len(axes), spmd, stats)
+      )
     elif plan.subs[i]:
       source = _user_source(eqn.source_info.traceback) or ctx.source
       sub = ctx.child(path, source, plan.transposed[i])
-      handler = _HANDLERS[eqn.primitive]
+      handler = _HANDLERS.get(eqn.primitive) or _run_shard_map  # by name
       outs, out_made_by = handler(eqn, invals, in_made_by, sub)
       ctx.records.extend(sub.records)
     else:
@@ -958,6 +1473,99 @@ def _run_while(eqn, invals, made_by, ctx):
   return outs, None
 
 
+def _combine(r: _Record, here: frozenset, mesh: Any) -> _Record:
+  """A site's counts in a shard_map body, combined over its mesh axes
+  `here` into those of the whole array: concatenated over the axes that
+  split its units, summed over the others its operands differ over, and
+  taken once over the rest."""
+  spmd = r.spmd or _Spmd(None, None, None)
+  varies = here if spmd.varies is None else spmd.varies & here
+  differs = here if spmd.differs is None else spmd.differs & here
+  if spmd.units is None:
+    if differs:
+      warnings.warn(
+        f'activation_stats: inside shard_map, which of the mesh axes '
+        f'{sorted(differs)} split the units of the site {r.where!r} is not '
+        'known; its counts are summed over them, which is wrong for those '
+        'that split its units.',
+        stacklevel=2,
+      )
+    gather: list = [()] * r.unit_ndim
+  else:
+    gather = [tuple(a for a in axes if a in here) for axes in spmd.units]
+  split = {a for g in gather for a in g}
+  once = tuple(sorted(varies - differs - split))
+  axes = tuple(sorted(varies | differs | split))
+  spmd = _Spmd(
+    spmd.units
+    and tuple(tuple(a for a in g if a not in here) for g in spmd.units),
+    spmd.varies and spmd.varies - here,
+    spmd.differs and spmd.differs - here,
+  )
+  if not axes:
+    return r._replace(spmd=spmd)
+  # A psum adds what each device holds: a zero varying over every axis
+  # makes a value typed invariant over some count once per device, and a
+  # mask keeps one device's copy of a value that is the same on all.
+  varying_zero = lax.axis_index(axes) * 0
+  first = lax.axis_index(once) == 0 if once else True
+
+  def combine(leaf):
+    lead = leaf.ndim - r.unit_ndim
+    for k, g in enumerate(gather):
+      if g:
+        axis, size = lead + k, leaf.shape[lead + k]
+        n = math.prod(mesh.shape[a] for a in g)
+        shape = (*leaf.shape[:axis], size * n, *leaf.shape[axis + 1 :])
+        leaf = lax.dynamic_update_slice_in_dim(
+          jnp.zeros(shape, leaf.dtype), leaf, lax.axis_index(g) * size, axis
+        )
+    return jnp.where(first, leaf, 0) + varying_zero.astype(leaf.dtype)
+
+  stats = lax.psum(tuple(map(combine, r.stats)), axes)
+  return r._replace(spmd=spmd, stats=tuple(stats))
+
+
+def _run_shard_map(eqn, invals, made_by, ctx):
+  """shard_map (and pmap): the body runs in a shard_map of the same mesh
+  and specs, each site's counts combined over the devices (`_combine`)."""
+  p = eqn.params
+  jaxpr = p['jaxpr']
+  here = frozenset(p['newly_manual_axes'])
+  outer = [
+    None
+    if ctx.layouts is None or isinstance(v, jcore.Literal)
+    else ctx.layouts.get(v)
+    for v in eqn.invars
+  ]
+  layouts: dict = {}
+  _layout_jaxpr(jaxpr, _body_layouts(eqn, outer), layouts)
+  meta: list = []
+  out_made_by: list = []
+
+  def body(*args):
+    sub = ctx.child(ctx.prefix, ctx.source)
+    sub.layouts = layouts
+    vals, names = _interpret(jaxpr, (), args, sub, made_by)
+    records = [_combine(r, here, p['mesh']) for r in sub.records]
+    meta[:] = [r.meta() for r in records]
+    out_made_by[:] = names
+    return tuple(vals), [r.stats for r in records]
+
+  mapped = jax.shard_map(
+    body,
+    mesh=p['mesh'],
+    in_specs=tuple(p['in_specs']),
+    out_specs=(tuple(p['out_specs']), jax.sharding.PartitionSpec()),
+    axis_names=here,
+    check_vma=p['check_vma'],
+  )
+  with _name_context(eqn):
+    vals, stats = mapped(*invals)
+  ctx.records.extend(_Record(*m, s) for m, s in zip(meta, stats, strict=True))
+  return list(vals), out_made_by
+
+
 _HANDLERS: dict[Any, Callable] = {
   prims.jit_p: _run_jit,
   prims.custom_jvp_call_p: _run_custom,
@@ -1069,7 +1677,18 @@ def activation_stats(
   (Flax linen and Equinox put module paths in `jax.named_scope`s, e.g.
   'MLP/Dense_0'), else the rectifier's own scope, else its source line in
   the user's code ('model.py:12'). A site applied again gets '#2', '#3',
-  ... A function with no rectifier gives an empty report.
+  ...
+
+  Recognised rectifiers: jaxrelu's `relu`, `relu6`, `leaky_relu`, `prelu`,
+  `rrelu`, `elu`, `selu` and `celu`; `jax.nn`'s `relu`, `relu6`,
+  `leaky_relu`, `elu`, `selu` and `celu` (also as `flax.linen.relu`, ...);
+  and, written in the user's own code, ``jnp.maximum(z, 0)``,
+  ``jnp.where(z > 0, z, 0)`` (or ``z >= 0``, ``0 < z``), ``z * (z > 0)``
+  and ``jnp.clip(z, 0)`` (with or without a maximum). The same forms
+  written in a library (LayerNorm's variance clamp) and rectifiers inside
+  other functions of jax or jaxrelu (`jax.nn.hard_swish`) are not. When
+  `fn` applies none, the report is empty and a `UserWarning` naming `fn`
+  says so.
 
   `fn` may differentiate (a whole training step, ``jax.grad(loss)``): the
   forward application of each rectifier is its site, with the same counts
@@ -1090,6 +1709,12 @@ def activation_stats(
   dormant. Sites inside `jax.checkpoint` stay rematerialised. Inner
   `jax.jit`s are inlined, except those that place their inputs or outputs
   with ``in_shardings``/``out_shardings``, which keep those placements.
+  Inside `jax.shard_map` and `jax.pmap` the counts of each device's shard
+  are combined into those of the whole array: concatenated over the mesh
+  axes that split the units, summed over the others the pre-activation
+  varies over, counted once over those it is replicated on; where the
+  splitting of the units cannot be followed through the body, they are
+  summed and a `UserWarning` names the site.
 
   A `custom_jvp`/`custom_vjp` function that is not itself a recognised
   rectifier runs once as is, so its custom rule still applies to the
@@ -1178,6 +1803,14 @@ def activation_stats(
       return outs, _report(ctx.records)
 
     outs, report = jax.jit(run)(args_in, kwargs_in)
+    if not report:
+      name = getattr(fn, '__qualname__', None) or repr(fn)
+      warnings.warn(
+        f'activation_stats: no rectifier recognised in {name}, so the report '
+        f'is empty. Recognised: {_RECOGNISED}.',
+        UserWarning,
+        stacklevel=2,
+      )
     out_tree, kept, out_leaves = returned
     it = iter(outs)
     out = [

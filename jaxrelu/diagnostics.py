@@ -13,9 +13,14 @@ Models that do not expose their pre-activations need no change:
 `activation_stats(fn)` runs any JAX function (a linen ``apply``, an nnx or
 Equinox module, plain jnp code) and reports, for every rectifier it applies,
 per-unit counts (`UnitStats`): the active fraction, dead and ReDo-dormant
-units, and the fraction of inputs that pass no gradient. `recycle_units`
-revives dead or dormant units of Dense/Linear chains (ReDo), resetting their
-optimizer state too.
+units, and the fraction of inputs that pass no gradient. It recognises
+jaxrelu's and jax.nn's rectifiers and, in your own code, ``jnp.maximum(z,
+0)``, ``jnp.where(z > 0, z, 0)``, ``z * (z > 0)`` and ``jnp.clip(z, 0)``,
+inside `shard_map` and `pmap` too; when `fn` applies none it warns rather
+than return an empty report silently. `recycle_units`
+revives dead or dormant units of Dense/Linear and Conv stacks (ReDo, with
+the reference implementation's defaults), resetting their optimizer state
+too; with ``check_output`` it verifies that the model's output is unchanged.
 
 Examples:
   >>> import jax.numpy as jnp

@@ -2,7 +2,8 @@
 
 Dead units are found independently of the code under test: the model's own
 layers are called one by one and their outputs handed to the one-shot
-`diagnostics.dead_units`.
+`diagnostics.dead_units`. A recycling that claims to keep the output asks
+`check_output` to verify it.
 """
 
 import equinox as eqx
@@ -47,13 +48,16 @@ class EquinoxTest(absltest.TestCase):
     opt_state = jax.tree.map(
       lambda a: np.full_like(a, 7), optax.adam(1e-2).init(params)
     )
-    new, new_opt = jax.jit(
-      lambda p, o, m: diagnostics.recycle_units(
-        p, m, jax.random.key(2), pairs=_PAIRS, opt_state=o
-      )
-    )(params, opt_state, masks)
-    new_model = eqx.combine(new, static)
     run = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))
+    new, new_opt = diagnostics.recycle_units(
+      params,
+      masks,
+      jax.random.key(2),
+      pairs=_PAIRS,
+      opt_state=opt_state,
+      check_output=lambda p: run(eqx.combine(p, static), x),
+    )
+    new_model = eqx.combine(new, static)
     np.testing.assert_allclose(
       run(new_model, x), run(model, x), rtol=1e-6, atol=1e-7
     )
@@ -64,14 +68,14 @@ class EquinoxTest(absltest.TestCase):
     prev = [np.zeros(4, bool), *dead]
     for i in range(3):
       old_w, new_w = old_np.layers[i].weight, new_np.layers[i].weight
-      # Rows of this layer's dead units are redrawn (Equinox's uniform on
-      # +-1/sqrt(fan_in)), columns of the previous layer's dead units are
-      # zeroed, the rest is untouched; Adam's moments are zeroed exactly
-      # where the weights changed.
+      # Rows of this layer's dead units are redrawn (xavier_uniform, on
+      # +-sqrt(6 / (fan_in + fan_out)), as the reference), columns of the
+      # previous layer's dead units are zeroed, the rest is untouched;
+      # Adam's moments are zeroed exactly where the weights changed.
       rows, cols = dead[i][:, None], prev[i][None, :]
       redrawn = new_w[rows[:, 0]][:, ~prev[i]]
       self.assertTrue(np.all(redrawn != old_w[rows[:, 0]][:, ~prev[i]]))
-      bound = 1 / np.sqrt(old_w.shape[1])
+      bound = np.sqrt(6 / sum(old_w.shape))
       self.assertLessEqual(np.max(np.abs(redrawn), initial=0), bound)
       np.testing.assert_array_equal(np.where(cols, new_w, 0.0), 0.0)
       keep = ~rows & ~cols
@@ -83,6 +87,8 @@ class EquinoxTest(absltest.TestCase):
       old_b, new_b = old_np.layers[i].bias, new_np.layers[i].bias
       np.testing.assert_array_equal(new_b[dead[i]], 0.0)
       np.testing.assert_array_equal(new_b[~dead[i]], old_b[~dead[i]])
+      # The biases' moments are kept, as the reference does.
+      np.testing.assert_array_equal(new_opt[0].mu.layers[i].bias, 7.0)
     after = diagnostics.dead_units(_preactivations(new_model, x))
     for name in _PAIRS:
       self.assertLess(float(np.mean(after[name])), float(np.mean(masks[name])))
@@ -115,6 +121,29 @@ class EquinoxTest(absltest.TestCase):
       diagnostics.recycle_units(
         pair, {'0': mask}, key, pairs={'0': '1'}, layout='io'
       )
+
+  def test_out_in_redraws_are_xavier_uniform_or_the_framework_uniform(self):
+    # All 64 units of a (64, 32) weight redrawn: 2048 uniform draws, whose
+    # largest is within 1% of the bound (probability 1 - 0.99^2048).
+    params = {
+      'a': {'weight': jnp.zeros((64, 32))},
+      'b': {'weight': jnp.zeros((8, 64))},
+    }
+    mask = jnp.ones(64, bool)
+    for kernel_init, bound in (
+      ('xavier_uniform', np.sqrt(6 / (32 + 64))),
+      ('framework', 1 / np.sqrt(32)),  # Equinox's and PyTorch's Linear
+    ):
+      new, _ = diagnostics.recycle_units(
+        params,
+        {'a': mask},
+        jax.random.key(1),
+        pairs={'a': 'b'},
+        kernel_init=kernel_init,
+      )
+      top = float(np.max(np.abs(np.asarray(new['a']['weight']))))
+      self.assertLessEqual(top, bound, kernel_init)
+      self.assertGreater(top, 0.99 * bound, kernel_init)
 
 
 if __name__ == '__main__':

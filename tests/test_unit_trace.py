@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from absl.testing import absltest
 from flax import nnx
 from jax import lax
@@ -146,17 +147,104 @@ class RecognitionTest(absltest.TestCase):
     np.testing.assert_allclose(value, want_value, rtol=1e-6)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-6)
 
-  def test_no_rectifier_gives_an_empty_report(self):
+  def test_hand_written_forms_against_numpy(self):
+    # Each form on z = _X (exact zeros included), by hand in float64:
+    # (name, form, kind, inputs with zero derivative, activation).
+    z = _X.astype(np.float64)
+    relu, relu6 = np.maximum(z, 0), np.clip(z, 0, 6)
+    forms = [
+      ('where', lambda z: jnp.where(z > 0, z, 0), 'where', z <= 0, relu),
+      ('where >=', lambda z: jnp.where(z >= 0, z, 0.0), 'where', z < 0, relu),
+      (
+        'where 0 <',
+        lambda z: jnp.where(0 < z, z, jnp.zeros_like(z)),
+        'where',
+        z <= 0,
+        relu,
+      ),
+      ('where <=', lambda z: jnp.where(z <= 0, 0, z), 'where', z <= 0, relu),
+      (
+        'select',
+        lambda z: lax.select(lax.lt(0.0, z), z, jnp.zeros_like(z)),
+        'where',
+        z <= 0,
+        relu,
+      ),
+      ('mask', lambda z: z * (z > 0), 'mask', z <= 0, relu),
+      ('mask first', lambda z: (z > 0) * z, 'mask', z <= 0, relu),
+      (
+        'mask astype',
+        lambda z: z * (z >= 0).astype(z.dtype),
+        'mask',
+        z < 0,
+        relu,
+      ),
+      # JAX takes max's derivative at a tie as 1/2: not 0 at z == 0.
+      ('clip', lambda z: jnp.clip(z, 0), 'clip', z < 0, relu),
+      ('clip 6', lambda z: jnp.clip(z, 0, 6), 'clip', (z < 0) | (z > 6), relu6),
+      ('clip min', lambda z: jnp.clip(z, min=0), 'clip', z < 0, relu),
+    ]
+    # Not rectifiers, so not reported: (form, its value by hand).
+    others = {
+      'where swapped': (lambda z: jnp.where(z > 0, 0, z), np.minimum(z, 0)),
+      'where other': (lambda z: jnp.where(z > 0, 2 * z, 0), 2 * relu),
+      'negative mask': (lambda z: z * (z < 0), np.minimum(z, 0)),
+      'clip 1': (lambda z: jnp.clip(z, 1), np.maximum(z, 1)),
+      'clip max': (lambda z: jnp.clip(z, None, 6), np.minimum(z, 6)),
+      # A clip written in a library (optax's schedule) is not the user's.
+      'optax': (
+        optax.polynomial_schedule(1.0, 0.0, 1, 10, transition_begin=2),
+        1 - np.clip(z - 2, 0, 10) / 10,
+      ),
+    }
+
+    named = [(name, form, act) for name, form, *_, act in forms]
+    named += [(name, *other) for name, other in others.items()]
+
+    def f(z):
+      total = 0.0
+      for name, form, _ in named:
+        with jax.named_scope(name):
+          total = total + jnp.sum(form(z))
+      return total
+
+    # Exact zeros tell z > 0 from z >= 0, and max's 1/2 from 0.
+    self.assertTrue(np.any(z == 0) and not np.any(z == 6))
+    want = sum(np.sum(a) for *_, a in named)
+    for fn in (f, jax.value_and_grad(f)):
+      out, report = jax.jit(diagnostics.activation_stats(fn))(_X)
+      self.assertEqual(list(report), [name for name, *_ in forms])
+      value = out if fn is f else out[0]
+      # Sums of 6,528 float32 terms against float64.
+      np.testing.assert_allclose(value, want, rtol=1e-5)
+      for name, _, kind, zero_grad, act in forms:
+        s = report[name]
+        self.assertEqual(s.kind, kind, name)
+        np.testing.assert_array_equal(s.examples, [64] * 6, name)
+        np.testing.assert_array_equal(s.active, (z > 0).sum(0), name)
+        np.testing.assert_array_equal(s.dead, z.max(0) <= 0, name)
+        np.testing.assert_array_equal(s.zero_grad, zero_grad.sum(0), name)
+        np.testing.assert_allclose(s.abs_sum, act.sum(0), rtol=2e-6)
+
+  def test_no_rectifier_warns_naming_the_function(self):
     def f(x):
       # Library functions that use max(., 0) inside are opaque.
-      return (
-        jnp.tanh(x) + jax.nn.softplus(x) + jnp.clip(x, 0) + jax.nn.hard_swish(x)
-      )
+      return jnp.tanh(x) + jax.nn.softplus(x) + jax.nn.hard_swish(x)
 
-    out, report = diagnostics.activation_stats(f)(_X[:2])
+    pattern = (
+      r'^activation_stats: no rectifier recognised in '
+      r'RecognitionTest\.test_no_rectifier_warns_naming_the_function'
+      r'\.<locals>\.f, so the report is empty\. Recognised: .*relu6.*'
+      r'jnp\.where\(z > 0, z, 0\), z \* \(z > 0\) and jnp\.clip\(z, 0\)'
+    )
+    with self.assertWarnsRegex(UserWarning, pattern) as caught:
+      out, report = diagnostics.activation_stats(f)(_X[:2])
+    self.assertNotIn('\n', str(caught.warning))
+    self.assertEqual(caught.filename, __file__)
     self.assertEqual(report, {})
     np.testing.assert_allclose(out, f(_X[:2]), rtol=1e-6)
-    self.assertEqual(diagnostics.activation_stats(jnp.sum)(_X)[1], {})
+    with self.assertWarnsRegex(UserWarning, 'no rectifier recognised in sum,'):
+      self.assertEqual(diagnostics.activation_stats(jnp.sum)(_X)[1], {})
 
   def test_outputs_and_gradients_are_the_model_s(self):
     w = jax.random.normal(jax.random.key(1), (6, 6))
@@ -440,15 +528,18 @@ class ModelTest(absltest.TestCase):
       self.assertTrue(0 < float(np.mean(want[n])) < 1, n)
     np.testing.assert_allclose(out, out_ref, rtol=1e-5, atol=1e-6)
 
-  def test_norm_only_models_give_empty_reports(self):
+  def test_norm_only_models_give_empty_reports_and_warn(self):
     x = jax.random.normal(jax.random.key(13), (8, 4))
     for norm in (nn.LayerNorm(), nn.BatchNorm(use_running_average=False)):
       variables = jax.jit(norm.init)(jax.random.key(0), x)
       apply = lambda v, x, norm=norm: norm.apply(v, x, mutable=['batch_stats'])
-      self.assertEqual(diagnostics.activation_stats(apply)(variables, x)[1], {})
+      with self.assertWarnsRegex(UserWarning, 'no rectifier recognised'):
+        report = diagnostics.activation_stats(apply)(variables, x)[1]
+      self.assertEqual(report, {})
     graphdef, state = nnx.split(nnx.LayerNorm(4, rngs=nnx.Rngs(0)))
     fn = lambda state, x: nnx.merge(graphdef, state)(x)
-    self.assertEqual(diagnostics.activation_stats(fn)(state, x)[1], {})
+    with self.assertWarnsRegex(UserWarning, 'no rectifier recognised'):
+      self.assertEqual(diagnostics.activation_stats(fn)(state, x)[1], {})
 
   def test_nnx_layer_norm_then_relu(self):
     class Net(nnx.Module):
@@ -767,11 +858,104 @@ _SHARDED = textwrap.dedent("""
 """)
 
 
+_SHARD_MAP = textwrap.dedent("""
+    import warnings
+    from jax import lax
+
+    warnings.simplefilter('error')
+    # shard_map on a 2-D mesh: rows split over 'batch', units over 'model'
+    # (a tensor-parallel layer). Each device's counts are combined into
+    # those of the whole array, as if unsharded.
+    mesh = jax.make_mesh((4, 2), ('batch', 'model'))
+    specs = (P('batch'), P(None, 'model'), P('model'))
+    w1, b1 = (np.asarray(p, np.float32) for p in (w1, b1))
+
+    def body(x, w1, b1):
+      h = x @ w1 + b1
+      y = jax.nn.relu(h) + jnp.where(h > 0, h, 0) + h * (h > 0)
+      y = y + jnp.clip(h, 0, 6)
+      # Values the same on several devices count once: w1 gathered (the
+      # same on every device), b1 (on every 'batch' device).
+      w_all = lax.all_gather(w1, 'model', axis=1, tiled=True)
+      y = lax.psum(jnp.sum(y, 0), 'batch') + jnp.sum(jnp.maximum(w_all, 0))
+      return y + jnp.maximum(b1, 0)
+
+    layer = jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=P('model'))
+    args = [jax.device_put(a, NamedSharding(mesh, spec))
+            for a, spec in zip((x_host.astype(np.float32), w1, b1), specs)]
+    out, report = jax.jit(diagnostics.activation_stats(layer))(*args)
+    relu = np.maximum(pre, 0)
+    want_out = (3 * relu + np.clip(pre, 0, 6)).sum(0) + np.maximum(b1, 0)
+    want_out += np.maximum(w1, 0).sum()
+    np.testing.assert_allclose(np.asarray(out), want_out, rtol=1e-5)
+    kinds = [s.kind for s in report.values()]
+    assert kinds == ['relu', 'where', 'mask', 'clip', 'maximum', 'maximum']
+    *sites, weight, bias = report.values()
+    np.testing.assert_array_equal(np.asarray(weight.examples), [16] * 32)
+    np.testing.assert_array_equal(np.asarray(weight.active), (w1 > 0).sum(0))
+    assert np.min(np.abs(pre - 6)) > 1e-4
+    for s in sites:
+      act, flat = (np.clip(pre, 0, 6), pre > 6) if s.kind == 'clip' else (
+          relu, False)
+      np.testing.assert_array_equal(np.asarray(s.examples), [64] * 32)
+      np.testing.assert_array_equal(np.asarray(s.active), (pre > 0).sum(0))
+      np.testing.assert_array_equal(np.asarray(s.dead), want)
+      np.testing.assert_array_equal(np.asarray(s.zero_grad),
+                                    ((pre < 0) | flat).sum(0))
+      np.testing.assert_allclose(np.asarray(s.abs_sum), act.sum(0),
+                                 rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(bias.examples), [1] * 32)
+    np.testing.assert_array_equal(np.asarray(bias.active), b1 > 0)
+
+    # pmap (a shard_map inside jax): the mapped axis is summed over, an
+    # unmapped argument counts once.
+    def per_device(x, b1):
+      h = x @ w1 + b1
+      return h * (h > 0), jnp.where(b1 > 0, b1, 0)
+
+    xs = x_host.astype(np.float32).reshape(8, 8, 16)
+    fn = jax.pmap(per_device, in_axes=(0, None))
+    (y, _), report = diagnostics.activation_stats(fn)(xs, b1)
+    np.testing.assert_allclose(np.asarray(y).reshape(64, 32), relu,
+                               rtol=1e-5, atol=1e-6)
+    mask, bias = report.values()
+    assert (mask.kind, bias.kind) == ('mask', 'where')
+    np.testing.assert_array_equal(np.asarray(mask.examples), [64] * 32)
+    np.testing.assert_array_equal(np.asarray(mask.active), (pre > 0).sum(0))
+    np.testing.assert_array_equal(np.asarray(mask.dead), want)
+    np.testing.assert_array_equal(np.asarray(bias.examples), [1] * 32)
+    np.testing.assert_array_equal(np.asarray(bias.active), b1 > 0)
+
+    # Where the units' splitting is lost (all_to_all), it warns.
+    mesh = jax.make_mesh((8,), ('batch',), axis_types=(AxisType.Auto,))
+    swap = jax.shard_map(
+        lambda x: jax.nn.relu(lax.all_to_all(x, 'batch', 1, 0, tiled=True)),
+        mesh=mesh, in_specs=P('batch'), out_specs=P('batch'))
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter('always')
+      jax.eval_shape(diagnostics.activation_stats(swap), x_host)
+    (message,) = [str(w.message) for w in caught]
+    assert "mesh axes ['batch'] split the units of the site" in message, message
+    print('shard_map and pmap unit stats ok')
+""")
+
+
 class ShardedTest(absltest.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    # One process on 8 CPU devices for both tests (its start is most of
+    # their time).
+    cls.result = _run_python(_SHARDED + _SHARD_MAP, devices=8)
+
   def test_eight_device_batch(self):
-    result = _run_python(_SHARDED, devices=8)
-    self.assertEqual(result.returncode, 0, result.stderr[-4000:])
-    self.assertIn('sharded unit stats ok', result.stdout)
+    self.assertIn(
+      'sharded unit stats ok', self.result.stdout, self.result.stderr[-4000:]
+    )
+
+  def test_shard_map_and_pmap_bodies(self):
+    self.assertEqual(self.result.returncode, 0, self.result.stderr[-4000:])
+    self.assertIn('shard_map and pmap unit stats ok', self.result.stdout)
 
 
 if __name__ == '__main__':

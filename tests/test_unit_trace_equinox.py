@@ -83,7 +83,9 @@ class EquinoxTest(absltest.TestCase):
     np.testing.assert_array_equal(s.active, np.sum(np.asarray(pre) > 0, 0))
     np.testing.assert_allclose(out, run(model, x), rtol=1e-5, atol=1e-6)
     norm_only = lambda m, x: jax.vmap(m.norm)(x)
-    self.assertEqual(diagnostics.activation_stats(norm_only)(model, pre)[1], {})
+    with self.assertWarnsRegex(UserWarning, 'no rectifier recognised'):
+      report = diagnostics.activation_stats(norm_only)(model, pre)[1]
+    self.assertEqual(report, {})
 
   def test_gradients_through_the_traced_model(self):
     model = eqx.nn.MLP(
