@@ -76,7 +76,23 @@ def write_text(path: str, text: str) -> None:
 
 
 def write_json(path: str, data: Any) -> None:
-  write_json_atomic(path, data)
+  """Writes a report's JSON, strict: NaN and +-inf become null.
+
+  Python's json writes NaN and Infinity, which are not JSON: strict readers
+  (JavaScript, jq, most other languages) refuse the file.
+  """
+  write_json_atomic(path, strict_json(data))
+
+
+def strict_json(data: Any) -> Any:
+  """data with every non-finite float replaced by None, recursively."""
+  if isinstance(data, float):
+    return data if math.isfinite(data) else None
+  if isinstance(data, dict):
+    return {k: strict_json(v) for k, v in data.items()}
+  if isinstance(data, list | tuple):
+    return [strict_json(v) for v in data]
+  return data
 
 
 @functools.cache

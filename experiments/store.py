@@ -30,11 +30,16 @@ colleagues and web servers can read them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Iterable
 from typing import Any
+
+from absl import logging
 
 FORMAT = 1
 _TEMP_PREFIX = '.tmp-'
@@ -84,11 +89,83 @@ def _write_temp(directory: str, data: bytes) -> str:
   return tmp
 
 
+# A temporary cell file lives while one cell is written (milliseconds); one
+# older than this was left by a killed writer.
+STALE_TEMP_SECONDS = 600
+
+
+def _remove_stale_temps(directory: str) -> None:
+  """Removes temporary files that killed writers left in directory."""
+  now = time.time()
+  for entry in os.scandir(directory):
+    if entry.name.startswith(_TEMP_PREFIX) and entry.is_file():
+      try:
+        if now - entry.stat().st_mtime > STALE_TEMP_SECONDS:
+          os.unlink(entry.path)
+      except FileNotFoundError:
+        pass
+
+
 def _unlink_quietly(path: str) -> None:
   try:
     os.unlink(path)
   except FileNotFoundError:
     pass
+
+
+def digest(record: dict) -> str:
+  """A hash of every field of a cell record but the digest itself."""
+  identity = {k: v for k, v in record.items() if k != 'digest'}
+  text = json.dumps(identity, sort_keys=True, separators=(',', ':'))
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _as_json(value: Any) -> str:
+  return json.dumps(value, sort_keys=True, separators=(',', ':'))
+
+
+def _identity(info: os.stat_result) -> tuple:
+  """What tells one file from another at the same path: inode numbers are
+  reused at once, so the size and times too."""
+  return (
+    info.st_ino,
+    info.st_dev,
+    info.st_size,
+    info.st_mtime_ns,
+    info.st_ctime_ns,
+  )
+
+
+def _checked(
+  data: bytes, key: str, binary: str, settings: dict | None
+) -> tuple[dict | None, str | None]:
+  """(record, None) for a good cell file's bytes, else (None, the problem)."""
+  if not data.endswith(b'\n'):
+    return None, 'torn (no final newline)'
+  try:
+    record = json.loads(data)
+  except (ValueError, RecursionError):
+    return None, 'not JSON'
+  if not isinstance(record, dict):
+    return None, f'not a cell record (a JSON {type(record).__name__})'
+  if record.get('key') != key:
+    return None, 'its key is not its file name'
+  if record.get('binary') != binary:
+    return None, f'not a cell of {binary}'
+  if not isinstance(record.get('settings'), dict):
+    return None, 'no settings'
+  if not isinstance(record.get('result'), dict):
+    return None, 'no result'
+  try:
+    if settings is not None and _as_json(record['settings']) != _as_json(
+      settings
+    ):
+      return None, 'its settings are not the ones its key is derived from'
+    if record.get('digest') != digest(record):
+      return None, 'its content does not match its digest'
+  except (TypeError, ValueError, RecursionError):
+    return None, 'not a cell record'
+  return record, None
 
 
 # Cells this process has stored, for the line an interrupted run ends with.
@@ -133,6 +210,7 @@ class Store:
         'format; use a new --output_dir'
       )
     os.makedirs(self.cells_dir, exist_ok=True)
+    _remove_stale_temps(self.cells_dir)
     mine = {'binary': binary, 'format': FORMAT}
     if not os.path.exists(marker):
       self._publish(marker, (json.dumps(mine) + '\n').encode())
@@ -170,9 +248,14 @@ class Store:
     return True
 
   def put(self, record: dict) -> bool:
-    """Stores one cell record (it must have a 'key'); False if present."""
+    """Stores one cell record (it must have a 'key'); False if present.
+
+    The record is stored with a digest of its content, which `get`
+    checks.
+    """
     if not self.writer:
       return False
+    record = {**record, 'digest': digest(record)}
     data = (json.dumps(record, allow_nan=True) + '\n').encode()
     made = self._publish(self.path(record['key']), data)
     if made:
@@ -180,29 +263,70 @@ class Store:
       _CELLS_WRITTEN += 1
     return made
 
-  def get(self, key: str) -> dict | None:
-    """The stored record of key, or None (a torn file is moved aside)."""
+  def get(self, key: str, settings: dict | None = None) -> dict | None:
+    """The stored record of key, verified; None if absent or set aside.
+
+    A cell path that is not a regular file (a directory, a dangling or any
+    other link), a torn file, JSON that is not a cell record, a record
+    whose key, binary or (when given) settings differ from the ones its
+    key is derived from, or whose content does not match its digest, is
+    moved to `<name>.corrupt` with a one-line warning and reads as absent,
+    so the cell is computed again. Nothing that fails a check is ever
+    returned.
+
+    Args:
+      key: the cell's key.
+      settings: the settings the key was derived from; the stored ones must
+        equal them (as JSON).
+    """
     if not self.writer:
       return None
     path = self.path(key)
     try:
+      info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+      return None
+    if not stat.S_ISREG(info.st_mode):
+      self._set_aside(path, info, 'not a regular file')
+      return None
+    try:
       with open(path, 'rb') as f:
+        info = os.fstat(f.fileno())
         data = f.read()
     except FileNotFoundError:
       return None
-    try:
-      if not data.endswith(b'\n'):
-        raise ValueError('no final newline')
-      record = json.loads(data)
-      if record.get('key') != key:
-        raise ValueError('key mismatch')
-    except ValueError:
-      try:
-        os.replace(path, path + '.corrupt')
-      except FileNotFoundError:
-        pass
+    record, problem = _checked(data, key, self.binary, settings)
+    if problem is not None:
+      self._set_aside(path, info, problem)
       return None
     return record
+
+  def _set_aside(self, path: str, info: os.stat_result, problem: str) -> None:
+    """Moves a bad cell file to <path>.corrupt, if it is still the file read.
+
+    A writer may have published a good cell at path since it was read
+    (publishing links a new file): then it is left in place.
+    """
+    try:
+      now = os.lstat(path)
+    except FileNotFoundError:
+      return
+    if _identity(now) != _identity(info):
+      return
+    target = path + '.corrupt'
+    try:
+      os.replace(path, target)
+    except FileNotFoundError:
+      return
+    except OSError:  # e.g. a directory onto an older .corrupt file
+      target = tempfile.mkdtemp(dir=self.cells_dir, prefix='.corrupt-')
+      os.replace(path, os.path.join(target, os.path.basename(path)))
+    logging.warning(
+      'cell %s moved to %s: %s; it will be computed again',
+      os.path.basename(path),
+      os.path.relpath(target, self.cells_dir),
+      problem,
+    )
 
   def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
     """The stored records among keys, by key."""

@@ -191,7 +191,11 @@ def run(
   keys = [[cell_key(store.binary, s) for s in g.settings] for g in groups]
   mine = [i for i in range(len(groups)) if task.owns(i)]
   # Each stored cell is read once here; only computed groups are read again.
-  stored = {k: store.get(k) for group_keys in keys for k in group_keys}
+  stored = {
+    k: store.get(k, s)
+    for group, group_keys in zip(groups, keys, strict=True)
+    for k, s in zip(group_keys, group.settings, strict=True)
+  }
   needed = [any(stored[k] is None for k in keys[i]) for i in mine]
   if distributed:
     import numpy as np
@@ -234,7 +238,7 @@ def run(
           }
         )
         # Another writer may have stored this key first: keep what is stored.
-        stored[key] = store.get(key)
+        stored[key] = store.get(key, settings)
       done_groups += 1
       cells_run += len(results)
       elapsed = time.perf_counter() - start

@@ -6,6 +6,8 @@ on stand-in binaries; tests/test_engine.py runs born_dead's cases.
 """
 
 import errno
+import json
+import math
 import os
 import sys
 import tempfile
@@ -125,3 +127,21 @@ class ExitStatusTest(absltest.TestCase):
 
 if __name__ == '__main__':
   absltest.main()
+
+
+class StrictJsonTest(absltest.TestCase):
+  def test_reports_write_null_never_nan(self):
+    # summary.json held literal NaN, which strict JSON readers refuse.
+    from experiments import report
+
+    path = os.path.join(tempfile.mkdtemp(), 'summary.json')
+    report.write_json(
+      path, {'p': float('nan'), 'rows': [1.5, float('inf'), {'x': -math.inf}]}
+    )
+
+    def refuse(name):
+      raise ValueError(f'not JSON: {name}')
+
+    with open(path) as f:
+      data = json.load(f, parse_constant=refuse)
+    self.assertEqual(data, {'p': None, 'rows': [1.5, None, {'x': None}]})

@@ -36,10 +36,15 @@ _BORN_DEAD = (
 )
 
 
+def _cell(key: str, **result) -> dict:
+  """A cell record of the 'test' binary (the fields `Store.get` checks)."""
+  return {'key': key, 'binary': 'test', 'settings': {}, 'result': result}
+
+
 def _put_many(directory: str, keys: list[str], tag: str) -> None:
   s = store.Store(directory, 'test')
   for key in keys:
-    s.put({'key': key, 'writer': tag, 'payload': list(range(50))})
+    s.put(_cell(key, writer=tag, payload=list(range(50))))
 
 
 class StoreTest(absltest.TestCase):
@@ -51,15 +56,15 @@ class StoreTest(absltest.TestCase):
   def test_put_get_once_and_never_twice(self):
     s = store.Store(self.dir, 'test')
     self.assertIsNone(s.get('a'))
-    self.assertTrue(s.put({'key': 'a', 'value': 1}))
-    self.assertFalse(s.put({'key': 'a', 'value': 2}))  # first one stays
-    self.assertEqual(s.get('a'), {'key': 'a', 'value': 1})
+    self.assertTrue(s.put(_cell('a', value=1)))
+    self.assertFalse(s.put(_cell('a', value=2)))  # first one stays
+    self.assertEqual(s.get('a')['result'], {'value': 1})
     self.assertEqual(s.keys(), ['a'])
 
   def test_torn_file_and_missing_newline_are_moved_aside(self):
     s = store.Store(self.dir, 'test')
     for key in ('torn', 'no_newline'):
-      s.put({'key': key, 'value': [1.5, 2.5]})
+      s.put(_cell(key, value=[1.5, 2.5]))
     with open(s.path('torn'), 'r+b') as f:
       f.truncate(10)
     with open(s.path('no_newline'), 'r+b') as f:
@@ -68,8 +73,8 @@ class StoreTest(absltest.TestCase):
       self.assertIsNone(s.get(key))
       self.assertTrue(os.path.exists(s.path(key) + '.corrupt'))
       # Stored again from scratch, not glued onto the torn bytes.
-      self.assertTrue(s.put({'key': key, 'value': 3}))
-      self.assertEqual(s.get(key), {'key': key, 'value': 3})
+      self.assertTrue(s.put(_cell(key, value=3)))
+      self.assertEqual(s.get(key)['result'], {'value': 3})
 
   def test_temporaries_are_not_cells(self):
     s = store.Store(self.dir, 'test')
@@ -81,7 +86,7 @@ class StoreTest(absltest.TestCase):
     old = os.umask(0o022)
     try:
       s = store.Store(self.dir, 'test')
-      s.put({'key': 'a'})
+      s.put(_cell('a'))
       store.write_text_atomic(os.path.join(self.dir, 'report.md'), 'x')
     finally:
       os.umask(old)
@@ -115,7 +120,7 @@ class StoreTest(absltest.TestCase):
     self.assertEqual(s.keys(), keys)
     for key in keys:
       record = s.get(key)  # whole, and written by exactly one writer
-      self.assertEqual(record['payload'], list(range(50)))
+      self.assertEqual(record['result']['payload'], list(range(50)))
     leftovers = [n for n in os.listdir(s.cells_dir) if n.startswith('.tmp')]
     self.assertEqual(leftovers, [])
 
