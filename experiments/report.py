@@ -99,7 +99,10 @@ def strict_json(data: Any) -> Any:
 def versions() -> dict[str, str | None]:
   """Installed versions of the packages that compute the results."""
   out = {}
-  for package in ('jax', 'jaxlib', 'jaxrelu', 'flax', 'optax', 'numpy'):
+  for package in (
+    *('jax', 'jaxlib', 'jaxrelu', 'flax', 'optax', 'numpy', 'ml_dtypes'),
+    *('scipy', 'scikit-learn', 'mlxtend', 'mnist1d', 'matplotlib'),
+  ):
     try:
       out[package] = metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -109,7 +112,8 @@ def versions() -> dict[str, str | None]:
 
 @functools.cache
 def git_commit() -> str | None:
-  """The commit of the checkout the experiments run from (+ '-dirty')."""
+  """The commit of jaxrelu's checkout the experiments run from (+ '-dirty');
+  None when they do not run from one (an installed wheel)."""
   here = os.path.dirname(os.path.abspath(__file__))
   try:
     run = lambda *args: subprocess.run(
@@ -119,6 +123,9 @@ def git_commit() -> str | None:
       timeout=10,
       check=True,
     ).stdout.strip()
+    # Only jaxrelu's own checkout: an installed copy inside another
+    # repository (a venv in a project) is not tracked there.
+    run('ls-files', '--error-unmatch', os.path.abspath(__file__))
     commit = run('rev-parse', 'HEAD')
     dirty = run('status', '--porcelain', '--untracked-files=no')
   except (OSError, subprocess.SubprocessError):

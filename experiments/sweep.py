@@ -17,6 +17,7 @@ missing. Without a split, a run computes everything and reports.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -54,7 +55,23 @@ _MAX_NEW_GROUPS = flags.DEFINE_integer(
 )
 
 # Packages whose versions change the numbers a cell holds.
-KEY_PACKAGES = ('jax', 'jaxlib', 'jaxrelu')
+# Every package whose version can change a cell's numbers (Adam's update,
+# splits, data, random draws, linear algebra).
+KEY_PACKAGES = (
+  'jax',
+  'jaxlib',
+  'jaxrelu',
+  'numpy',
+  'ml_dtypes',
+  'optax',
+  'flax',
+  'scipy',
+  'scikit-learn',
+  'mlxtend',
+  'mnist1d',
+)
+# Modules that only present stored numbers: editing them reuses cells.
+PRESENTATION_MODULES = ('experiments/plots.py', 'experiments/report.py')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,12 +142,41 @@ def report_only() -> bool:
   return _REPORT_ONLY.value
 
 
+@functools.cache
+def source_digest(root: str | None = None) -> str:
+  """A hash of the source of every module a cell's computation can run.
+
+  Every .py file of the jaxrelu and experiments packages but the
+  presentation modules: a changed constant, formula or default anywhere in
+  them gives new keys, so no cell computed by other code is reused. A
+  hand-bumped VERSION is not needed for that (binaries keep theirs for
+  readers of the cells). Computed once per process.
+
+  Args:
+    root: the folder holding the two packages (default: this checkout's).
+  """
+  if root is None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  digest = hashlib.sha256()
+  for package in ('jaxrelu', 'experiments'):
+    folder = os.path.join(root, package)
+    for name in sorted(os.listdir(folder)):
+      path = f'{package}/{name}'
+      if not name.endswith('.py') or path in PRESENTATION_MODULES:
+        continue
+      with open(os.path.join(folder, name), 'rb') as f:
+        digest.update(path.encode() + b'\0' + f.read() + b'\0')
+  return digest.hexdigest()
+
+
 def cell_key(binary: str, settings: dict[str, Any]) -> str:
-  """A stable hash of everything that shapes a cell's numbers."""
+  """A stable hash of everything that shapes a cell's numbers: the binary,
+  its settings, the versions of `KEY_PACKAGES` and `source_digest()`."""
   identity = {
     'binary': binary,
     'settings': settings,
     'versions': {p: report.versions()[p] for p in KEY_PACKAGES},
+    'source': source_digest(),
   }
   text = json.dumps(identity, sort_keys=True, separators=(',', ':'))
   return hashlib.sha256(text.encode()).hexdigest()[:32]
