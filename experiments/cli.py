@@ -17,6 +17,7 @@ experiments.NAME` and a console script) and exits 0.
 
 from __future__ import annotations
 
+import logging as std_logging
 import math
 import os
 import sys
@@ -55,6 +56,47 @@ def require(ok: bool, message: str) -> None:
     raise UsageError(message)
 
 
+# Every integer flag fits a signed 32-bit integer, jax's default integer for
+# shapes, counts and seeds (a larger one was an OverflowError or a TypeError
+# inside jax, after the run had started); every float flag is finite in
+# float32, the narrowest dtype a binary computes in.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+FLOAT_MAX = 3.4028234663852886e38
+
+
+def check_every_number_flag() -> None:
+  """One rule for every integer and float flag, before any compute.
+
+  Called by `output_dir`, which every binary calls before it computes, so
+  no flag a binary defines can skip it.
+
+  Raises UsageError for an integer outside [INT_MIN, INT_MAX] or a float
+  that is NaN, infinite or beyond float32's range. Comma-list flags are
+  held to the same rule by `integers` and `floats`.
+  """
+  for name in sorted(flags.FLAGS):
+    flag = flags.FLAGS[name]
+    if name != flag.name or not flag.present:
+      continue  # a short alias, or a default (checked by its definer)
+    value = flag.value
+    if isinstance(value, bool):
+      continue
+    # The flag's help says what it accepts beyond this rule.
+    accepted = ' '.join(flag.help.split())
+    if isinstance(value, int):
+      require(
+        INT_MIN <= value <= INT_MAX,
+        f'--{name}: {value} is not an integer in [{INT_MIN}, {INT_MAX}] '
+        f'(a 32-bit integer). --{name}: {accepted}',
+      )
+    elif isinstance(value, float):
+      require(
+        abs(value) <= FLOAT_MAX,
+        f'--{name}: {value:g} is not a finite number within float32 range '
+        f'(|value| <= {FLOAT_MAX:.8g}). --{name}: {accepted}',
+      )
+
+
 def _number_list(name, values, parse, kind) -> list:
   out = []
   for text in values:
@@ -91,6 +133,7 @@ def floats(
   _check_list(name, out, nonempty=nonempty, unique=unique)
   for v in out:
     in_range = (v > low if low_open else v >= low) and v <= high
+    in_range = in_range and abs(v) <= FLOAT_MAX
     if not (math.isfinite(v) and in_range):
       raise UsageError(
         f'--{name}: {v:g} is not {_range_text(low, high, low_open)}'
@@ -111,6 +154,9 @@ def integers(
   _check_list(name, out, nonempty=nonempty, unique=unique)
   for v in out:
     require(v >= low, f'--{name}: {v} is not an integer >= {low}')
+    require(
+      v <= INT_MAX, f'--{name}: {v} is not an integer <= {INT_MAX} (32-bit)'
+    )
   return out
 
 
@@ -196,7 +242,12 @@ def output_dir(path: str, name: str = 'output_dir') -> str:
 
   Refused: an empty value, an existing file, a directory (or an ancestor)
   that cannot be written. The directory is created.
+
+  Every binary checks its output directory last before it computes, so
+  `check_every_number_flag` runs here first: after the binary's own checks
+  (their messages name each flag's range), and before anything is written.
   """
+  check_every_number_flag()
   require(bool(path.strip()), f'--{name} must not be empty')
   require(
     not os.path.exists(path) or os.path.isdir(path),
@@ -291,6 +342,10 @@ def run(
   """
   if all_cores:
     cores_as_devices()
+  # absl shows INFO records of every logger; jax's probe of the backends
+  # it cannot start ("Unable to initialize backend 'tpu'") is one, on
+  # every machine without that backend. Warnings still show.
+  std_logging.getLogger('jax._src.xla_bridge').setLevel(std_logging.WARNING)
   if any(arg in _HELP for arg in sys.argv[1:]):
     print(help_text(sys.modules[main.__module__]))
     sys.exit(EXIT_HELD)

@@ -217,13 +217,25 @@ class Store:
     try:
       with open(marker) as f:
         theirs = json.load(f)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
       raise StoreError(f'--output_dir={directory}: unreadable {marker}') from e
-    if theirs != mine:
+    if not isinstance(theirs, dict):
+      raise StoreError(
+        f'--output_dir={directory}: {marker} is not a store marker (a JSON '
+        f'{type(theirs).__name__}); use another --output_dir'
+      )
+    if theirs.get('binary') != binary:
       raise StoreError(
         f'--output_dir={directory} holds results of '
-        f'{theirs.get("binary")!r} (format {theirs.get("format")}), not of '
-        f'{binary!r}; use another --output_dir'
+        f'{theirs.get("binary")!r}, not of {binary!r}; use another '
+        '--output_dir'
+      )
+    if theirs != mine:
+      raise StoreError(
+        f'--output_dir={directory} holds {binary!r} results in another '
+        f'store format ({marker}: {json.dumps(theirs, sort_keys=True)}; '
+        f'this version writes {json.dumps(mine, sort_keys=True)}); use '
+        'another --output_dir'
       )
 
   def path(self, key: str) -> str:

@@ -83,16 +83,55 @@ class Task:
     return group_index % self.count == self.index
 
 
+def _slurm_task(env) -> tuple[int | None, int | None]:
+  """(count, index) of this task in a SLURM job array, or None each.
+
+  Task ids MIN, MIN + STEP, ..., MAX (`--array=MIN-MAX:STEP`) are tasks
+  0, 1, ..., COUNT - 1. Raises UsageError for a variable that is not an
+  integer, or an array whose ids are not evenly spaced (`--array=1,5,7`),
+  which no task index can be read from.
+  """
+
+  def number(name: str, default: int | None = None) -> int | None:
+    if name not in env:
+      return default
+    try:
+      return int(env[name])
+    except ValueError:
+      raise cli.UsageError(
+        f'{name}={env[name]!r} is not an integer (SLURM sets it for a job '
+        'array; or give --num_tasks and --task_index)'
+      ) from None
+
+  count = number('SLURM_ARRAY_TASK_COUNT')
+  task_id = number('SLURM_ARRAY_TASK_ID')
+  if task_id is None:
+    return count, None
+  low = number('SLURM_ARRAY_TASK_MIN', 0)
+  high = number('SLURM_ARRAY_TASK_MAX')
+  step = number('SLURM_ARRAY_TASK_STEP', 1)
+  cli.require(step >= 1, f'SLURM_ARRAY_TASK_STEP={step} is not >= 1')
+  regular = (task_id - low) % step == 0 and (
+    count is None or high is None or high - low == (count - 1) * step
+  )
+  cli.require(
+    regular,
+    f'SLURM job array ids from {low} to {high} in steps of {step} for '
+    f'{count} tasks are not evenly spaced (task {task_id}): a task index '
+    'cannot be read from them. Use --array=MIN-MAX or MIN-MAX:STEP, or '
+    'give --num_tasks and --task_index',
+  )
+  return count, (task_id - low) // step
+
+
 def task_from_flags() -> Task:
   """This process's share, from the flags or a SLURM job array."""
   count, index = _NUM_TASKS.value, _TASK_INDEX.value
-  env = os.environ
-  if count is None and 'SLURM_ARRAY_TASK_COUNT' in env:
-    count = int(env['SLURM_ARRAY_TASK_COUNT'])
-  if index is None and 'SLURM_ARRAY_TASK_ID' in env:
-    index = int(env['SLURM_ARRAY_TASK_ID']) - int(
-      env.get('SLURM_ARRAY_TASK_MIN', 0)
-    )
+  slurm_count, slurm_index = _slurm_task(os.environ)
+  if count is None:
+    count = slurm_count
+  if index is None:
+    index = slurm_index
   count = 1 if count is None else count
   index = 0 if index is None else index
   cli.require(count >= 1, f'--num_tasks: {count} is not an integer >= 1')

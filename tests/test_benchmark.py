@@ -157,6 +157,9 @@ class BenchmarkBinaryTest(absltest.TestCase):
       (['--eager_calls=-1'], 'eager_calls'),
       (['--mlp_layers=-1'], 'mlp_layers'),
       (['--activations=relu,relu'], '--activations repeats relu'),
+      # Was a TypeError inside jax after the run had started.
+      (['--mlp_width=99999999999999999999'], '--mlp_width: 9999'),
+      (['--mlp_batch=2147483648'], 'is not an integer in [-2147483648'),
     ):
       result = self.binary.run(
         *flags, '--output_dir=/nonexistent/never-written'

@@ -72,6 +72,12 @@ class BornDeadTest(parameterized.TestCase):
     ('--depths=5,5', '--depths repeats 5'),
     ('--trials=5', '--trials: 5 is not >= 10'),
     ('--input_range=inf', '--input_range: inf is not in (0, 1000]'),
+    ('--input_range=2000', '--input_range: 2000 is not in (0, 1000]'),
+    # Were an OverflowError / a TypeError inside jax, exit 1.
+    ('--seed=99999999999999999999', '--seed: 99999999999999999999 is not'),
+    ('--trials=99999999999999999999', '--trials: 99999999999999999999 is'),
+    ('--widths=99999999999999999999', '--widths: 99999999999999999999 is'),
+    ('--depths=3,2147483648', '--depths: 2147483648 is not an integer <='),
     # Was accepted, overflowed float32 and reported 0 born dead.
     ('--input_range=1e300', '--input_range: 1e+300 is not in (0, 1000]'),
     ('--task_index=3', '--task_index: 3 is not in [0, 1)'),

@@ -17,14 +17,17 @@ from absl.testing import absltest
 
 from experiments import cli, store
 
+_COUNT = flags.DEFINE_integer('cli_test_count', 1, 'A stand-in count.')
+_RATE = flags.DEFINE_float('cli_test_rate', 0.5, 'A stand-in rate.')
 
-def _run(main, env=None):
+
+def _run(main, env=None, argv=()):
   """cli.run(main) as a fresh process would: (exit status, stderr lines)."""
   flags.FLAGS.unparse_flags()
   app._run_init.done = False
   app._register_and_parse_flags_with_usage.done = False
   saved_argv, saved_env = sys.argv, dict(os.environ)
-  sys.argv = ['stand_in']
+  sys.argv = ['stand_in', *argv]
   os.environ.update(env or {})
   err_path = os.path.join(tempfile.mkdtemp(), 'stderr')
   saved_fd = os.dup(2)
@@ -89,6 +92,30 @@ class ExitStatusTest(absltest.TestCase):
       self.assert_one_line(
         lines, 'could not produce evidence, exit 3', cause, 'test_cli.py:'
       )
+
+  def test_every_number_flag_fits_int32_and_float32_before_compute(self):
+    ran = []
+    out = os.path.join(tempfile.mkdtemp(), 'out')
+
+    def main(argv):  # a binary checks its output directory before compute
+      cli.output_dir(out)
+      ran.append(1)
+      return 0
+
+    for arg, message in (
+      ('--cli_test_count=99999999999999999999', 'is not an integer in'),
+      ('--cli_test_count=-2147483649', 'is not an integer in'),
+      ('--cli_test_rate=1e300', 'within float32 range'),
+      ('--cli_test_rate=nan', 'within float32 range'),
+      ('--cli_test_rate=-inf', 'within float32 range'),
+    ):
+      code, lines = _run(main, argv=[arg])
+      self.assertEqual(code, cli.EXIT_USAGE, arg)
+      self.assert_one_line(lines, 'stand_in: error: --cli_test_', message)
+    self.assertEqual(ran, [])
+    self.assertFalse(os.path.exists(out))  # nothing written
+    for arg in ('--cli_test_count=2147483647', '--cli_test_rate=3e38'):
+      self.assertEqual(_run(main, argv=[arg]), (0, []))
 
   def test_full_disk_names_the_file(self):
     def main(argv):

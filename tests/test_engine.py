@@ -396,18 +396,21 @@ class SweepEndToEndTest(absltest.TestCase):
     self.assertIn('Incomplete: 1 of 2 cells are not in the store', text)
     self.assertIn('he_zero_bias width 2', text)
 
-  def test_bad_slurm_task_id_is_exit_3_in_one_line(self):
+  def test_bad_slurm_task_id_is_a_usage_error(self):
     # Was a ValueError traceback and exit 1, read as a refuted claim.
+    never = f'{self.out}/never'
     result = self._born_dead(
-      f'--output_dir={self.out}', env={'SLURM_ARRAY_TASK_ID': 'abc'}
+      f'--output_dir={never}', env={'SLURM_ARRAY_TASK_ID': 'abc'}
     )
-    self.assertEqual(result.returncode, 3, result.stderr[-2000:])
-    self.assertNotIn('Traceback', result.stderr)
-    self.assertIn(
-      'born_dead: error: the run could not produce evidence, exit 3: '
-      "ValueError: invalid literal for int() with base 10: 'abc'",
-      result.stderr.strip().splitlines()[-1],
+    binaries.assert_one_line_error(
+      self, result, "SLURM_ARRAY_TASK_ID='abc' is not an integer", never
     )
+
+  def test_no_backend_probe_lines(self):
+    # Every binary printed "Unable to initialize backend 'tpu'" (an INFO
+    # record of jax's, shown by absl) on a machine without a TPU.
+    self.assertIn('he_zero_bias width', self.whole_result.stderr)  # INFO
+    self.assertNotIn('Unable to initialize backend', self.whole_result.stderr)
 
   def test_report_only_on_an_empty_store_is_not_exit_0(self):
     # Was exit 0: all() of no verdicts.
@@ -608,6 +611,46 @@ class WheelTest(absltest.TestCase):
     # The code that ran is the wheel's, not the repo's.
     with open(f'{empty}/out/results.json') as f:
       self.assertIsNone(json.load(f)['meta']['git_commit'])
+
+
+class SlurmArrayTest(absltest.TestCase):
+  def test_step_arrays_map_every_task_once(self):
+    # --array=0-4:2 (ids 0, 2, 4) left group 1 to nobody: task 4 was
+    # index 4 of 3.
+    env = {
+      'SLURM_ARRAY_TASK_COUNT': '3',
+      'SLURM_ARRAY_TASK_MIN': '0',
+      'SLURM_ARRAY_TASK_MAX': '4',
+      'SLURM_ARRAY_TASK_STEP': '2',
+    }
+    indices = [
+      sweep._slurm_task({**env, 'SLURM_ARRAY_TASK_ID': str(i)})
+      for i in (0, 2, 4)
+    ]
+    self.assertEqual(indices, [(3, 0), (3, 1), (3, 2)])
+    # Offset ids without a step, as before.
+    self.assertEqual(
+      sweep._slurm_task(
+        {
+          'SLURM_ARRAY_TASK_COUNT': '2',
+          'SLURM_ARRAY_TASK_MIN': '2',
+          'SLURM_ARRAY_TASK_ID': '3',
+        }
+      ),
+      (2, 1),
+    )
+
+  def test_irregular_arrays_are_refused_with_the_reason(self):
+    env = {
+      'SLURM_ARRAY_TASK_COUNT': '3',
+      'SLURM_ARRAY_TASK_MIN': '1',
+      'SLURM_ARRAY_TASK_MAX': '7',
+      'SLURM_ARRAY_TASK_ID': '5',
+    }  # --array=1,5,7
+    with self.assertRaisesRegex(cli.UsageError, 'not evenly spaced'):
+      sweep._slurm_task(env)
+    with self.assertRaisesRegex(cli.UsageError, 'STEP=0 is not >= 1'):
+      sweep._slurm_task({**env, 'SLURM_ARRAY_TASK_STEP': '0'})
 
 
 class SourceInKeyTest(absltest.TestCase):

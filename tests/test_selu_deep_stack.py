@@ -127,6 +127,7 @@ class SeluDeepStackTest(parameterized.TestCase):
     ('variance', '--input_var=0', '--input_var: 0 is not in (0, 1e+06]'),
     ('inf_variance', '--input_var=inf', '--input_var: inf is not in (0, 1e'),
     ('nan_mean', '--input_mean=nan', '--input_mean: nan is not in [-1000, 1'),
+    ('big_mean', '--input_mean=2000', '--input_mean: 2000 is not in [-1000'),
     # Was accepted and computed NaN.
     ('huge_mean', '--input_mean=1e300', '--input_mean: 1e+300 is not in'),
     ('not_a_number', '--depth=ten', '--depth=ten'),

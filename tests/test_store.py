@@ -153,6 +153,23 @@ class VerifiedReadTest(absltest.TestCase):
     self.store._set_aside(self.path, info, 'torn')
     self.assertEqual(self.store.get(self.key, _SETTINGS), self.stored)
 
+  def test_store_marker_of_the_wrong_shape_or_format_is_named(self):
+    marker = os.path.join(self.dir, 'store.json')
+    for content, message in (
+      # Was an AttributeError traceback.
+      ('[1, 2]\n', r'is not a store marker \(a JSON list\)'),
+      ('{"binary": "other", "format": 1}\n', "results of 'other', not of"),
+      # Read "holds results of 'fuzz' (format 1), not of 'fuzz'".
+      (
+        '{"binary": "fuzz", "format": 1, "extra": 2}\n',
+        "holds 'fuzz' results in another store format",
+      ),
+    ):
+      with open(marker, 'w') as f:
+        f.write(content)
+      with self.assertRaisesRegex(store_lib.StoreError, message):
+        store_lib.Store(self.dir, 'fuzz')
+
   def test_stale_temporary_files_are_removed_on_start(self):
     # Killed runs left .tmp-* files that no run removed.
     old = os.path.join(self.store.cells_dir, '.tmp-killed')
