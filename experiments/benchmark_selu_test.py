@@ -26,8 +26,8 @@ Usage (from the repo root; `jaxrelu-benchmark-selu-test` once installed):
       --depths=200,1000 --runs=100,60,60,30,10 --power_runs=10 \
       --power_widths=64,256
 
-Exit status 0 when every claim is SUPPORTED, 1 otherwise, 2 for a usage
-error.
+Exit status 0 when every claim is SUPPORTED, 1 when one is not (see the
+table at the end).
 """
 
 from __future__ import annotations

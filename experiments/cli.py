@@ -297,15 +297,30 @@ def no_arguments(argv: Sequence[str]) -> None:
 _HELP = ('--help', '-h', '-?', '--helpshort', '--helpfull')
 
 
+# Every binary's --help ends with this; README shows the same text.
+EXIT_STATUS_HELP = """\
+Exit status (the same for every binary):
+  0    every claim that decides the exit status is supported
+  1    a deciding claim is not supported (contradicted or undecided)
+  2    usage error: a bad flag or --output_dir, before any compute
+  3    no evidence: an internal error, an environment failure (a full
+       disk), or cells missing from the report (--report_only)
+  130  interrupted (Ctrl-C); rerun the same command to resume
+Errors are one line on stderr; JAXRELU_TRACEBACK=1 adds the traceback.
+"""
+
+
 def help_text(module) -> str:
-  """The binary's docstring, then its flags and the sweep flags it uses."""
+  """The binary's docstring, its flags and the sweep flags it uses, and
+  the exit statuses."""
   parts = [(module.__doc__ or '').strip(), '', 'Flags:']
   names = [module.__name__]
   if 'experiments.sweep' in sys.modules:
     names.append('experiments.sweep')
   for name in names:
     parts.append(flags.FLAGS.module_help(name))
-  return '\n'.join(p for p in parts if p is not None) + '\n'
+  parts += ['', EXIT_STATUS_HELP]
+  return '\n'.join(p for p in parts if p is not None)
 
 
 # XLA's own flag for the number of CPU devices.

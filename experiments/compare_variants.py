@@ -51,8 +51,8 @@ activation, depth, optimizer, learning rate), stored by `experiments.store`
 under a key of every setting: a rerun resumes, `--num_tasks` splits the
 sweep over machines. Outputs: `cells/`, `results.csv`, `summary.json`,
 `report.md`, `accuracy_vs_depth.png`, `loss_curves.png`, `prelu_slopes.png`.
-Exit status: 0 when every deciding claim is SUPPORTED, 1 otherwise, 2 for
-a usage error. `--full`: the larger protocol (FULL below).
+Exit status: 0 when every deciding claim is SUPPORTED, 1 when one is
+not (see the table at the end). `--full`: the larger protocol (FULL below).
 
 Usage (from the repo root; `jaxrelu-compare-variants` once installed):
 

@@ -36,7 +36,7 @@ a key of every setting, so a rerun resumes and `--num_tasks`/
 `cells/`, `cells.csv`, `summary.json`, `report.md`, `dead_vs_accuracy.png`,
 and per optimizer `dead_heatmaps_*`, `dead_vs_step_*`, `dead_vs_lr_*` and
 `recovery_*.png`. Exit status: 0 when every claim that decides it is
-SUPPORTED, 1 otherwise, 2 for a usage error.
+SUPPORTED, 1 when one is not (see the table at the end).
 
 Usage (from the repo root; `jaxrelu-dying-relu` once installed):
 

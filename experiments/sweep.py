@@ -39,8 +39,8 @@ _NUM_TASKS = flags.DEFINE_integer(
 _TASK_INDEX = flags.DEFINE_integer(
   'task_index',
   None,
-  'This task, in [0, num_tasks); default 0, or SLURM_ARRAY_TASK_ID minus '
-  'SLURM_ARRAY_TASK_MIN.',
+  'This task, in [0, num_tasks); default 0, or under a SLURM job array '
+  '(SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP.',
 )
 _REPORT_ONLY = flags.DEFINE_boolean(
   'report_only',

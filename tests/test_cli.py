@@ -11,7 +11,10 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
+import types
 
+import binaries
 from absl import app, flags
 from absl.testing import absltest
 
@@ -154,6 +157,26 @@ class ExitStatusTest(absltest.TestCase):
 
 if __name__ == '__main__':
   absltest.main()
+
+
+class ExitTableTest(absltest.TestCase):
+  def test_readme_and_every_help_show_the_same_exit_table(self):
+    with open(os.path.join(binaries.REPO, 'README.md')) as f:
+      readme = f.read()
+    start = readme.index('```text\n', readme.index('**Exit status**'))
+    block = readme[start + len('```text\n') : readme.index('```', start + 8)]
+    self.assertEqual(textwrap.dedent(block), cli.EXIT_STATUS_HELP)
+    # help_text ends every binary's --help with it (every installed
+    # command's --help is checked in test_engine's WheelTest).
+    module = types.ModuleType('stand_in', 'A stand-in binary.')
+    self.assertTrue(cli.help_text(module).endswith(cli.EXIT_STATUS_HELP))
+    for code in (0, 1, 2, 3, 130):
+      self.assertIn(f'\n  {code} ', cli.EXIT_STATUS_HELP)
+    self.assertEqual(
+      (cli.EXIT_HELD, cli.EXIT_NOT_HELD, cli.EXIT_USAGE),
+      (0, 1, 2),
+    )
+    self.assertEqual((cli.EXIT_NO_EVIDENCE, cli.EXIT_INTERRUPTED), (3, 130))
 
 
 class StrictJsonTest(absltest.TestCase):

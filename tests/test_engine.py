@@ -598,6 +598,10 @@ class WheelTest(absltest.TestCase):
       out, err = process.communicate(timeout=300)
       self.assertEqual(process.returncode, 0, f'{command}: {err[-2000:]}')
       self.assertIn('--output_dir', out, command)
+      # README's exit table (test_cli checks README against the same text).
+      self.assertTrue(
+        out.rstrip().endswith(cli.EXIT_STATUS_HELP.rstrip()), command
+      )
     result = subprocess.run(
       [f'{tmp}/site/bin/jaxrelu-born-dead', *_BORN_DEAD, '--output_dir=out'],
       cwd=empty,
