@@ -33,8 +33,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -92,13 +94,73 @@ def _write_temp(directory: str, data: bytes) -> str:
 # A temporary cell file lives while one cell is written (milliseconds); one
 # older than this was left by a killed writer.
 STALE_TEMP_SECONDS = 600
+# A writer computing a group holds a claim file and touches it this often;
+# a claim untouched for CLAIM_STALE_SECONDS, or whose process on this host
+# is gone, is taken over.
+CLAIM_HEARTBEAT_SECONDS = 10
+CLAIM_STALE_SECONDS = 120
+_CLAIM_PREFIX = '.claim-'
+
+
+_HELD_CLAIMS: set[str] = set()
+_HEARTBEAT: list[threading.Thread] = []
+
+
+def _start_heartbeat() -> None:
+  """Touches every claim this process holds, every heartbeat, in a daemon
+  thread (a group's compute can take longer than CLAIM_STALE_SECONDS)."""
+  if _HEARTBEAT and _HEARTBEAT[0].is_alive():
+    return
+
+  def beat():
+    while True:
+      time.sleep(CLAIM_HEARTBEAT_SECONDS)
+      for path in list(_HELD_CLAIMS):
+        try:
+          os.utime(path)
+        except OSError:
+          pass
+
+  thread = threading.Thread(target=beat, name='claim-heartbeat', daemon=True)
+  thread.start()
+  _HEARTBEAT[:] = [thread]
+
+
+def _claim_is_stale(path: str) -> bool:
+  """Whether the claim's owner is gone: its pid is dead on this host, or
+  its heartbeat stopped (the only sign from another host)."""
+  try:
+    age = time.time() - os.stat(path).st_mtime
+    with open(path) as f:
+      owner = json.load(f)
+  except FileNotFoundError:
+    return False  # released meanwhile: the next create decides
+  except (OSError, ValueError):
+    owner = None  # torn (its writer died while writing it), or unreadable
+  if age > CLAIM_STALE_SECONDS:
+    return True
+  if not isinstance(owner, dict):
+    return age > CLAIM_HEARTBEAT_SECONDS
+  if owner.get('host') == socket.gethostname():
+    try:
+      os.kill(int(owner.get('pid')), 0)
+    except ProcessLookupError:
+      return True
+    except (PermissionError, TypeError, ValueError, OverflowError):
+      return False
+  return False
 
 
 def _remove_stale_temps(directory: str) -> None:
   """Removes temporary files that killed writers left in directory."""
   now = time.time()
   for entry in os.scandir(directory):
-    if entry.name.startswith(_TEMP_PREFIX) and entry.is_file():
+    stale_claim = entry.name.startswith(_CLAIM_PREFIX) and '.stale-' in (
+      entry.name
+    )
+    if (entry.name.startswith(_TEMP_PREFIX) or stale_claim) and (
+      entry.is_file()
+    ):
       try:
         if now - entry.stat().st_mtime > STALE_TEMP_SECONDS:
           os.unlink(entry.path)
@@ -339,6 +401,44 @@ class Store:
       os.path.relpath(target, self.cells_dir),
       problem,
     )
+
+  def _claim_path(self, name: str) -> str:
+    return os.path.join(self.cells_dir, f'{_CLAIM_PREFIX}{name}')
+
+  def claim(self, name: str) -> bool:
+    """Claims work item `name` for this process; False if another has it.
+
+    A claim is a file created exclusively, with the owner's host and pid,
+    kept fresh by a heartbeat while held. One whose owner is gone (a dead
+    pid on this host, or no heartbeat for CLAIM_STALE_SECONDS) is taken
+    over: renamed away (one taker wins the rename) and claimed afresh.
+    """
+    if not self.writer:
+      return True
+    path = self._claim_path(name)
+    for _ in range(2):
+      try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        if not _claim_is_stale(path):
+          return False
+        try:
+          os.rename(path, f'{path}.stale-{os.getpid()}-{time.time_ns()}')
+        except FileNotFoundError:
+          pass  # another taker renamed it first; try to create ours
+        continue
+      with os.fdopen(fd, 'w') as f:
+        json.dump({'host': socket.gethostname(), 'pid': os.getpid()}, f)
+      _HELD_CLAIMS.add(path)
+      _start_heartbeat()
+      return True
+    return False
+
+  def release(self, name: str) -> None:
+    """Gives up a claim taken by `claim` (the cells are stored or lost)."""
+    path = self._claim_path(name)
+    _HELD_CLAIMS.discard(path)
+    _unlink_quietly(path)
 
   def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
     """The stored records among keys, by key."""

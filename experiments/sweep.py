@@ -70,6 +70,8 @@ KEY_PACKAGES = (
   'mlxtend',
   'mnist1d',
 )
+# How often a writer looks again at groups another writer is computing.
+CLAIM_POLL_SECONDS = 2.0
 # Modules that only present stored numbers: editing them reuses cells.
 PRESENTATION_MODULES = ('experiments/plots.py', 'experiments/report.py')
 
@@ -302,39 +304,65 @@ def run(
       todo_cells,
     )
     start, cells_run = time.perf_counter(), 0
-    for i in todo:
-      if 0 <= max_new_groups <= done_groups:
-        stopped = True
-        break
-      group = groups[i]
-      results = list(group.compute())
-      if len(results) != len(group.settings):
-        raise RuntimeError(f'{group.label}: {len(results)} results')
-      for key, settings, result in zip(
-        keys[i], group.settings, results, strict=True
-      ):
-        store.put(
-          {
-            'key': key,
-            'binary': store.binary,
-            'settings': settings,
-            'result': result,
-            'provenance': report.provenance(),
-          }
+    # Concurrent writers of one directory share the work: a group is
+    # computed by the writer that claims it; the others go on to the next
+    # and come back for it (stored meanwhile, or its claim gone stale).
+    # Not under --distributed, where every process runs every group.
+    queue, waiting = list(todo), []
+    while queue and not stopped:
+      for i in queue:
+        if 0 <= max_new_groups <= done_groups:
+          stopped = True
+          break
+        group = groups[i]
+        if not distributed:
+          for key, settings in zip(keys[i], group.settings, strict=True):
+            if stored[key] is None:
+              stored[key] = store.get(key, settings)
+          if all(stored[key] is not None for key in keys[i]):
+            continue  # another writer stored it
+          if not store.claim(keys[i][0]):
+            waiting.append(i)
+            continue
+        try:
+          results = list(group.compute())
+          if len(results) != len(group.settings):
+            raise RuntimeError(f'{group.label}: {len(results)} results')
+          for key, settings, result in zip(
+            keys[i], group.settings, results, strict=True
+          ):
+            store.put(
+              {
+                'key': key,
+                'binary': store.binary,
+                'settings': settings,
+                'result': result,
+                'provenance': report.provenance(),
+              }
+            )
+            # Another writer may have stored it first: keep what is stored.
+            stored[key] = store.get(key, settings)
+        finally:
+          if not distributed:
+            store.release(keys[i][0])
+        done_groups += 1
+        cells_run += len(results)
+        elapsed = time.perf_counter() - start
+        logging.info(
+          '[%d/%d cells] %s done; %.0fs elapsed, ~%.0fs left',
+          total_cells - todo_cells + cells_run,
+          total_cells,
+          group.label,
+          elapsed,
+          elapsed / cells_run * (todo_cells - cells_run),
         )
-        # Another writer may have stored this key first: keep what is stored.
-        stored[key] = store.get(key, settings)
-      done_groups += 1
-      cells_run += len(results)
-      elapsed = time.perf_counter() - start
-      logging.info(
-        '[%d/%d cells] %s done; %.0fs elapsed, ~%.0fs left',
-        total_cells - todo_cells + cells_run,
-        total_cells,
-        group.label,
-        elapsed,
-        elapsed / cells_run * (todo_cells - cells_run),
-      )
+      if waiting and not stopped:
+        logging.info(
+          'waiting for %d groups that another writer is computing',
+          len(waiting),
+        )
+        time.sleep(CLAIM_POLL_SECONDS)
+      queue, waiting = waiting, []
   cells, missing = {}, []
   for group, group_keys in zip(groups, keys, strict=True):
     for key, settings in zip(group_keys, group.settings, strict=True):

@@ -331,11 +331,16 @@ class SweepEndToEndTest(absltest.TestCase):
       )
       for _ in range(2)
     ]
+    computed = 0
     for p in procs:
       _, err = p.communicate(timeout=300)
       self.assertEqual(p.returncode, code, err[-2000:])
+      computed += err.count(' done; ')
     self.assertLen(binaries.cell_files(both), 2)
     self.assertEqual(self._rows(both), self._rows(whole))
+    # The work was shared: each of the 2 groups computed once (each
+    # writer computed the whole sweep before claims).
+    self.assertEqual(computed, 2)
 
   def test_rerun_with_other_settings_never_reuses_cells(self):
     first = self._born_dead(f'--output_dir={self.out}')

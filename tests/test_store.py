@@ -12,6 +12,9 @@ import logging
 import os
 import random
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 
 from absl.testing import absltest
@@ -169,6 +172,39 @@ class VerifiedReadTest(absltest.TestCase):
         f.write(content)
       with self.assertRaisesRegex(store_lib.StoreError, message):
         store_lib.Store(self.dir, 'fuzz')
+
+  def test_claims_share_work_and_are_taken_over_from_the_dead(self):
+    other = store_lib.Store(self.dir, 'fuzz')  # a second writer
+    self.assertTrue(self.store.claim('g0'))
+    self.assertFalse(other.claim('g0'))  # held by a live process
+    self.assertEqual(self.store.keys(), [self.key])  # claims are not cells
+    self.store.release('g0')
+    self.assertTrue(other.claim('g0'))
+    other.release('g0')
+    path = os.path.join(self.store.cells_dir, '.claim-g1')
+    # A writer killed on this host: its pid is gone.
+    dead = subprocess.run(
+      [sys.executable, '-c', 'import os; print(os.getpid())'],
+      capture_output=True,
+      text=True,
+      check=True,
+    )
+    with open(path, 'w') as f:
+      json.dump({'host': socket.gethostname(), 'pid': int(dead.stdout)}, f)
+    self.assertTrue(other.claim('g1'))
+    other.release('g1')
+    # Another host's writer: alive while its heartbeat is fresh.
+    with open(path, 'w') as f:
+      json.dump({'host': 'elsewhere', 'pid': 1}, f)
+    self.assertFalse(other.claim('g1'))
+    past = os.path.getmtime(path) - store_lib.CLAIM_STALE_SECONDS - 1
+    os.utime(path, (past, past))
+    self.assertTrue(other.claim('g1'))
+    other.release('g1')
+    self.assertEqual(
+      [n for n in os.listdir(self.store.cells_dir) if n.startswith('.claim')],
+      [n for n in os.listdir(self.store.cells_dir) if '.stale-' in n],
+    )
 
   def test_stale_temporary_files_are_removed_on_start(self):
     # Killed runs left .tmp-* files that no run removed.
