@@ -14,6 +14,7 @@ import glob
 import importlib
 import json
 import os
+import re
 import selectors
 import subprocess
 import sys
@@ -277,3 +278,87 @@ def assert_resumed_equals_whole(test, record: dict):
   test.assertLen(b_list, len(b))  # nothing duplicated
   test.assertEqual(set(a), set(b))  # nothing lost
   return a, b
+
+
+# Values no flag of the kind documents as accepted: beyond 32 bits (for
+# integers), not finite or beyond float32, not a number, an empty list
+# item, a name no flag knows.
+_EVERY_KIND = ('nan', 'inf', '-inf', '1e300', '-1e300', 'abc', 'x' * 300)
+BAD_VALUES = {
+  'an integer': (
+    '99999999999999999999',
+    '-99999999999999999999',
+    '2147483648',
+    '-2147483649',
+    '1.5',
+    *_EVERY_KIND,
+  ),
+  'a number': _EVERY_KIND,
+  'a comma separated list': ('1,,2', ',', *_EVERY_KIND),
+  'text': _EVERY_KIND,  # names: one of a set
+  'a boolean': ('2', 'maybe'),
+}
+# Flags whose values are free text or paths, not fuzzed here.
+_FREE_TEXT = ('output_dir', 'coordinator_address')
+
+
+def flag_kinds(binary) -> dict[str, str]:
+  """The flags a binary's --help lists (its own and the sweep's), with
+  the kind absl states for each ('an integer', 'a number', ...)."""
+  result = binary.run('--help')
+  text = result.stdout[: result.stdout.rindex('Exit status (')]
+  kinds = {}
+  for block in re.split(r'\n(?=\s+--)', text):
+    match = re.match(r'\s+--(\[no\])?([a-z_0-9]+):', block)
+    if not match or match.group(2) in _FREE_TEXT:
+      continue
+    # absl: '(an integer)', '(a positive integer)', '(integer >= 3)',
+    # '(a number)', '(number >= 1.0)', '(a comma separated list)'.
+    kind = re.search(
+      r'\((?:an? )?(?:positive |non-negative )?'
+      r'(integer|number|comma separated list)',
+      block,
+    )
+    names = {
+      'integer': 'an integer',
+      'number': 'a number',
+      'comma separated list': 'a comma separated list',
+    }
+    kinds[match.group(2)] = (
+      'a boolean'
+      if match.group(1)
+      else names[kind.group(1)]
+      if kind
+      else 'text'
+    )
+  return kinds
+
+
+def fuzz_flags(test, binary, *, accepted=()) -> int:
+  """Bad values of its kind on every flag: a one-line usage error, never
+  a traceback, never compute.
+
+  --output_dir is an existing file, which every binary refuses after all
+  its other checks: a fuzzed value that passed them shows as that error.
+  Only (flag, value) pairs in `accepted` may pass. Returns the number of
+  values tried.
+  """
+  never = tempfile.mkdtemp()
+  a_file = os.path.join(never, 'a_file')
+  with open(a_file, 'w') as f:
+    f.write('x')
+  tried, passed = 0, []
+  for name, kind in sorted(flag_kinds(binary).items()):
+    for value in BAD_VALUES[kind]:
+      result = binary.run(f'--{name}={value}', f'--output_dir={a_file}')
+      tried += 1
+      lines = result.stderr.strip().splitlines()
+      what = f'--{name}={value[:20]}: {result.stderr[-500:]}'
+      test.assertNotIn('Traceback', result.stderr, what)
+      test.assertEqual(result.returncode, 2, what)
+      test.assertLen(lines, 1, what)
+      if 'is an existing file' in lines[0]:
+        passed.append((name, value))
+  test.assertEqual(sorted(set(passed) - set(accepted)), [])
+  test.assertEqual(os.listdir(never), ['a_file'])  # nothing written
+  return tried

@@ -64,6 +64,9 @@ class RetimeTest(absltest.TestCase):
 
 
 class BenchmarkBinaryTest(absltest.TestCase):
+  def test_flag_fuzz(self):
+    self.assertGreater(binaries.fuzz_flags(self, self.binary), 50)
+
   @classmethod
   def setUpClass(cls):
     super().setUpClass()

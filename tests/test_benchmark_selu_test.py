@@ -63,6 +63,9 @@ class RateClaimsTest(absltest.TestCase):
 
 
 class BenchmarkSeluTestTest(parameterized.TestCase):
+  def test_flag_fuzz(self):
+    self.assertGreater(binaries.fuzz_flags(self, self.binary), 100)
+
   @classmethod
   def setUpClass(cls):
     super().setUpClass()

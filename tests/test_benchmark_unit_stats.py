@@ -50,6 +50,11 @@ class BenchmarkUnitStatsBinaryTest(absltest.TestCase):
       'Claim (stats step <= 1000000000.0x plain step): held.', result.stdout
     )
 
+  def test_flag_fuzz(self):
+    binary = binaries.Binary('experiments.benchmark_unit_stats')
+    self.addCleanup(binary.close)
+    self.assertGreater(binaries.fuzz_flags(self, binary), 50)
+
   def test_bad_flag_is_a_usage_error(self):
     out = os.path.join(tempfile.mkdtemp(), 'never')
     binary = binaries.Binary('experiments.benchmark_unit_stats')

@@ -64,6 +64,9 @@ class BornDeadTest(parameterized.TestCase):
     self.assertAlmostEqual(low, 0.4038, places=4)
     self.assertAlmostEqual(high, 0.5962, places=4)
 
+  def test_flag_fuzz(self):
+    self.assertGreater(binaries.fuzz_flags(self, self.binary), 100)
+
   @parameterized.parameters(
     ('--depths=0', '--depths: 0 is not an integer >= 1'),
     ('--widths=a,b', "--widths: 'a' is not an integer"),

@@ -521,6 +521,9 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
       (c['dataset'], c['activation'], c['optimizer']): c for c in cells
     }
 
+  def test_flag_fuzz(self):
+    self.assertGreater(binaries.fuzz_flags(self, self.binary), 100)
+
   def setUp(self):
     super().setUp()
     self.out = tempfile.mkdtemp()

@@ -58,6 +58,9 @@ def _treated(cell: dict) -> tuple[str, ...]:
 
 
 class DyingReluTest(parameterized.TestCase):
+  def test_flag_fuzz(self):
+    self.assertGreater(binaries.fuzz_flags(self, self.binary), 100)
+
   @classmethod
   def setUpClass(cls):
     super().setUpClass()

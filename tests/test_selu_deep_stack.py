@@ -36,6 +36,9 @@ class SeluDeepStackTest(parameterized.TestCase):
     self.out = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, self.out)
 
+  def test_flag_fuzz(self):
+    self.assertGreater(binaries.fuzz_flags(self, self.binary), 100)
+
   def _results(self, directory=None):
     with open(os.path.join(directory or self.out, 'results.json')) as f:
       return json.load(f)
