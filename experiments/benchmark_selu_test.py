@@ -238,10 +238,12 @@ def main(argv: Sequence[str]) -> int:
   verdict = sweep.run_and_report(
     argv, 'benchmark_selu_test', check_flags, groups, write
   )
-  held = verdict is None or all(
-    v['verdict'] == 'SUPPORTED' for v in verdict.values()
+  if verdict is None:  # no report from this run (a task of several)
+    return cli.EXIT_HELD
+  return cli.close(
+    'benchmark_selu_test',
+    {k: v['verdict'] == 'SUPPORTED' for k, v in verdict.items()},
   )
-  return cli.EXIT_HELD if held else cli.EXIT_NOT_HELD
 
 
 def cli_main() -> None:

@@ -236,7 +236,10 @@ def main(argv: Sequence[str]) -> int:
     f'{"held" if held else "did not hold"}.'
   )
   print(f'Wrote {out_dir}/results.json and results.md')
-  return cli.EXIT_HELD if held else cli.EXIT_NOT_HELD
+  return cli.close(
+    'benchmark_unit_stats',
+    {f'{name} stats step <= {target}x': r['held'] for name, r in rows.items()},
+  )
 
 
 def cli_main() -> None:

@@ -225,8 +225,9 @@ def write(flag: dict, outcome: sweep.Outcome) -> dict:
 
 def main(argv: Sequence[str]) -> int:
   verdicts = sweep.run_and_report(argv, 'born_dead', check_flags, groups, write)
-  held = verdicts is None or all(verdicts.values())
-  return cli.EXIT_HELD if held else cli.EXIT_NOT_HELD
+  if verdicts is None:  # no report from this run (a task of several)
+    return cli.EXIT_HELD
+  return cli.close('born_dead', verdicts)
 
 
 def cli_main() -> None:

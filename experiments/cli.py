@@ -24,7 +24,7 @@ import sys
 import sysconfig
 import tempfile
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from absl import app, flags
 
@@ -48,6 +48,45 @@ class UsageError(app.UsageError):
 class NoEvidence(Exception):
   """The run cannot give a verdict (e.g. cells missing from the store):
   one line on stderr, exit status 3. Raised after the report is written."""
+
+
+# stdout lines of a binary's own fit this many columns; tables go to files.
+COLUMNS = 100
+
+
+def close(name: str, deciding: Mapping[str, bool | None]) -> int:
+  """Prints the line that ends a run: which claims decided its exit status.
+
+  Args:
+    name: the binary.
+    deciding: claim -> True (supported) or False (not supported); None
+      marks a companion that decides nothing.
+
+  Returns:
+    EXIT_HELD when every deciding claim is supported, and there is at
+    least one (a run that decides nothing has not shown anything), else
+    EXIT_NOT_HELD.
+  """
+  decided = {k: v for k, v in deciding.items() if v is not None}
+  failed = [k for k, v in decided.items() if not v]
+  if not decided:
+    code, text = EXIT_NOT_HELD, 'no claim was decided by this run'
+  elif failed:
+    code = EXIT_NOT_HELD
+    text = (
+      f'{len(failed)} of {len(decided)} deciding claims not supported: '
+      + '; '.join(failed)
+    )
+  else:
+    code = EXIT_HELD
+    text = f'all {len(decided)} deciding claims supported: ' + '; '.join(
+      decided
+    )
+  line = f'{name}: exit {code}: {text}'
+  if len(line) > COLUMNS:
+    line = line[: COLUMNS - 22] + '... (see the report)'
+  print(line)
+  return code
 
 
 def require(ok: bool, message: str) -> None:

@@ -197,10 +197,11 @@ def main(argv: Sequence[str]) -> int:
   )
   # Companions ('held' None) decide nothing; a run that decides no claim
   # has not shown one.
-  deciding = [v['held'] for v in (verdicts or {}).values()]
-  deciding = [h for h in deciding if h is not None]
-  held = verdicts is None or (bool(deciding) and all(deciding))
-  return cli.EXIT_HELD if held else cli.EXIT_NOT_HELD
+  if verdicts is None:  # no report from this run (a task of several)
+    return cli.EXIT_HELD
+  return cli.close(
+    'compare_variants', {k: v['held'] for k, v in verdicts.items()}
+  )
 
 
 def cli_main() -> None:

@@ -252,7 +252,13 @@ def main(argv: Sequence[str]) -> int:
   summary = report.missing_text(outcome) + summary
   selu_stack.write_results(outcome, flag, summary, verdict, sharding)
   sweep.require_evidence(outcome, flag['output_dir'])
-  return cli.EXIT_HELD if verdict == 'SUPPORTED' else cli.EXIT_NOT_HELD
+  return cli.close(
+    'selu_deep_stack',
+    {
+      "SELU self-normalizes under the paper's conditions": verdict
+      == 'SUPPORTED'
+    },
+  )
 
 
 def cli_main() -> None:

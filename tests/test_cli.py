@@ -5,7 +5,9 @@ line naming the cause; Ctrl-C is exit 130 with one line. Checked in process
 on stand-in binaries; tests/test_engine.py runs born_dead's cases.
 """
 
+import contextlib
 import errno
+import io
 import json
 import math
 import os
@@ -157,6 +159,34 @@ class ExitStatusTest(absltest.TestCase):
 
 if __name__ == '__main__':
   absltest.main()
+
+
+class ClosingLineTest(absltest.TestCase):
+  def close(self, deciding):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+      code = cli.close('stand_in', deciding)
+    (line,) = out.getvalue().splitlines()
+    self.assertLessEqual(len(line), cli.COLUMNS)
+    return code, line
+
+  def test_the_line_names_what_decided_the_exit_status(self):
+    self.assertEqual(
+      self.close({'A': True, 'B': None}),
+      (0, 'stand_in: exit 0: all 1 deciding claims supported: A'),
+    )
+    self.assertEqual(
+      self.close({'A': True, 'B': False, 'C': False}),
+      (1, 'stand_in: exit 1: 2 of 3 deciding claims not supported: B; C'),
+    )
+    # Exit 0 with nothing decided was all() of no verdicts.
+    self.assertEqual(
+      self.close({'companion': None}),
+      (1, 'stand_in: exit 1: no claim was decided by this run'),
+    )
+    code, line = self.close({f'claim number {i}': False for i in range(20)})
+    self.assertEqual(code, 1)
+    self.assertTrue(line.endswith('... (see the report)'))
 
 
 class ExitTableTest(absltest.TestCase):
