@@ -26,6 +26,7 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 from absl import app, flags
 
 from experiments import store
@@ -100,7 +101,7 @@ def require(ok: bool, message: str) -> None:
 # inside jax, after the run had started); every float flag is finite in
 # float32, the narrowest dtype a binary computes in.
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
-FLOAT_MAX = 3.4028234663852886e38
+FLOAT_MAX = float(np.finfo(np.float32).max)
 
 
 def check_every_number_flag() -> None:

@@ -28,6 +28,8 @@ from jax.extend import core as jcore
 from jax.extend.core import primitives as prims
 from jax.typing import ArrayLike
 
+from jaxrelu import _unit_trace
+
 PyTree = Any
 Initializer = Callable[..., jax.Array]
 Layout = Literal['in_out', 'out_in']
@@ -801,19 +803,6 @@ _CALLS = (
 )
 _PRODUCTS = frozenset(('dot_general', 'conv_general_dilated'))
 _ALIASES = frozenset(('convert_element_type', 'copy', 'copy_p'))
-_REDUCTIONS = frozenset(
-  (
-    'reduce_sum',
-    'reduce_max',
-    'reduce_min',
-    'reduce_prod',
-    'reduce_and',
-    'reduce_or',
-    'reduce_xor',
-    'argmax',
-    'argmin',
-  )
-)
 _CUMULATIVE = frozenset(
   ('cumsum', 'cumprod', 'cummax', 'cummin', 'cumlogsumexp')
 )
@@ -954,7 +943,7 @@ class _Flow:
       return None
     name, p = eqn.primitive.name, eqn.params
     shape, out = v.aval.shape, eqn.outvars[0].aval.shape
-    if name in _REDUCTIONS:
+    if name in _unit_trace.REDUCTIONS:
       if axis in p['axes']:
         self.problems[('mixes',)] = None
         return None

@@ -756,7 +756,9 @@ class _Spmd(NamedTuple):
 
 # Collectives whose outputs are the same on every device of their axes.
 _ALL_REDUCE = frozenset(('psum', 'psum_invariant', 'pmax', 'pmin'))
-_REDUCTIONS = frozenset(
+# Primitives that reduce their operand over params['axes'] (also read by
+# _redo's structure walk).
+REDUCTIONS = frozenset(
   (
     'reduce_sum',
     'reduce_max',
@@ -764,6 +766,7 @@ _REDUCTIONS = frozenset(
     'reduce_prod',
     'reduce_and',
     'reduce_or',
+    'reduce_xor',
     'argmax',
     'argmin',
   )
@@ -872,8 +875,8 @@ def _eqn_dims(eqn: Any, ins: Sequence[_Layout]) -> list[Any]:
     return [tuple(out)]
   if name == 'transpose':
     return [tuple(dims[0][i] for i in p['permutation'])]
-  if name in _REDUCTIONS or name == 'squeeze':
-    drop = p['axes'] if name in _REDUCTIONS else p['dimensions']
+  if name in REDUCTIONS or name == 'squeeze':
+    drop = p['axes'] if name in REDUCTIONS else p['dimensions']
     return [tuple(d for i, d in enumerate(dims[0]) if i not in drop)]
   if name == 'reshape':
     return [_reshape_dims(dims[0], _shape(eqn.invars[0]), shapes[0])]

@@ -7,14 +7,11 @@ one-shot `diagnostics.dead_units`; derivatives from `jax.vjp` of the
 activation itself.
 """
 
-import contextlib
 import functools
 import os
-import re
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import flax.linen as nn
 import jax
@@ -25,6 +22,7 @@ from absl.testing import absltest
 from flax import nnx
 from jax import lax
 from jax.experimental import io_callback
+from warning_check import warns_once
 
 import jaxrelu
 from jaxrelu import diagnostics
@@ -98,28 +96,6 @@ def _references():
     )
     for name, (deriv, y) in derivatives_and_outputs(_X).items()
   }
-
-
-@contextlib.contextmanager
-def _warns(test, pattern):
-  """assertWarnsRegex without its walk over sys.modules.
-
-  assertWarns reads every module's __warningregistry__, and mpmath's
-  deprecated modules warn on that attribute (an error under the suite's
-  filterwarnings = error), so it fails in a worker that imported mpmath.
-  Yields the list of caught warnings; exactly one must match.
-  """
-  with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter('always')
-    yield caught
-  matching = [
-    w
-    for w in caught
-    if issubclass(w.category, UserWarning)
-    and re.search(pattern, str(w.message))
-  ]
-  test.assertLen(matching, 1, [str(w.message) for w in caught])
-  caught[:] = matching
 
 
 class RecognitionTest(absltest.TestCase):
@@ -262,13 +238,13 @@ class RecognitionTest(absltest.TestCase):
       r'\.<locals>\.f, so the report is empty\. Recognised: .*relu6.*'
       r'jnp\.where\(z > 0, z, 0\), z \* \(z > 0\) and jnp\.clip\(z, 0\)'
     )
-    with _warns(self, pattern) as caught:
+    with warns_once(self, pattern) as caught:
       out, report = diagnostics.activation_stats(f)(_X[:2])
     self.assertNotIn('\n', str(caught[0].message))
     self.assertEqual(caught[0].filename, __file__)
     self.assertEqual(report, {})
     np.testing.assert_allclose(out, f(_X[:2]), rtol=1e-6)
-    with _warns(self, 'no rectifier recognised in sum,'):
+    with warns_once(self, 'no rectifier recognised in sum,'):
       self.assertEqual(diagnostics.activation_stats(jnp.sum)(_X)[1], {})
 
   def test_outputs_and_gradients_are_the_model_s(self):
@@ -558,12 +534,12 @@ class ModelTest(absltest.TestCase):
     for norm in (nn.LayerNorm(), nn.BatchNorm(use_running_average=False)):
       variables = jax.jit(norm.init)(jax.random.key(0), x)
       apply = lambda v, x, norm=norm: norm.apply(v, x, mutable=['batch_stats'])
-      with _warns(self, 'no rectifier recognised'):
+      with warns_once(self, 'no rectifier recognised'):
         report = diagnostics.activation_stats(apply)(variables, x)[1]
       self.assertEqual(report, {})
     graphdef, state = nnx.split(nnx.LayerNorm(4, rngs=nnx.Rngs(0)))
     fn = lambda state, x: nnx.merge(graphdef, state)(x)
-    with _warns(self, 'no rectifier recognised'):
+    with warns_once(self, 'no rectifier recognised'):
       self.assertEqual(diagnostics.activation_stats(fn)(state, x)[1], {})
 
   def test_nnx_layer_norm_then_relu(self):

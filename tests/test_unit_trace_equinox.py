@@ -4,40 +4,15 @@ The reference pre-activations come from calling the model's own layers one
 by one, outside the tracer, and go to the one-shot `diagnostics.dead_units`.
 """
 
-import contextlib
-import re
-import warnings
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
+from warning_check import warns_once
 
 import jaxrelu
 from jaxrelu import diagnostics
-
-
-@contextlib.contextmanager
-def _warns(test, pattern):
-  """assertWarnsRegex without its walk over sys.modules.
-
-  assertWarns reads every module's __warningregistry__, and mpmath's
-  deprecated modules warn on that attribute (an error under the suite's
-  filterwarnings = error), so it fails in a worker that imported mpmath.
-  Yields the list of caught warnings; exactly one must match.
-  """
-  with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter('always')
-    yield caught
-  matching = [
-    w
-    for w in caught
-    if issubclass(w.category, UserWarning)
-    and re.search(pattern, str(w.message))
-  ]
-  test.assertLen(matching, 1, [str(w.message) for w in caught])
-  caught[:] = matching
 
 
 class EquinoxTest(absltest.TestCase):
@@ -109,7 +84,7 @@ class EquinoxTest(absltest.TestCase):
     np.testing.assert_array_equal(s.active, np.sum(np.asarray(pre) > 0, 0))
     np.testing.assert_allclose(out, run(model, x), rtol=1e-5, atol=1e-6)
     norm_only = lambda m, x: jax.vmap(m.norm)(x)
-    with _warns(self, 'no rectifier recognised'):
+    with warns_once(self, 'no rectifier recognised'):
       report = diagnostics.activation_stats(norm_only)(model, pre)[1]
     self.assertEqual(report, {})
 
