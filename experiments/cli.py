@@ -371,8 +371,8 @@ def cores_as_devices() -> None:
   """One XLA CPU device per core, unless XLA_FLAGS already sets a count.
 
   XLA's CPU backend runs one device's small batched matmuls on about one
-  core; a program whose vmapped networks are sharded over N CPU devices
-  runs N ways at once (1.9x for dying_relu's MLPs on 2 cores,
+  core; cells spread over N CPU devices (`model.by_cell`) run N ways at
+  once (1.9x for dying_relu's MLPs on 2 cores,
   BUILD_NOTES.md). It takes effect only before jax creates its CPU
   backend, and GPU or TPU runs (their devices are the default) are as
   before.

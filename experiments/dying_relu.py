@@ -25,10 +25,12 @@ their activation) are trained with each of `--optimizers`: plain SGD over
 `--adam_bias_inits`, on a classification task labelled by a seeded random
 teacher network (data generated in code, nothing downloaded); ReLU also
 with the treatments (`model.teacher_cells`). Seed s has the same init
-noise and minibatch order in every cell (`model.teacher_keys`). A group's
-cells and seeds run vectorized (`vmap`) in one compiled program, shared by
-the activations of the same grid, spread over the devices; on CPU, one
-device per core (`cli.cores_as_devices`).
+noise and minibatch order in every cell (`model.teacher_keys`). A cell's
+seeds run vectorized (`vmap`); each cell runs on its own, one per device
+(on CPU, one device per core: `cli.cores_as_devices`), by a compiled
+program shared by the activations of the same grid, so a cell's numbers
+do not depend on the cells beside it or on the device count
+(`model.by_cell`).
 
 A cell is one setting over all seeds, stored by `experiments.store` under
 a key of every setting, so a rerun resumes and `--num_tasks`/

@@ -7,8 +7,9 @@ activation of a run (cfg['activations'], default all of ACTIVATIONS): the
 activation is an unbatched index into `lax.switch` over them, so the
 program runs one branch and compiles once per depth. A cell's results do
 not depend on the run's other activations (`branches`).
-The learning rate and the hidden-bias init are traced arguments, so a grid
-of them runs vectorized (`vmap`) in the same program.
+The learning rate and the hidden-bias init are traced arguments, so every
+cell of a grid runs the same program, each cell on its own (`by_cell`:
+the same bits whatever the grid around it and the device count).
 
 `dead_by_depth` is `experiments.born_dead`'s: a deep, narrow ReLU network
 on a 1-D input grid, and whether each of its layers is constant.
@@ -510,56 +511,93 @@ KNOBS = {
 
 
 @functools.cache
-def _grid_program(
-  depth: int, cfg_json: str, knobs: tuple[str, ...], options_json: str
-):
-  """The compiled trainer of a grid: cells x seeds, one per depth, config,
-  set of knobs and COMPILER_OPTIONS. The activation index, gain and
-  dataset are arguments, so every activation's group of the same shape
-  reuses the compilation."""
+def _grid_program(depth: int, cfg_json: str, knobs: tuple[str, ...]):
+  """One cell of `train_grid`: its seeds, vectorized, as a `by_cell`
+  program of ((keys, knob values), (data, act_index, gain)). One per
+  depth, config and set of traced knobs; the activation index, gain and
+  dataset are arguments, so every activation of the same shape reuses
+  it."""
   cfg = json.loads(cfg_json)
 
-  def one(key, data, act_index, gain, values):
-    return train_seed(
-      key, data, act_index, gain, depth=depth, cfg=cfg, **values
-    )
+  def cell(own, shared):
+    keys, values = own
+    data, act_index, gain = shared
+    return jax.vmap(
+      lambda key: train_seed(
+        key, data, act_index, gain, depth=depth, cfg=cfg, **values
+      )
+    )(keys)
 
-  per_seed = jax.vmap(one, in_axes=(0, None, None, None, None))
+  return cell
+
+
+@functools.cache
+def _waves(program, devices: tuple, options_json: str):
+  """`program` on one cell per device of `devices`: the same per-device
+  computation whatever the number of devices (shard_map's body)."""
+  mesh = jax.sharding.Mesh(np.asarray(devices), ('cells',))
+  spec = jax.sharding.PartitionSpec
+
+  def wave(own, shared):
+    one = jax.tree.map(lambda a: a[0], own)
+    return jax.tree.map(lambda a: a[None], program(one, shared))
+
   return jax.jit(
-    jax.vmap(per_seed, in_axes=(0, None, None, None, 0)),
+    jax.shard_map(
+      wave,
+      mesh=mesh,
+      in_specs=(spec('cells'), spec()),
+      out_specs=spec('cells'),
+      check_vma=False,  # no collectives: each device computes its own cell
+    ),
     compiler_options=json.loads(options_json) or None,
   )
 
 
-def on_devices(tree, n: int):
-  """`tree`'s leaves (leading axis n) spread over k = min(local devices, n)
-  devices: padded to a multiple of k with copies of the last row (whose
-  results the caller drops: fewer than twice the rows ever run), and
-  sharded on that axis (GSPMD partitions a vmap over it). Unchanged with
-  one device."""
-  devices = jax.local_devices()[:n]
-  if len(devices) <= 1:
-    return tree
-  pad = lambda a: jnp.concatenate([a, *[a[-1:]] * (-n % len(devices))])
-  mesh = jax.make_mesh(
-    (len(devices),),
-    ('cells',),
-    axis_types=(jax.sharding.AxisType.Auto,),
-    devices=devices,
+def by_cell(program, own, shared):
+  """`program(cell, shared)` for every cell of `own`, each on its own.
+
+  Args:
+    program: one cell's computation (a stable function: compilations are
+      cached by its identity).
+    own: a tree whose leaves have a leading axis of cells.
+    shared: arguments every cell gets whole.
+
+  Returns:
+    The outputs, stacked on a leading axis of cells, as NumPy.
+
+  A cell is never vectorized with another: it runs alone on one device,
+  in waves of k = min(local devices, cells) cells (the last padded with
+  copies of the last cell, whose results are dropped). Its numbers are
+  therefore the same bits whatever other cells its group holds and
+  however many devices run it (tests/test_dying_units.py, CellTest); on
+  2 cores, as fast as vectorizing the cells (dying_relu's 24-cell relu
+  group: 42.9 s against 44.6 s, BUILD_NOTES.md).
+  """
+  cells = len(jax.tree.leaves(own)[0])
+  devices = tuple(jax.local_devices()[:cells])
+  k = len(devices)
+  fn = _waves(program, devices, json.dumps(COMPILER_OPTIONS, sort_keys=True))
+  pad = lambda a: jnp.concatenate([a, *[a[-1:]] * (-cells % k)])
+  own = jax.tree.map(pad, own)
+  outs = [
+    fn(jax.tree.map(lambda a, i=i: a[i : i + k], own), shared)
+    for i in range(0, cells + (-cells % k), k)
+  ]
+  return jax.tree.map(
+    lambda *a: np.concatenate([np.asarray(x) for x in a])[:cells], *outs
   )
-  sharding = jax.sharding.NamedSharding(
-    mesh, jax.sharding.PartitionSpec('cells')
-  )
-  return jax.device_put(jax.tree.map(pad, tree), sharding)
 
 
 def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
-  """A grid of cells, each over seeds, vectorized.
+  """A grid of cells, each over seeds, each cell on its own (`by_cell`).
 
   Args:
     keys: (cells, seeds) keys.
     knobs: name -> (cells,) values, for names of KNOBS (learning_rate is
-      required): `train_seed`'s traced per-cell settings.
+      required): `train_seed`'s traced per-cell settings. Which knobs are
+      traced is part of the program (a constant rounds differently from
+      a traced value): a caller picks them from a cell's own settings.
     dataset: one dataset (`experiments.data` layout), shared by all cells.
     activation: one of ACTIVATIONS (its weight gain from `gains`).
     depth: hidden layers.
@@ -567,28 +605,15 @@ def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
 
   Returns:
     `train_seed`'s curves, each with leading axes (cells, seeds), as NumPy.
-    With several local devices the cells are spread over k = min(devices,
-    cells) of them (GSPMD partitions the vmap), padded to a multiple of k
-    with copies of the last cell, whose results are dropped: fewer than
-    twice the cells ever run.
   """
   knobs = {k: jnp.asarray(v, jnp.float32) for k, v in sorted(knobs.items())}
-  cells = len(keys)
-  keys, knobs = on_devices((keys, knobs), cells)
-  fn = _grid_program(
-    depth,
-    json.dumps(cfg, sort_keys=True),
-    tuple(knobs),
-    json.dumps(COMPILER_OPTIONS, sort_keys=True),
-  )
-  out = fn(
-    keys,
+  program = _grid_program(depth, json.dumps(cfg, sort_keys=True), tuple(knobs))
+  shared = (
     jax.tree.map(jnp.asarray, dataset),
     branch_index(cfg, activation),
     jnp.float32(gains(cfg['celu_alpha'])[activation]),
-    knobs,
   )
-  return jax.tree.map(lambda a: np.asarray(a)[:cells], out)
+  return by_cell(program, (jnp.asarray(keys), knobs), shared)
 
 
 def teacher_cells(flag: dict, activation: str, depth: int) -> list[list]:
@@ -696,18 +721,10 @@ def teacher_keys(seed: int, depth: int, width: int, seeds: int) -> jax.Array:
   return jax.random.split(jax.random.fold_in(jax.random.key(seed), tag), seeds)
 
 
-# Networks (cells x seeds) per compiled call of `train_teacher`: each holds
-# its activations on the whole training set while it is evaluated (about
-# 17 MB at width 128, depth 4; the default run's largest group, 120
-# networks, peaked at 2.0 GiB), so --full's 800-network groups are split.
-# `train_grid`'s padding for the devices can add fewer than one chunk more.
-MAX_NETS = 240
-
-
 def train_teacher(
   flag: dict, activation: str, depth: int, width: int, cells: list[dict]
 ):
-  """One group of `teacher_groups`, vectorized: a record per cell.
+  """One group of `teacher_groups`: a record per cell (`train_grid`).
 
   Each cell (KNOBS settings) trains flag['seeds'] seeds, whose keys come
   from `teacher_keys` (the same in every cell), on
@@ -718,7 +735,6 @@ def train_teacher(
     `stats.dead_cell` of each cell, in order.
   """
   seed_keys = teacher_keys(flag['seed'], depth, width, flag['seeds'])
-  keys = jnp.stack([seed_keys] * len(cells))  # (cells, seeds)
   cfg = {
     'width': width,
     'steps': flag['steps'],
@@ -735,28 +751,29 @@ def train_teacher(
     'dead_part': 1,  # units are judged on the whole training set
     'unit_stats': True,
   }
-  # Only the knobs some cell moves are traced: the rest stay Python
-  # constants, and cost nothing in the program.
-  moved = [k for k in KNOBS if any(c[k] != KNOBS[k] for c in cells)]
-  # At most MAX_NETS networks per call, in equal chunks (the last padded
-  # with copies of its last cell): one compilation serves every chunk.
-  chunks = -(-len(cells) * flag['seeds'] // MAX_NETS)
-  size = -(-len(cells) // chunks)
-  padded = cells + cells[-1:] * (size * chunks - len(cells))
-  parts = []
-  for start in range(0, len(padded), size):
-    chunk = padded[start : start + size]
-    parts.append(
-      train_grid(
-        keys[:size],
-        {k: [float(c[k]) for c in chunk] for k in {'learning_rate', *moved}},
-        data.teacher_dataset(flag['seed']),
-        activation=activation,
-        depth=depth,
-        cfg=cfg,
-      )
+  # The learning rate and bias are always traced; a treatment only in a
+  # cell that moves it (it costs nothing elsewhere). Each cell's program
+  # follows from its own settings, never from the cells beside it.
+  traced = lambda c: (
+    'learning_rate',
+    'bias_init',
+    *(k for k in stats.TREATMENTS if c[k] != KNOBS[k]),
+  )
+  dataset = data.teacher_dataset(flag['seed'])
+  curves = [None] * len(cells)
+  for names in dict.fromkeys(map(traced, cells)):
+    at = [i for i, c in enumerate(cells) if traced(c) == names]
+    out = train_grid(
+      jnp.stack([seed_keys] * len(at)),
+      {k: [float(cells[i][k]) for i in at] for k in names},
+      dataset,
+      activation=activation,
+      depth=depth,
+      cfg=cfg,
     )
-  curves = jax.tree.map(lambda *a: np.concatenate(a)[: len(cells)], *parts)
+    for j, i in enumerate(at):
+      curves[i] = jax.tree.map(lambda a, j=j: a[j : j + 1], out)
+  curves = jax.tree.map(lambda *a: np.concatenate(a), *curves)
   return [stats.dead_cell(curves, i, activation) for i in range(len(cells))]
 
 

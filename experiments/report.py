@@ -428,18 +428,23 @@ def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
   counts = sorted(
     {len(c['provenance']['devices']) for c in outcome.cells.values()}
   )
-  if len(counts) > 1:
+  machines = sorted(
+    {
+      f'{c["provenance"]["backend"]} on {c["provenance"]["host"]}'
+      for c in outcome.cells.values()
+    }
+  )
+  if len(machines) > 1:
     text = (
-      f'Cells computed on different device counts ({counts}): chaotic '
-      'cells can differ in the last bits between them.\n\n' + text
+      f'Cells computed on {len(machines)} machines ({", ".join(machines)}):'
+      ' other hardware can round chaotic cells differently in the last'
+      ' bits.\n\n' + text
     )
   write_text(f'{out}/report.md', '# Dying ReLU\n\n' + text)
   write_csv(f'{out}/cells.csv', list(cells.values()), DYING_FIELDS)
   meta = provenance(flag_values(flag))
-  # model.train_grid spreads a group's cells over the devices: how many
-  # there were where each stored cell was computed (a report of cells from
-  # several machines may list several counts; their float rounding can
-  # differ in the last bit, see BUILD_NOTES.md).
+  # How many devices there were where each stored cell was computed
+  # (model.by_cell: a cell's numbers do not depend on it).
   meta['cells_computed_on_devices'] = counts
   write_json(
     f'{out}/summary.json',

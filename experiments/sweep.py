@@ -3,7 +3,8 @@
 A *cell* is one fully specified computation (every setting that shapes its
 numbers); its *key* is a hash of those settings, the binary's name, and the
 versions of the packages that compute it. A *group* is the cells one
-compiled program computes together (a vectorized grid). A sweep runs, of
+compiled program computes together, each cell on its own, so its numbers
+do not depend on the group around it (`model.by_cell`). A sweep runs, of
 the groups given to this task, those with a cell not yet in the store, and
 stores each new cell once.
 

@@ -9,12 +9,13 @@ the validation split afterwards, in `experiments.variants_claims`).
 
 A cell is one (dataset, activation, depth, optimizer, learning rate): every
 repeated split of the dataset (`data.split_seeds`) times every seed. A
-group is the cells of one (block, activation, depth, pad group): one call
-of one compiled program, which trains the group's datasets, learning
-rates, splits and seeds at once (`vmap`, spread over the local devices).
-The program depends on the pad group's shapes, the depth and the
-optimizer only: the activation is an unbatched `lax.switch` index (over
-the run's activations) and the learning rate a traced argument, so every
+group is the cells of one (block, activation, depth, pad group), trained
+by one compiled program that runs each cell on its own (`model.by_cell`:
+a cell's splits and seeds vectorized, cells spread over the local
+devices), so a cell's numbers do not depend on the group around it. The
+program depends on the pad group's shapes, the depth and the optimizer
+only: the activation is an unbatched `lax.switch` index (over the run's
+activations) and the learning rate a traced argument, so every
 activation reuses it.
 """
 
@@ -83,23 +84,27 @@ def keys(seed: int, dataset: str, depth: int, split: int, seeds: int):
 
 
 @functools.cache
-def _program(depth: int, cfg_json: str, options_json: str):
-  """The compiled trainer of one depth, config and `model.COMPILER_OPTIONS`:
-  networks on one vmapped axis (data, key and learning rate per network;
-  the activation index and gain unbatched)."""
+def _program(depth: int, cfg_json: str):
+  """One cell of one depth and config as a `model.by_cell` program of
+  ((keys, data, learning rate), (activation index, gain)): its networks
+  (splits x seeds, a key and data each) on one vmapped axis."""
   cfg = {
     **json.loads(cfg_json),
     'parts': data.PARTS,
     'dead_part': 0,  # units are judged on the training part
     'act_means': True,
   }
-  return jax.jit(
-    jax.vmap(
-      functools.partial(model.train_seed, depth=depth, cfg=cfg),
-      in_axes=(0, 0, None, None, 0),
-    ),
-    compiler_options=json.loads(options_json) or None,
-  )
+
+  def cell(own, shared):
+    keys, rows, learning_rate = own
+    act_index, gain = shared
+    return jax.vmap(
+      lambda key, row: model.train_seed(
+        key, row, act_index, gain, learning_rate, depth=depth, cfg=cfg
+      )
+    )(keys, rows)
+
+  return cell
 
 
 def train_cells(
@@ -115,12 +120,11 @@ def train_cells(
   seeds = flag['seeds']
   datasets = list(dict.fromkeys(d for d, _ in cells))
   by_split = [data.padded(tuple(datasets), s) for s in splits]
-  rows, key_list, lrs = [], [], []
-  for ds, lr in cells:
+  rows, key_list = [], []
+  for ds, _ in cells:
     for i, split in enumerate(splits):
       key_list.append(keys(flag['seed'], ds, depth, split, seeds))
       rows += [(i, datasets.index(ds))] * seeds
-      lrs += [lr] * seeds
   n = len(rows)
   batch = {
     k: np.stack([by_split[i][k][d] for i, d in rows]) for k in by_split[0]
@@ -136,28 +140,29 @@ def train_cells(
     'celu_alpha': flag['celu_alpha'],
     'activations': flag['activations'],  # the switch's branches
   }
-  args = model.on_devices(
-    (jnp.concatenate(key_list), batch, jnp.asarray(lrs, jnp.float32)), n
+  per_cell = len(splits) * seeds
+  own = (
+    jnp.concatenate(key_list).reshape(len(cells), per_cell),
+    jax.tree.map(
+      lambda v: v.reshape(len(cells), per_cell, *v.shape[1:]), batch
+    ),
+    jnp.asarray([lr for _, lr in cells], jnp.float32),
   )
-  out = _program(
-    depth,
-    json.dumps(cfg, sort_keys=True),
-    json.dumps(model.COMPILER_OPTIONS, sort_keys=True),
-  )(
-    args[0],
-    args[1],
+  program = _program(depth, json.dumps(cfg, sort_keys=True))
+  shared = (
     model.branch_index(cfg, activation),
     jnp.float32(model.gains(flag['celu_alpha'])[activation]),
-    args[2],
   )
-  out = jax.tree.map(lambda a: np.asarray(a)[:n], out)
+  # (cells, networks, ...) -> (cells * networks, ...), as before.
+  out = jax.tree.map(
+    lambda a: a.reshape(n, *a.shape[2:]), model.by_cell(program, own, shared)
+  )
   del out['born_dead']
   shared = out.pop('slope_shared')
   if activation == 'prelu':
     out['slope_mean'], out['slope_std'] = shared, np.zeros_like(shared)
   elif activation != 'prelu_channel':
     del out['slope_mean'], out['slope_std']
-  per_cell = len(splits) * seeds
   records = []
   for c, (ds, _) in enumerate(cells):
     record = {'train_size': int(by_split[0]['train_size'][datasets.index(ds)])}
