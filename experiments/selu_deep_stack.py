@@ -251,7 +251,7 @@ def main(argv: Sequence[str]) -> int:
   verdict, summary = selu_stack.claim(results, flag)
   summary = report.missing_text(outcome) + summary
   selu_stack.write_results(outcome, flag, summary, verdict, sharding)
-  sweep.require_evidence(outcome, flag['output_dir'])
+  sweep.require_evidence(outcome, flag['store_dir'])
   return cli.close(
     'selu_deep_stack',
     {

@@ -254,12 +254,24 @@ class Store:
     writer: False for a process that must not touch the directory (the
       other processes of a multi-host computation): it stores and finds
       nothing.
+    read_only: read the cells and never write (a --report_only run, which
+      works on read-only media): nothing is created, cleaned or set aside
+      (a bad cell is named in a warning and reads as absent), and `put`
+      and `claim` are refused.
   """
 
-  def __init__(self, directory: str, binary: str, *, writer: bool = True):
+  def __init__(
+    self,
+    directory: str,
+    binary: str,
+    *,
+    writer: bool = True,
+    read_only: bool = False,
+  ):
     self.directory = directory
     self.binary = binary
     self.writer = writer
+    self.read_only = read_only
     self.cells_dir = os.path.join(directory, 'cells')
     if not writer:
       return
@@ -271,11 +283,21 @@ class Store:
         f'--output_dir={directory} holds results in the old cells.jsonl '
         'format; use a new --output_dir'
       )
+    if read_only:
+      if os.path.exists(marker):
+        self._check_marker(marker)
+      return
     os.makedirs(self.cells_dir, exist_ok=True)
     _remove_stale_temps(self.cells_dir)
-    mine = {'binary': binary, 'format': FORMAT}
     if not os.path.exists(marker):
+      mine = {'binary': binary, 'format': FORMAT}
       self._publish(marker, (json.dumps(mine) + '\n').encode())
+    self._check_marker(marker)
+
+  def _check_marker(self, marker: str) -> None:
+    """Refuses a directory another binary or store format made."""
+    directory, binary = self.directory, self.binary
+    mine = {'binary': binary, 'format': FORMAT}
     try:
       with open(marker) as f:
         theirs = json.load(f)
@@ -329,6 +351,8 @@ class Store:
     """
     if not self.writer:
       return False
+    if self.read_only:
+      raise StoreError(f'{self.directory} was opened read-only')
     record = {**record, 'digest': digest(record)}
     data = (json.dumps(record, allow_nan=True) + '\n').encode()
     made = self._publish(self.path(record['key']), data)
@@ -387,6 +411,13 @@ class Store:
       return
     if _identity(now) != _identity(info):
       return
+    if self.read_only:
+      logging.warning(
+        'cell %s not used: %s (a read-only run leaves it in place)',
+        os.path.basename(path),
+        problem,
+      )
+      return
     target = path + '.corrupt'
     try:
       os.replace(path, target)
@@ -415,6 +446,8 @@ class Store:
     """
     if not self.writer:
       return True
+    if self.read_only:
+      raise StoreError(f'{self.directory} was opened read-only')
     path = self._claim_path(name)
     for _ in range(2):
       try:

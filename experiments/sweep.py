@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -48,6 +49,12 @@ _REPORT_ONLY = flags.DEFINE_boolean(
   False,
   'Compute nothing: build the report from the stored cells, listing the '
   'missing ones.',
+)
+_REPORT_DIR = flags.DEFINE_string(
+  'report_dir',
+  None,
+  'With --report_only: where the report goes (default --output_dir). The '
+  'cells are read from --output_dir, which may then be read-only.',
 )
 _MAX_NEW_GROUPS = flags.DEFINE_integer(
   'max_new_groups',
@@ -376,12 +383,51 @@ def run(
 
 
 def placement(output_dir: str) -> dict:
-  """This process's task and the checked output directory, as flag entries.
+  """This process's task and its checked directories, as flag entries.
 
-  Checked last among a binary's flags: creating the directory is the first
-  thing a run writes.
+  'store_dir' holds the cells (--output_dir); 'output_dir' takes the
+  report: --output_dir, or with --report_only, --report_dir when given (the
+  store is then only read, so it may be on read-only media). Checked last
+  among a binary's flags: creating a directory is the first thing a run
+  writes.
   """
-  return {'task': task_from_flags(), 'output_dir': cli.output_dir(output_dir)}
+  task = task_from_flags()
+  report_dir = _REPORT_DIR.value
+  if not report_only():
+    cli.require(
+      report_dir is None,
+      f'--report_dir={report_dir} needs --report_only (a computing run '
+      'writes its report beside its cells, in --output_dir)',
+    )
+    path = cli.output_dir(output_dir)
+    return {'task': task, 'store_dir': path, 'output_dir': path}
+  cli.require(
+    not os.path.exists(output_dir) or os.path.isdir(output_dir),
+    f'--output_dir={output_dir} is an existing file, not a directory',
+  )
+  if report_dir is None:
+    cli.require(
+      not os.path.isdir(output_dir) or _writable(output_dir),
+      f'--output_dir={output_dir} is read-only: pass --report_dir=DIR for '
+      'the report (the cells are read from --output_dir)',
+    )
+    path = cli.output_dir(output_dir)
+    return {'task': task, 'store_dir': path, 'output_dir': path}
+  return {
+    'task': task,
+    'store_dir': output_dir,
+    'output_dir': cli.output_dir(report_dir, 'report_dir'),
+  }
+
+
+def _writable(directory: str) -> bool:
+  """Whether a file can be created in directory (root ignores modes, so
+  this tries rather than asking os.access)."""
+  try:
+    with tempfile.TemporaryFile(dir=directory):
+      return True
+  except OSError:
+    return False
 
 
 def run_binary(
@@ -392,13 +438,18 @@ def run_binary(
   distributed: bool = False,
   writer: bool = True,
 ) -> Outcome | None:
-  """A binary's sweep into flag['output_dir']; the outcome when it reports.
+  """A binary's sweep into flag['store_dir']; the outcome when it reports.
 
   None when this run builds no report: it stopped early
   (--max_new_groups) or it is one task of several (the report comes from a
   --report_only run).
   """
-  store = Store(flag['output_dir'], binary, writer=writer)
+  store = Store(
+    flag.get('store_dir', flag['output_dir']),
+    binary,
+    writer=writer,
+    read_only=report_only(),
+  )
   outcome = run(
     store,
     groups,
@@ -435,7 +486,7 @@ def run_and_report(
   if outcome is None:
     return None
   verdicts = write(flag, outcome)
-  require_evidence(outcome, flag['output_dir'])
+  require_evidence(outcome, flag.get('store_dir', flag['output_dir']))
   return verdicts
 
 

@@ -55,10 +55,19 @@ def binary_env(module: str, env=None) -> dict:
   return env
 
 
-def run(module: str, *flags: str, env=None, timeout: int = 900):
-  """Runs `python -m module flags...` from the repo root; never raises."""
+def run(module: str, *flags: str, env=None, timeout: int = 900, read_only=None):
+  """Runs `python -m module flags...` from the repo root; never raises.
+
+  With read_only (a directory), as if it were on read-only media
+  (tests/read_only_run.py).
+  """
+  command = [sys.executable, '-m', module, *flags]
+  if read_only is not None:
+    env = dict(os.environ if env is None else env, READ_ONLY_DIR=read_only)
+    runner = os.path.join(os.path.dirname(__file__), 'read_only_run.py')
+    command = [sys.executable, runner, module, *flags]
   return subprocess.run(
-    [sys.executable, '-m', module, *flags],
+    command,
     cwd=REPO,
     capture_output=True,
     text=True,
@@ -66,6 +75,26 @@ def run(module: str, *flags: str, env=None, timeout: int = 900):
     check=False,
     env=binary_env(module, env),
   )
+
+
+def snapshot(directory: str) -> dict[str, tuple]:
+  """Every entry under directory: (mode, size, mtime_ns, bytes or None)."""
+  out = {}
+  for root, dirs, files in os.walk(directory):
+    for name in dirs + files:
+      path = os.path.join(root, name)
+      info = os.lstat(path)
+      content = None
+      if os.path.isfile(path) and not os.path.islink(path):
+        with open(path, 'rb') as f:
+          content = f.read()
+      out[os.path.relpath(path, directory)] = (
+        info.st_mode,
+        info.st_size,
+        info.st_mtime_ns,
+        content,
+      )
+  return out
 
 
 def start(module: str, *flags: str, env=None) -> subprocess.Popen:

@@ -55,6 +55,56 @@ class BornDeadTest(parameterized.TestCase):
     with open(os.path.join(self.out, 'born_dead.png'), 'rb') as f:
       self.assertEqual(f.read(4), b'\x89PNG')
 
+  def test_report_only_reads_a_read_only_directory(self):
+    # A finished sweep on read-only media (issue 28 item 6): --report_only
+    # reads it and writes the report to --report_dir, touching nothing in
+    # it (tests/read_only_run.py fails every write there with EROFS).
+    small = ('--depths=2,10', '--widths=3', '--trials=40', '--grid_points=5')
+    stored = f'{self.out}/stored'
+    first = self.binary.run(*small, f'--output_dir={stored}')
+    self.assertIn(first.returncode, (0, 1), first.stderr[-3000:])
+    before = binaries.snapshot(stored)
+    run = lambda *flags: binaries.run(
+      'experiments.born_dead',
+      *small,
+      '--report_only',
+      f'--output_dir={stored}',
+      *flags,
+      read_only=stored,
+    )
+    refused = run()
+    binaries.assert_one_line_error(
+      self, refused, '--output_dir=', never=f'{self.out}/report'
+    )
+    self.assertIn('is read-only: pass --report_dir', refused.stderr)
+    reported = run(f'--report_dir={self.out}/report')
+    self.assertEqual(
+      reported.returncode, first.returncode, reported.stderr[-3000:]
+    )
+    with open(f'{stored}/results.json') as f:
+      computed = json.load(f)
+    with open(f'{self.out}/report/results.json') as f:
+      read = json.load(f)
+    self.assertEqual(read['verdicts'], computed['verdicts'])
+    self.assertEqual(read['results'], computed['results'])
+    self.assertEqual(binaries.snapshot(stored), before)
+    # The guard is real: a computing run there fails to write.
+    computing = binaries.run(
+      'experiments.born_dead',
+      *small,
+      f'--output_dir={stored}',
+      read_only=stored,
+    )
+    self.assertEqual(computing.returncode, 2, computing.stderr[-3000:])
+    self.assertIn('not writable', computing.stderr)
+    # Without --report_only, --report_dir is a usage error.
+    binaries.assert_one_line_error(
+      self,
+      self.binary.run(*small, f'--output_dir={self.out}/x', '--report_dir=y'),
+      '--report_dir=y needs --report_only',
+      never=f'{self.out}/x',
+    )
+
   def test_wilson_interval(self):
     # Known values: 0 of 100 -> [0, 0.037]; 50 of 100 -> [0.404, 0.596].
     low, high = stats.wilson(0, 100)

@@ -156,6 +156,31 @@ class VerifiedReadTest(absltest.TestCase):
     self.store._set_aside(self.path, info, 'torn')
     self.assertEqual(self.store.get(self.key, _SETTINGS), self.stored)
 
+  def test_a_read_only_store_reads_and_never_writes(self):
+    # --report_only opens the store read-only (it may be on read-only
+    # media): a bad cell is named and left in place, nothing is written.
+    reader = store_lib.Store(self.dir, 'fuzz', read_only=True)
+    self.assertEqual(reader.get(self.key, _SETTINGS), self.stored)
+    self.write(self.good[:-7])
+    with self.assertLogs(level='WARNING') as logs:
+      self.assertIsNone(reader.get(self.key, _SETTINGS))
+    self.assertLen(logs.output, 1)
+    self.assertIn('a read-only run leaves it in place', logs.output[0])
+    with open(self.path, 'rb') as f:
+      self.assertEqual(f.read(), self.good[:-7])
+    for write in (lambda: reader.put(self.record), lambda: reader.claim('k')):
+      with self.assertRaisesRegex(store_lib.StoreError, 'opened read-only'):
+        write()
+    # Another binary's directory is refused read-only too; an absent one
+    # is empty (and not created).
+    with self.assertRaisesRegex(store_lib.StoreError, "not of 'other'"):
+      store_lib.Store(self.dir, 'other', read_only=True)
+    absent = os.path.join(self.dir, 'absent')
+    self.assertIsNone(
+      store_lib.Store(absent, 'fuzz', read_only=True).get(self.key)
+    )
+    self.assertFalse(os.path.exists(absent))
+
   def test_store_marker_of_the_wrong_shape_or_format_is_named(self):
     marker = os.path.join(self.dir, 'store.json')
     for content, message in (
