@@ -161,18 +161,63 @@ def memory_rows(names, dtype, mlp: tuple[int, int, int]) -> list[dict]:
       for n, f in both
     }
     # Allow two saved scalars (a slope, a literal): 8 bytes in all.
-    ok = res['jaxrelu'] <= spec.residual_target + 8 / _RESIDUAL_ELEMENTS
+    ok_res = res['jaxrelu'] <= spec.residual_target + 8 / _RESIDUAL_ELEMENTS
+    reasons = [
+      f'{res["jaxrelu"]:.2f} residual B/el '
+      + ('<=' if ok_res else '>')
+      + f' target {spec.residual_target:g}'
+    ]
+    ok = ok_res
     if temp['jaxrelu'] and temp['jax.nn']:
-      ok = ok and temp['jaxrelu'] <= temp['jax.nn']
+      ok_temp = temp['jaxrelu'] <= temp['jax.nn']
+      ok = ok and ok_temp
+      reasons.append(
+        f'MLP temp {temp["jaxrelu"] / 2**20:.1f} MiB '
+        + ('<=' if ok_temp else '>')
+        + f" jax.nn's {temp['jax.nn'] / 2**20:.1f}"
+      )
     rows.append(
       {
         'activation': name,
         'residual_bytes': res,
         'mlp_temp_bytes': temp,
         'verdict': 'ok' if ok else 'MISS',
+        'reason': ', '.join(reasons),
       }
     )
   return rows
+
+
+def summary(speed, eager, memory) -> list[str]:
+  """stdout's lines: each table's count of verdicts, then every row that
+  is not 'ok', with its reason."""
+  cells = {
+    (r['activation'], r['dtype'], r['size'], r['mode']): r for r in speed
+  }
+  rows = {
+    key: timing.speed_verdict([cells[(*key, m)] for m in timing.MODES])
+    for key in dict.fromkeys(k[:3] for k in cells)
+  }
+  eager_rows = {r['call']: timing.eager_verdict(r, EAGER_TARGET) for r in eager}
+  memory_rows = {
+    r['activation']: report.verdict_text(r['verdict'], r['reason'])
+    for r in memory
+  }
+  lines = []
+  for kind, verdicts in (
+    ('speed (activation, dtype, size)', rows),
+    ('eager calls', eager_rows),
+    ('memory', memory_rows),
+  ):
+    if not verdicts:
+      continue
+    ok = sum(v.startswith(('ok', '-')) for v in verdicts.values())
+    lines.append(f'{kind}: {ok} of {len(verdicts)} ok or not compared.')
+    for key, v in verdicts.items():
+      if not v.startswith(('ok', '-')):
+        name = ', '.join(map(str, key)) if isinstance(key, tuple) else key
+        lines.append(f'- {name}: {v}')
+  return lines
 
 
 def main(argv: Sequence[str]) -> int:
@@ -192,6 +237,13 @@ def main(argv: Sequence[str]) -> int:
   )
   cli.at_least({'mlp_layers': _MLP_LAYERS.value}, ['mlp_layers'], low=0)
   cli.at_least({'eager_calls': _EAGER_CALLS.value}, ['eager_calls'], low=0)
+  cli.check_every_number_flag()  # before the sizes below are multiplied
+  mlp = (_MLP_LAYERS.value, _MLP_WIDTH.value, _MLP_BATCH.value)
+  cli.require_memory(
+    timing.peak_bytes(sizes, [DTYPES[d] for d in dtype_names], mlp),
+    'the largest timed program',
+    '--sizes, --mlp_layers, --mlp_width or --mlp_batch',
+  )
   cli.output_dir(_OUTPUT_DIR.value)
   if 'float64' in dtype_names:
     jax.config.update('jax_enable_x64', True)
@@ -207,7 +259,6 @@ def main(argv: Sequence[str]) -> int:
     eager = timing.eager_rows(
       eager_pairs(names), _EAGER_CALLS.value, EAGER_TARGET
     )
-  mlp = (_MLP_LAYERS.value, _MLP_WIDTH.value, _MLP_BATCH.value)
   memory = memory_rows(names, dtypes[0], mlp)
   meta = report.provenance(flags.FLAGS.flag_values_dict())
   keep = [f.name for f in flags.FLAGS.get_flags_for_module(__name__)]
@@ -216,15 +267,23 @@ def main(argv: Sequence[str]) -> int:
     f'## Activation benchmark: {_REPEATS.value} repeats, '
     f'{meta["devices"][0]}, {meta["date"]}'
   )
-  text = timing.markdown(speed, eager, memory, header)
+  text = timing.markdown(speed, eager, memory, header, EAGER_TARGET)
   out = _OUTPUT_DIR.value
   report.write_json(
     f'{out}/results.json',
     {'meta': meta, 'speed': speed, 'eager': eager, 'memory': memory},
   )
-  report.write_text(f'{out}/results.md', text)
-  print(text)
-  print(f'Wrote {out}/results.json and results.md')
+  report.write_text(
+    f'{out}/results.md', f'{text}\n{report.provenance_markdown(meta)}'
+  )
+  report.echo(
+    [
+      header.removeprefix('## '),
+      *summary(speed, eager, memory),
+      f'full table: {out}/results.md',
+      f'Wrote {out}/results.json and results.md',
+    ]
+  )
   rows = (('speed', speed), ('eager', eager), ('memory', memory))
   return cli.close(
     'benchmark_activations',

@@ -40,7 +40,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from experiments import cli, report, stats, sweep
+from experiments import cli, report, selu_stack, stats, sweep
 from jaxrelu import self_normalization as sn
 
 _BATCH = flags.DEFINE_integer('batch', 256, 'Samples per stack (>= 1).')
@@ -132,7 +132,33 @@ def check_flags() -> dict:
   }
   cli.at_least(flag, ('batch', 'seeds_per_run'))
   cli.at_least(flag, ('power_runs',), 0)
+  cli.check_every_number_flag()  # before the sizes below are multiplied
+  cells = cell_count(flag)
+  cli.require(
+    cells <= sweep.MAX_CELLS,
+    f'--runs and --power_runs give {cells} cells, more than the '
+    f'{sweep.MAX_CELLS} a sweep stores (one file each): lower them',
+  )
+  cli.require_memory(
+    selu_stack.simulate_bytes(
+      max(widths), flag['batch'], max(flag['depths']), flag['seeds_per_run']
+    ),
+    f'{flag["seeds_per_run"]} stacks of width {max(widths)} at once',
+    '--seeds_per_run, --batch or --widths',
+  )
   return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
+
+
+def cell_count(flag: dict) -> int:
+  """The sweep's cells (`groups`' count, without building them)."""
+  out = 0
+  for name, _ in setups(flag):
+    for width, runs in zip(flag['widths'], flag['runs'], strict=True):
+      if name.startswith('correct'):
+        out += runs
+      elif width in flag['power_widths']:
+        out += flag['power_runs']
+  return out
 
 
 def _simulate(settings: dict) -> list[dict]:
@@ -205,12 +231,15 @@ def claims(
       k = count(rs, sn.FAIL)
       tests[name] = ('power', k, len(rs), POWER, 'at_least')
   out = stats.rate_claims(tests)
+  for name, v in out.items():
+    v['reason'] = rate_reason(v, *tests[name][3:])
   # Claim 3: no PASS where the test has no power (narrow, shallow runs).
   for (setup, width, depth), rs in cells.items():
     if width < CALIBRATED_FROM and depth == min(flag['depths']):
       k = count(rs, sn.PASS)
       out[f'never PASS: {setup}, width {width}, depth {depth}'] = {
         'verdict': 'CONTRADICTED' if k else 'SUPPORTED',
+        'reason': f'{k} of {len(rs)} runs passed',
         **stats.clopper_pearson(k, len(rs)),
       }
   lines = [
@@ -223,13 +252,36 @@ def claims(
   return lines, out
 
 
+def rate_reason(v: dict, claimed: float, direction: str) -> str | None:
+  """Why `stats.rate_claims` judged a rate claim as it did, in words (None
+  for NOT TESTABLE, whose verdict says why)."""
+  if v['verdict'].startswith('NOT TESTABLE'):
+    return None
+  counted = 'failed' if direction == 'at_most' else 'were detected (FAIL)'
+  seen = (
+    f'{v["k"]} of {v["n"]} runs {counted}, rate {v["rate"]:.3f} (95% CI '
+    f'{v["low"]:.3f}-{v["high"]:.3f})'
+  )
+  if v['verdict'] == 'CONTRADICTED':
+    side = 'above' if direction == 'at_most' else 'below'
+    return f'{seen}: {side} {claimed:g}, Holm p = {v["p_holm"]:.2g}'
+  return f'{seen}; a rate of {v["detectable"]:.3f} would have been caught'
+
+
 def write(flag: dict, outcome: sweep.Outcome) -> dict:
   rows = stats.selu_test_rows(outcome.results(), flag)
   bias = stats.selu_bias_rows(outcome.results())
   lines, verdict = claims(flag, rows, bias)
   text = report.missing_text(outcome) + '\n'.join(lines) + '\n'
+  summary = [
+    lines[0],
+    *(
+      f'- {name}: ' + report.verdict_text(v['verdict'], v.get('reason'))
+      for name, v in verdict.items()
+    ),
+  ]
   report.write_results(
-    flag, outcome, text, claims=verdict, bias=bias, runs=rows
+    flag, outcome, text, summary, claims=verdict, bias=bias, runs=rows
   )
   return verdict
 

@@ -38,6 +38,7 @@ Usage (from the repo root; `jaxrelu-born-dead` once installed):
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Sequence
 
@@ -79,14 +80,22 @@ def run_cell(init: str, width: int, settings: dict) -> list[dict]:
     -settings['input_range'], settings['input_range'], settings['grid_points']
   )
   # The same trial keys for every cell: inits and widths are paired.
-  keys = jax.random.split(jax.random.key(settings['seed']), settings['trials'])
+  key = jax.random.key(settings['seed'])
+  # Compiled, and its memory checked, before the keys exist.
+  keys = jax.ShapeDtypeStruct((settings['trials'],), key.dtype)
   fn = jax.jit(
     jax.vmap(
       lambda k: model.dead_by_depth(k, grid, width, settings['max_depth'], init)
     )
+  ).lower(keys)
+  fn = cli.compile_within_memory(
+    fn,
+    jax.local_devices()[:1],
+    f'{settings["trials"]} networks of width {width}',
+    '--trials, --grid_points or --widths',
   )
   start = time.perf_counter()
-  dead = np.asarray(fn(keys))  # (trials, max_depth)
+  dead = np.asarray(fn(jax.random.split(key, settings['trials'])))
   return [
     {
       'dead_counts': dead.sum(0).astype(int).tolist(),
@@ -95,8 +104,76 @@ def run_cell(init: str, width: int, settings: dict) -> list[dict]:
   ]
 
 
-def report(rows: list[dict]) -> tuple[str, dict]:
-  """Markdown table and plain verdicts on the claims."""
+def _ci(r: dict) -> str:
+  return (
+    f'{r["probability"]:.3f} (95% CI {r["ci95_low"]:.3f}-{r["ci95_high"]:.3f})'
+  )
+
+
+def claims(rows: list[dict]) -> dict[str, tuple[bool, str]]:
+  """Each claim's verdict (True: supported) and its reason in words.
+
+  Lu et al.'s figures at depth 10 (He, zero bias): consistent when the 95%
+  CI overlaps their range. RAI below He: RAI's CI lies wholly below He's
+  in every cell where He is born dead at all. The closed form bounds He:
+  no He cell's CI lies wholly above it.
+  """
+  cell = {(r['init'], r['width'], r['depth']): r for r in rows}
+  out = {}
+  for width, (lo, hi) in LU_ET_AL_DEPTH10.items():
+    r = cell.get(('he_zero_bias', width, 10))
+    if r is None:
+      continue
+    ok = r['ci95_high'] >= lo and r['ci95_low'] <= hi
+    out[f'lu_et_al_width_{width}'] = (
+      ok,
+      f'width {width}, depth 10: measured {_ci(r)} '
+      + ('overlaps' if ok else 'lies outside')
+      + f" Lu et al.'s {lo:.2f}-{hi:.2f}",
+    )
+  below, overlap = [], []
+  for (init, width, depth), r in cell.items():
+    he = cell.get(('he_zero_bias', width, depth))
+    if init == 'rai' and he is not None and he['born_dead'] > 0:
+      where = f'width {width} depth {depth}'
+      (below if r['ci95_high'] < he['ci95_low'] else overlap).append(where)
+  if below or overlap:
+    n = len(below) + len(overlap)
+    reason = (
+      f"RAI's 95% CI lies below He's (zero bias) in {len(below)} of {n} "
+      'cells where He is born dead at all'
+    )
+    if overlap:
+      reason += f'; the CIs overlap in {", ".join(overlap)}'
+    out['rai_below_he_where_he_dies'] = (not overlap, reason)
+  he = [r for r in rows if r['init'] == 'he_zero_bias']
+  if he:
+    above = [r for r in he if r['ci95_low'] > r['closed_form'] + 1e-12]
+    if above:
+      reason = 'the 95% CI lies above 1-(1-2^-N)^L in ' + ', '.join(
+        f'width {r["width"]} depth {r["depth"]} ({r["ci95_low"]:.3f} > '
+        f'{r["closed_form"]:.3f})'
+        for r in above
+      )
+    else:
+      reason = (
+        f'no He (zero bias) cell of {len(he)} has its 95% CI above 1-(1-2^-N)^L'
+      )
+    out['closed_form_bounds_he'] = (not above, reason)
+  return out
+
+
+def claim_lines(found: dict[str, tuple[bool, str]]) -> list[str]:
+  """One line per claim: its name, verdict and reason."""
+  return [
+    f'- {name}: '
+    + report_lib.verdict_text('SUPPORTED' if ok else 'NOT SUPPORTED', why)
+    for name, (ok, why) in found.items()
+  ]
+
+
+def report(rows: list[dict]) -> tuple[str, dict, dict]:
+  """The Markdown table, the claims' lines; verdicts and their reasons."""
   header = ('init', 'width', 'depth', 'born dead', '95% CI', '1-(1-2^-N)^L')
   table = [
     (
@@ -109,54 +186,19 @@ def report(rows: list[dict]) -> tuple[str, dict]:
     )
     for r in rows
   ]
-  cell = {(r['init'], r['width'], r['depth']): r for r in rows}
-  verdicts = {}
-  lu = []
-  for width, (lo, hi) in LU_ET_AL_DEPTH10.items():
-    r = cell.get(('he_zero_bias', width, 10))
-    if r is None:
-      continue
-    consistent = r['ci95_high'] >= lo and r['ci95_low'] <= hi
-    lu.append(
-      f'width {width}: measured {r["probability"]:.3f} '
-      f'[{r["ci95_low"]:.3f}, {r["ci95_high"]:.3f}] vs Lu et al. '
-      f'{lo:.2f}-{hi:.2f}: {"consistent" if consistent else "NOT consistent"}'
-    )
-    verdicts[f'lu_et_al_width_{width}'] = consistent
-  rai_better = []
-  for (init, width, depth), r in cell.items():
-    he = cell.get(('he_zero_bias', width, depth))
-    if init == 'rai' and he is not None and he['born_dead'] > 0:
-      rai_better.append(r['ci95_high'] < he['ci95_low'])
-  if rai_better:
-    verdicts['rai_below_he_where_he_dies'] = all(rai_better)
-  he = [r for r in rows if r['init'] == 'he_zero_bias']
-  if he:
-    # Is the closed form an upper bound? Judge by each cell's CI.
-    verdicts['closed_form_bounds_he'] = all(
-      r['ci95_low'] <= r['closed_form'] + 1e-12 for r in he
-    )
+  found = claims(rows)
   text = report_lib.markdown_table(header, table)
-  if he:
+  if found:
     text += (
-      '\nThe closed form 1-(1-2^-N)^L '
-      + (
-        'upper-bounds'
-        if verdicts['closed_form_bounds_he']
-        else 'does NOT bound'
-      )
-      + ' every He (zero bias) cell within its 95% CI.\n'
+      '\n## Claims\n\nLu et al. (2020): depth 10, He init with zero bias, '
+      'against their figures; RAI against He (zero bias) where He is born '
+      'dead at all, by non-overlapping 95% CIs; the closed form as an upper '
+      'bound of every He (zero bias) cell.\n\n'
+      + '\n'.join(claim_lines(found))
+      + '\n'
     )
-  if lu:
-    text += '\nLu et al. (2020) at depth 10, He init with zero bias:\n'
-    text += ''.join(f'- {line}\n' for line in lu)
-  if rai_better:
-    text += (
-      f'\nRAI is born dead significantly less often than He (zero bias) in '
-      f'{sum(rai_better)} of {len(rai_better)} cells where He dies at all'
-      ' (non-overlapping 95% CIs).\n'
-    )
-  return text, verdicts
+  verdicts = {k: ok for k, (ok, _) in found.items()}
+  return text, verdicts, {k: why for k, (_, why) in found.items()}
 
 
 def check_flags() -> dict:
@@ -198,28 +240,47 @@ def groups(flag: dict) -> list[sweep.Group]:
 
 
 def write(flag: dict, outcome: sweep.Outcome) -> dict:
-  """results.json, .csv and .md and the figure; the verdicts."""
+  """results.json, .csv and .md and the figure; the verdicts.
+
+  stdout gets the claims with their reasons; the table is in results.md.
+  """
   rows = stats.born_dead_rows(outcome.results(), flag['depths'])
-  text, verdicts = report(rows)
+  text, verdicts, reasons = report(rows)
   text = report_lib.missing_text(outcome) + text
   out = flag['output_dir']
+  meta = report_lib.provenance(report_lib.flag_values(flag))
   report_lib.write_json(
     f'{out}/results.json',
     {
-      'meta': report_lib.provenance(report_lib.flag_values(flag)),
+      'meta': meta,
       'verdicts': verdicts,
+      'reasons': reasons,
       'results': rows,
     },
   )
   report_lib.write_csv(f'{out}/results.csv', rows)
-  report_lib.write_text(f'{out}/results.md', text)
+  report_lib.write_text(
+    f'{out}/results.md',
+    f'{text}\n{report_lib.provenance_markdown(meta)}',
+  )
   path = (
     plots.born_dead_figure(rows, INITS, f'{out}/born_dead.png')
     if rows
     else None
   )
-  print(text)
-  print(f'Wrote {out}/results.json, results.csv, results.md, {path}')
+  inits = sorted({r['init'] for r in rows}, key=list(INITS).index)
+  judged = claim_lines({k: (v, reasons[k]) for k, v in verdicts.items()})
+  report_lib.echo(
+    [
+      *report_lib.missing_line(outcome, f'{out}/results.md'),
+      f'Born dead: {len(rows)} (init, width, depth) estimates of '
+      f'{flag["trials"]} networks each, inits {", ".join(inits) or "none"}.',
+      *(judged or ['No claim could be judged: its cells are not stored.']),
+      f'full table: {out}/results.md',
+      f'Wrote {out}/results.json, results.csv, results.md'
+      + (f', {os.path.basename(path)}' if path else ''),
+    ]
+  )
   return verdicts
 
 

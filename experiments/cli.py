@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging as std_logging
 import math
 import os
+import re
 import sys
 import sysconfig
 import tempfile
@@ -94,6 +95,83 @@ def require(ok: bool, message: str) -> None:
   """Raises UsageError(message) unless ok."""
   if not ok:
     raise UsageError(message)
+
+
+def available_memory(device=None) -> int | None:
+  """Bytes a computation may use on device (default: the first local one).
+
+  An accelerator's allocator limit; on CPU, the host's available memory
+  (MemAvailable); None where neither is known.
+  """
+  import jax
+
+  device = jax.local_devices()[0] if device is None else device
+  try:
+    stats = device.memory_stats()
+  except Exception:  # backends without statistics
+    stats = None
+  if stats and stats.get('bytes_limit'):
+    return int(stats['bytes_limit'])
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def compiled_bytes(compiled, devices) -> int:
+  """Memory a compiled program needs on its devices, from XLA's analysis:
+  arguments, outputs and temporaries of one device, times the devices on
+  CPU (whose devices share the host's memory)."""
+  m = compiled.memory_analysis()
+  one = (
+    m.temp_size_in_bytes
+    + m.argument_size_in_bytes
+    + m.output_size_in_bytes
+    - m.alias_size_in_bytes
+  )
+  return one * (len(devices) if devices[0].platform == 'cpu' else 1)
+
+
+# XLA's words when a program's sizes exceed what it can compile.
+_TOO_BIG = re.compile(r'2147483647|RESOURCE_EXHAUSTED|too large|overflow', re.I)
+
+
+def compile_within_memory(lowered, devices, what: str, lower: str):
+  """`lowered.compile()`, refused (UsageError, exit 2) before it runs when
+  XLA cannot compile it at these sizes or it needs more memory than the
+  devices have (`require_memory`, on XLA's analysis of the program)."""
+  import jax
+
+  try:
+    compiled = lowered.compile()
+  except jax.errors.JaxRuntimeError as e:
+    if not _TOO_BIG.search(str(e)):
+      raise
+    first = str(e).splitlines()[0][:120]
+    raise UsageError(
+      f'{what} cannot be compiled at these sizes ({first}): lower {lower}'
+    ) from None
+  require_memory(compiled_bytes(compiled, devices), what, lower, devices[0])
+  return compiled
+
+
+def require_memory(needed: int, what: str, lower: str, device=None) -> None:
+  """Refuses (UsageError, exit 2) a computation needing more memory than
+  `available_memory`, before it runs, with both figures and the flags that
+  set its size (`lower`)."""
+  have = available_memory(device)
+  if have is not None and needed > have:
+    raise UsageError(
+      f'{what} needs about {needed / 2**30:.3g} GiB of memory, more than '
+      f'the {have / 2**30:.3g} GiB available: lower {lower}'
+    )
 
 
 # Every integer flag fits a signed 32-bit integer, jax's default integer for

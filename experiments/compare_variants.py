@@ -184,9 +184,16 @@ def write(flag: dict, outcome: sweep.Outcome) -> dict:
   results = variants_claims.Results(outcome.by(*key), flag)
   lines, verdicts, strata = variants_claims.claims(results)
   extra = [*variants_claims.selu_table(results), *strata]
-  text = report_lib.write_variants(outcome, results, lines, verdicts, extra)
+  report_lib.write_variants(outcome, results, lines, verdicts, extra)
   plots.variant_figures(results)
-  print(text)
+  report_lib.echo(
+    report_lib.claims_summary(
+      'ReLU variants',
+      outcome,
+      verdicts,
+      f'{flag["output_dir"]}/report.md',
+    )
+  )
   return verdicts
 
 

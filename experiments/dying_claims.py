@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from experiments import data, model, stats
+from experiments.report import number, verdict_text
 
 # Paired one-sample tests: (name, its stats function's output) -> line.
 _KEYS = ('n', 'mean', 'ci', 'p', 'wilcoxon_p', 'detectable')
@@ -142,25 +143,33 @@ class _Block:
     if t['n'] < 2:
       return f'untestable ({t["n"]} seeds with a value)'
     lo, hi = t['ci']
+    if not math.isfinite(t['p']):
+      return (
+        f'{t["mean"]:+.3f}{unit} in each of {t["n"]} paired seeds alike '
+        '(no spread: no t-test)'
+      )
     holm = 'not corrected' if t.get('descriptive') else f'Holm {p:.2g}'
+    wilcoxon = number(t['wilcoxon_p'], '.2g', 'none (every value 0)')
     return (
       f'{t["mean"]:+.3f}{unit} (95% CI {lo:+.3f} to {hi:+.3f}; {t["n"]} '
       f'paired seeds, std {_std(t):.3f}), t-test p = {t["p"]:.2g} ({holm}), '
-      f'Wilcoxon p = {t["wilcoxon_p"]:.2g}'
+      f'Wilcoxon p = {wilcoxon}'
     )
 
   def verdict(
     self, name: str, key, sign: int, too_few: str, missed: str, held=True
   ) -> str:
-    """A paired claim's verdict (`paired_verdict`), stored under name;
-    with held, it decides the exit status."""
+    """A paired claim's verdict (`paired_verdict`) and its reason, stored
+    under name; with held, it decides the exit status. Returns the verdict
+    with its reason, for the report's line."""
     t, p = self.tests[key], self.holm[key]
     v = paired_verdict(t, p, sign, too_few, missed)
     out = {'verdict': v, **{k: t[k] for k in _KEYS if k in t}, 'p_holm': p}
+    out['reason'] = paired_reason(t, p, sign, 'seeds')
     if held:
       out['held'] = v == 'SUPPORTED'
     self.verdicts[name] = out
-    return v
+    return verdict_text(v, out['reason'])
 
 
 def _std(test: dict) -> float:
@@ -180,11 +189,14 @@ def _diverged(test: dict) -> str:
 
 
 def _doses(trend: dict, key: str) -> str:
-  return '; '.join(
-    f'{r[key]:g}: {r["dead_mean"]:.3f} +- {r["dead_std"]:.3f}'
-    + (f' ({r["diverged"]}/{r["seeds"]} diverged)' if r['diverged'] else '')
-    for r in trend['rows']
-  )
+  def dose(r):
+    if not math.isfinite(r['dead_mean']):
+      return f'{r[key]:g}: every seed diverged'
+    return f'{r[key]:g}: {r["dead_mean"]:.3f} +- {r["dead_std"]:.3f}' + (
+      f' ({r["diverged"]}/{r["seeds"]} diverged)' if r['diverged'] else ''
+    )
+
+  return '; '.join(map(dose, trend['rows']))
 
 
 def _block_lines(b: _Block, at: stats.DeadCells, flag: dict) -> None:
@@ -205,9 +217,14 @@ def _block_lines(b: _Block, at: stats.DeadCells, flag: dict) -> None:
     f'1. **High learning rate.** ReLU, bias {t["lr"]["bias"]:g}, final '
     'dead fraction (mean +- std over the seeds that stayed finite) by '
     f'learning rate: {_doses(t["lr"], "lr")}. Trend (per-seed slope per '
-    f'decade of learning rate): {b.text("lr")}; a slope of '
-    f'{t["lr"]["detectable"]:.3f} would have been detected with '
-    f"probability 0.8 at the Bonferroni level (Holm's strictest). **{v}.**"
+    f'decade of learning rate): {b.text("lr")}'
+    + (
+      f'; a slope of {t["lr"]["detectable"]:.3f} would have been detected '
+      "with probability 0.8 at the Bonferroni level (Holm's strictest)"
+      if math.isfinite(t['lr']['detectable'])
+      else ''
+    )
+    + f'. **{v}.**'
   )
   if 'low lr' in t:
     v = b.verdict(
@@ -387,6 +404,7 @@ def _recovery_lines(b: _Block, at: stats.DeadCells, optimizer: str) -> None:
       v = f'CONTRADICTED ({k} of {n} dead units came back; {seeds} seeds)'
     b.verdicts[f'dead units not recoverable, {name}'] = {
       'verdict': v,
+      'reason': None,
       'held': v.startswith('SUPPORTED'),
       'recovered': k,
       'ever_dead': n,
@@ -426,9 +444,30 @@ def paired_verdict(
     return f'NOT TESTABLE ({too_few})'
   if p_holm <= 0.05:
     return 'SUPPORTED' if sign * test['mean'] > 0 else 'CONTRADICTED'
+  if not math.isfinite(test['detectable']):
+    return (
+      f'NOT TESTABLE (every one of {test["n"]} values is '
+      f'{test["mean"]:+.3f}: no spread to test)'
+    )
   return (
     f'NOT TESTABLE (no significant {missed.format(test["detectable"])} would '
     'have been detected with probability 0.8)'
+  )
+
+
+def paired_reason(
+  test: dict, p_holm: float, sign: int, replicates: str
+) -> str | None:
+  """Why `paired_verdict` said SUPPORTED or CONTRADICTED, in words (None
+  for NOT TESTABLE, whose verdict carries its reason)."""
+  if test['n'] < 2 or not p_holm <= 0.05:
+    return None
+  lo, hi = test['ci']
+  side = 'the claimed' if sign * test['mean'] > 0 else 'the opposite'
+  return (
+    f'mean {test["mean"]:+.3f} in {side} direction (95% CI {lo:+.3f} to '
+    f'{hi:+.3f}; {test["n"]} paired {replicates}), Holm p = {p_holm:.2g} '
+    '<= 0.05'
   )
 
 
@@ -445,14 +484,26 @@ def half_dead_claim(
   verdict: does a threshold near 50% show?
   """
   lo, hi = test['ci']
+  reason = None
+  above = (
+    f'runs more than half dead are {test["mean"]:+.3f} above a constant '
+    f'predictor (95% CI {lo:+.3f} to {hi:+.3f}; {test["n"]} seeds)'
+  )
   if test['n'] < 2:
-    verdict = f'NOT TESTABLE ({test["over_half"]} runs more than half dead)'
+    verdict = (
+      f'NOT TESTABLE ({test["over_half"]} run(s) more than half dead, from '
+      f'{test["n"]} seed(s): 2 needed)'
+    )
   elif hi < 0.05:
-    verdict = 'SUPPORTED'
+    verdict, reason = 'SUPPORTED', f'{above}: within 0.05 of it'
   elif p_holm <= 0.05 and lo > 0:
     verdict = 'CONTRADICTED'
+    reason = f'{above}, Holm p = {p_holm:.2g}: they fit'
   else:
-    verdict = 'NOT TESTABLE (between chance and fitting)'
+    verdict = (
+      f'NOT TESTABLE (between chance and fitting: {test["mean"]:+.3f} above '
+      f'a constant predictor, 95% CI {lo:+.3f} to {hi:+.3f})'
+    )
   drop = test['threshold']
   threshold = paired_verdict(
     drop,
@@ -461,33 +512,52 @@ def half_dead_claim(
     'fewer than 2 seeds with runs on both sides of 50%',
     'drop; {:.3f}',
   )
+  threshold_reason = paired_reason(drop, p_threshold, +1, 'seeds')
   bins = '; '.join(
     f'{b["dead"]}: {b["accuracy_mean"]:.3f} +- {b["accuracy_std"]:.3f} '
     f'({b["runs"]} runs)'
+    if b['runs']
+    else f'{b["dead"]}: no runs'
     for b in test['bins']
   )
-  dlo, dhi = drop['ci']
+  if test['n'] < 2:
+    measured = f'are {test["n"]} seed(s) with such runs: too few to test'
+  else:
+    measured = (
+      f'are above it by {test["mean"]:+.3f} (95% CI {lo:+.3f} to '
+      f'{hi:+.3f}; per seed, {test["n"]} seeds), t-test p = '
+      + number(test['p'], '.2g', 'none (no spread)')
+      + f' (Holm {number(p_holm, ".2g", "none")})'
+    )
+  if drop['n'] < 2:
+    dropped = f'{drop["n"]} seed(s) with runs on both sides: too few to test'
+  else:
+    dlo, dhi = drop['ci']
+    dropped = (
+      f'{drop["mean"]:+.3f} (95% CI {dlo:+.3f} to {dhi:+.3f}; {drop["n"]} '
+      'seeds), t-test p = '
+      + number(drop['p'], '.2g', 'none (no spread)')
+      + f' (Holm {number(p_threshold, ".2g", "none")})'
+    )
   line = (
     '4. **More than 50% dead: the network cannot fit** (ReLU, every cell, '
     'treated ones included, and optimizer; finite seeds). Training '
     f'accuracy by final dead fraction: {bins}. Constant predictor: '
     f'{test["chance"]:.3f}. Runs more than half dead ({test["over_half"]}) '
-    f'are above it by {test["mean"]:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}; '
-    f'per seed, {test["n"]} seeds), t-test p = {test["p"]:.2g} (Holm '
-    f'{p_holm:.2g}). **{verdict}**. A threshold near 50%: accuracy of runs '
-    f'(0.25, 0.5] dead minus (0.5, 0.75] dead, per seed: '
-    f'{drop["mean"]:+.3f} (95% CI {dlo:+.3f} to {dhi:+.3f}; {drop["n"]} '
-    f'seeds), t-test p = {drop["p"]:.2g} (Holm {p_threshold:.2g}): '
-    f'{threshold}.'
+    f'{measured}. **{verdict_text(verdict, reason)}**. A threshold near '
+    '50%: accuracy of runs (0.25, 0.5] dead minus (0.5, 0.75] dead, per '
+    f'seed: {dropped}: {verdict_text(threshold, threshold_reason)}.'
   )
   keys = ('n', 'mean', 'ci', 'p', 'chance', 'over_half', 'bins', 'runs')
   return line, {
     'verdict': verdict,
+    'reason': reason,
     'held': verdict == 'SUPPORTED',
     **{k: test[k] for k in keys},
     'p_holm': p_holm,
     'threshold': {
       'verdict': threshold,
+      'reason': threshold_reason,
       **{k: drop[k] for k in _KEYS},
       'p_holm': p_threshold,
     },

@@ -208,7 +208,11 @@ def write(flag: dict, outcome: sweep.Outcome) -> dict:
     plots.dead_fraction_figures(untreated, grid)
   half = verdicts['more than 50% dead cannot fit']
   plots.dead_accuracy_figure(half, f'{flag["output_dir"]}/dead_vs_accuracy.png')
-  print(text)
+  report_lib.echo(
+    report_lib.claims_summary(
+      'Dying ReLU', outcome, verdicts, f'{flag["output_dir"]}/report.md'
+    )
+  )
   return verdicts
 
 

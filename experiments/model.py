@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 import jaxrelu
-from experiments import data, stats
+from experiments import cli, data, stats
 from jaxrelu import diagnostics, initializers
 
 # Fixed-slope leaky ReLU controls: name -> negative slope. 0.01 is the
@@ -554,7 +554,11 @@ def _waves(program, devices: tuple, options_json: str):
   )
 
 
-def by_cell(program, own, shared):
+# by_cell's compiled programs, by (program, devices, options, shapes).
+_COMPILED: dict = {}
+
+
+def by_cell(program, own, shared, *, lower: str = 'the sizes'):
   """`program(cell, shared)` for every cell of `own`, each on its own.
 
   Args:
@@ -562,6 +566,9 @@ def by_cell(program, own, shared):
       cached by its identity).
     own: a tree whose leaves have a leading axis of cells.
     shared: arguments every cell gets whole.
+    lower: the flags that set the program's size, named when it needs more
+      memory than the devices have (`cli.require_memory`: checked on XLA's
+      analysis of the compiled program, before it runs).
 
   Returns:
     The outputs, stacked on a leading axis of cells, as NumPy.
@@ -577,9 +584,20 @@ def by_cell(program, own, shared):
   cells = len(jax.tree.leaves(own)[0])
   devices = tuple(jax.local_devices()[:cells])
   k = len(devices)
-  fn = _waves(program, devices, json.dumps(COMPILER_OPTIONS, sort_keys=True))
+  options = json.dumps(COMPILER_OPTIONS, sort_keys=True)
   pad = lambda a: jnp.concatenate([a, *[a[-1:]] * (-cells % k)])
   own = jax.tree.map(pad, own)
+  wave = jax.tree.map(lambda a: a[:k], own)
+  shapes = jax.tree.map(lambda a: (a.shape, str(a.dtype)), (wave, shared))
+  cache_key = (program, devices, options, str(shapes))
+  if cache_key not in _COMPILED:
+    _COMPILED[cache_key] = cli.compile_within_memory(
+      _waves(program, devices, options).lower(wave, shared),
+      devices,
+      'one cell' if k == 1 else f'{k} cells at once (one per device)',
+      lower,
+    )
+  fn = _COMPILED[cache_key]
   outs = [
     fn(jax.tree.map(lambda a, i=i: a[i : i + k], own), shared)
     for i in range(0, cells + (-cells % k), k)
@@ -613,7 +631,12 @@ def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
     branch_index(cfg, activation),
     jnp.float32(gains(cfg['celu_alpha'])[activation]),
   )
-  return by_cell(program, (jnp.asarray(keys), knobs), shared)
+  return by_cell(
+    program,
+    (jnp.asarray(keys), knobs),
+    shared,
+    lower='--seeds, --batch, --widths or --depths',
+  )
 
 
 def teacher_cells(flag: dict, activation: str, depth: int) -> list[list]:

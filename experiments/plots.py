@@ -1,59 +1,149 @@
-"""One plotting style for every figure: fixed colours, honest marks.
+"""One plotting style for every figure: fixed styles, honest marks.
 
-Each activation (and variant of one) has one colour and line style in every
-figure of every binary. Diverged seeds are drawn as diverged (a cross at
-the step they went non-finite), never as dead. Log axes label their ticks.
+Each activation (and variant of one) has one colour, line style and marker
+in every figure of every binary; series that would still look alike in one
+figure (variants sharing an activation's colour) get shades of it and
+markers of their own (`distinct_styles`, and `figure` for every figure it
+draws). Diverged seeds are drawn as diverged (a cross at the step they went
+non-finite), never as dead; a curve that leaves the axes gets a marker
+where it leaves (`mark_exits`). Log axes label their ticks.
+
+Every PNG goes through `save_figure`, which writes no empty figure (it logs
+why instead) and checks the figure with `figure_problems`: no two series
+of one panel alike, no legend entry twice, no panel without data, a marker
+wherever a curve leaves the axes. With the environment variable
+JAXRELU_FIGURE_LOG set to a file, it appends a JSON line per figure there
+(path, written, problems): the tests read it after running a binary.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
+import os
 from collections.abc import Sequence
+
+from absl import logging
 
 from experiments.store import write_bytes_atomic
 
-# Colour-blind-safe palette (Okabe-Ito, then Tableau extras); one per name.
+# Colour-blind-safe palette (Okabe-Ito, then Tableau extras); one colour,
+# line style and marker per name. Markers leave out the marks' shapes:
+# 'x' (a seed diverged, a curve ends) and '^' 'v' (a curve leaves the axes).
 _STYLES = {
-  'relu': ('#000000', '-'),
-  'leaky_relu': ('#E69F00', '-'),
+  'relu': ('#000000', '-', 'o'),
+  'leaky_relu': ('#E69F00', '-', 's'),
   # The fixed-slope controls: leaky's colour, each its own dash.
-  'leaky_relu_0.25': ('#E69F00', '--'),
-  'leaky_relu_0.229': ('#E69F00', ':'),
-  'leaky_relu_0.182': ('#E69F00', (0, (5, 1, 1, 1, 1, 1))),
-  'prelu': ('#56B4E9', '-'),
-  'prelu_channel': ('#56B4E9', '--'),
-  'rrelu': ('#009E73', '-'),
-  'elu': ('#D55E00', '-'),
-  'celu': ('#D55E00', ':'),
-  'relu6': ('#999999', '-'),
-  'selu': ('#CC79A7', '-'),
-  'selu_no_dropout': ('#CC79A7', '--'),
-  'selu, alpha dropout': ('#CC79A7', '-.'),
-  'tanh': ('#0072B2', '-'),
+  'leaky_relu_0.25': ('#E69F00', '--', 's'),
+  'leaky_relu_0.229': ('#E69F00', ':', 's'),
+  'leaky_relu_0.182': ('#E69F00', (0, (5, 1, 1, 1, 1, 1)), 's'),
+  'prelu': ('#56B4E9', '-', 'D'),
+  'prelu_channel': ('#56B4E9', '--', 'd'),
+  'rrelu': ('#009E73', '-', '<'),
+  'elu': ('#D55E00', '-', '*'),
+  'celu': ('#D55E00', ':', 'h'),
+  'relu6': ('#999999', '-', '>'),
+  'selu': ('#CC79A7', '-', 'p'),
+  'selu_no_dropout': ('#CC79A7', '--', 'p'),
+  'selu, alpha dropout': ('#CC79A7', '-.', 'P'),
+  'selu, standard dropout': ('#CC79A7', ':', 's'),
+  'tanh': ('#0072B2', '-', '8'),
 }
 _EXTRA = ('#8C564B', '#BCBD22', '#17BECF', '#7F7F7F', '#F0E442', '#1F77B4')
+MARKERS = ('o', 's', 'D', 'P', 'h', '*', 'p', 'd', '8', 'H', '<', '>')
+DASHES = ('-', '--', ':', '-.', (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+# Blends towards white (> 0) or black (< 0) for the 2nd, 3rd, ... series
+# sharing a colour in one figure.
+_SHADES = (-0.35, 0.4, -0.6, 0.2, -0.75, -0.15)
+# gid of lines that are marks (exits, divergence crosses) or references
+# (a target, a chance level): neither is a data series.
+MARK, REFERENCE = 'mark', 'reference'
+# gid of the cells of a heatmap where every seed diverged.
+DIVERGED_CELL = 'diverged'
+DIVERGED_COLOR = '#56B4E9'
+FIGURE_LOG_ENV = 'JAXRELU_FIGURE_LOG'
+EMPTY = 'no data drawn'
 
 
 def style(name: str) -> dict:
-  """matplotlib keywords (color, linestyle) fixed for an activation name.
+  """matplotlib keywords (color, linestyle, marker) fixed for a name.
 
   A name with a parenthetical note ('selu (lecun_normal)') is drawn as the
   bare name; a variant named after an activation ('selu, weight var 1.1/n')
-  gets its colour, dash-dotted.
+  gets its colour and marker, dash-dotted.
   """
   name = name.split(' (')[0]
   if name in _STYLES:
-    color, linestyle = _STYLES[name]
+    color, linestyle, marker = _STYLES[name]
   else:
     base = next((a for a in sorted(_STYLES, key=len)[::-1] if a in name), None)
     if base is not None:
-      color, linestyle = _STYLES[base][0], '-.'
+      color, linestyle, marker = _STYLES[base][0], '-.', _STYLES[base][2]
     else:
-      color = _EXTRA[sum(map(ord, name)) % len(_EXTRA)]
-      linestyle = '-'
-  return {'color': color, 'linestyle': linestyle}
+      h = sum(map(ord, name))
+      color, linestyle = _EXTRA[h % len(_EXTRA)], '-'
+      marker = MARKERS[h % len(MARKERS)]
+  return {'color': color, 'linestyle': linestyle, 'marker': marker}
+
+
+def _shade(color, k: int) -> str:
+  """The k-th (k >= 1) shade of a colour: blended towards white or black."""
+  from matplotlib import colors
+
+  t = _SHADES[(k - 1) % len(_SHADES)]
+  rgb = colors.to_rgb(color)
+  mixed = [c + t * (1 - c) if t > 0 else c * (1 + t) for c in rgb]
+  return colors.to_hex(mixed)
+
+
+def _style_key(s: dict) -> tuple:
+  from matplotlib import colors
+
+  color = colors.to_hex(s['color']) if s.get('color') is not None else None
+  return (color, repr(s.get('linestyle', '-')), s.get('marker') or 'None')
+
+
+def _free(s: dict, used: set) -> dict:
+  """s, or s with the first marker (then dash) that makes it unused."""
+  if _style_key(s) not in used:
+    return s
+  for dash in (s.get('linestyle', '-'), *DASHES):
+    for marker in MARKERS:
+      other = {**s, 'linestyle': dash, 'marker': marker}
+      if _style_key(other) not in used:
+        return other
+  return s  # more series than styles: figure_problems will say so
+
+
+def distinct_styles(names: Sequence[str], linestyle=None) -> list[dict]:
+  """`style` of each name, made distinct within one figure.
+
+  Names sharing a colour (variants of one activation) get shades of it
+  and markers of their own; a (colour, line style, marker) that would
+  still repeat moves to the next free marker.
+
+  Args:
+    names: the series, in drawing order (the first keeps its style).
+    linestyle: one line style for every series (the figure uses the line
+      style for another meaning), or None for each name's own.
+  """
+  out, used, markers = [], set(), {}
+  for name in names:
+    s = style(name)
+    if linestyle is not None:
+      s['linestyle'] = linestyle
+    taken = markers.setdefault(s['color'], [])
+    if taken:
+      s['color'] = _shade(s['color'], len(taken))
+      if s['marker'] in taken:
+        s['marker'] = next((m for m in MARKERS if m not in taken), s['marker'])
+    s = _free(s, used)
+    taken.append(s['marker'])
+    used.add(_style_key(s))
+    out.append(s)
+  return out
 
 
 def pyplot():
@@ -80,7 +170,16 @@ def log_axis(ax, axis: str, ticks: Sequence[float], base: float = 10) -> None:
 def mark_diverged(ax, steps, values, **kwargs) -> None:
   """Crosses where seeds diverged: (step, value at which the curve stops)."""
   if len(steps):
-    ax.plot(steps, values, 'x', markersize=7, mew=1.5, **kwargs)
+    ax.plot(
+      steps,
+      values,
+      'x',
+      markersize=7,
+      mew=1.5,
+      gid=MARK,
+      label='_diverged',
+      **kwargs,
+    )
 
 
 def while_finite(values, losses):
@@ -106,12 +205,259 @@ def while_finite(values, losses):
   return mean, alive.sum(1) - 1
 
 
-def save_figure(fig, path: str, dpi: int = 110) -> str:
-  """Writes a matplotlib figure to a PNG atomically, closes it, returns path."""
+# ----------------------------------------------------------------------------
+# What a figure shows, and the check of it.
+
+
+def _is_capline(ax, line) -> bool:
+  from matplotlib.container import ErrorbarContainer
+
+  return any(
+    line in c.lines[1]
+    for c in ax.containers
+    if isinstance(c, ErrorbarContainer)
+  )
+
+
+def _points(line):
+  """A line's (x, y) as float arrays (NaN for what is not a number)."""
+  import numpy as np
+
+  def floats(values):
+    try:
+      return np.asarray(values, np.float64).ravel()
+    except (TypeError, ValueError):
+      return np.full(len(values), np.nan)
+
+  return floats(line.get_xdata()), floats(line.get_ydata())
+
+
+def series(ax) -> list:
+  """The data series an axes draws: its visible lines with a finite point,
+  less marks, references and error bar caps."""
+  import numpy as np
+
+  out = []
+  for line in ax.get_lines():
+    if not line.get_visible() or line.get_gid() in (MARK, REFERENCE):
+      continue
+    x, y = _points(line)
+    if np.any(np.isfinite(x) & np.isfinite(y)) and not _is_capline(ax, line):
+      out.append(line)
+  return out
+
+
+def line_style(line) -> tuple:
+  """(colour, dash pattern, marker) of a drawn line."""
+  from matplotlib import colors
+
+  ls = line.get_linestyle()
+  dashes = 'none' if ls in ('None', 'none', ' ', '') else None
+  if dashes is None:
+    pattern = line._unscaled_dash_pattern[1]  # '--' and (0, (5, 1)) alike
+    dashes = 'solid' if pattern is None else tuple(round(d, 3) for d in pattern)
+  marker = line.get_marker()
+  marker = 'None' if marker in (None, 'None', 'none', '', ' ') else marker
+  return colors.to_hex(line.get_color()), dashes, str(marker)
+
+
+def _name(line) -> str:
+  label = line.get_label()
+  return (
+    repr(label) if not label.startswith('_') else f'a line {line_style(line)}'
+  )
+
+
+def exits(x, y, ylim, log: bool) -> list[tuple[float, float, str]]:
+  """Where a curve leaves the view or ends: (x, y, marker) to draw there.
+
+  Each run of finite points outside ylim (at or below 0 on a log axis) is
+  marked at its first point, on the edge it lies beyond ('^' above, 'v'
+  below); a curve that stops (non-finite values after a finite point
+  inside) gets an 'x' at its last finite point.
+  """
+  import numpy as np
+
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  lo, hi = sorted(ylim)
+  finite = np.isfinite(x) & np.isfinite(y)
+  low = finite & ((y < lo) | (log & (y <= 0)))
+  high = finite & (y > hi)
+  inside = finite & ~low & ~high
+  out = []
+  for i in range(len(y)):
+    before = i > 0 and (low[i - 1] if low[i] else high[i - 1])
+    if (low[i] or high[i]) and not before:
+      out.append((x[i], hi if high[i] else lo, '^' if high[i] else 'v'))
+    if inside[i] and i + 1 < len(y) and not np.isfinite(y[i + 1]):
+      out.append((x[i], y[i], 'x'))
+  return out
+
+
+def mark_exits(ax) -> None:
+  """Marks (`exits`) where each series of ax leaves the view or ends.
+
+  Call it once the axes has all its data, scales and limits: it fixes the
+  y limits, so that the marks on their edges stay there.
+  """
+  ylim = ax.get_ylim()
+  ax.set_ylim(ylim)
+  log = ax.get_yscale() == 'log'
+  for line in series(ax):
+    points = exits(*_points(line), ylim, log)
+    for x, y, marker in points:
+      ax.plot(
+        [x],
+        [y],
+        marker=marker,
+        linestyle='none',
+        color=line.get_color(),
+        markersize=7,
+        mew=1.5,
+        clip_on=False,
+        gid=MARK,
+        label='_exit',
+        scalex=False,
+        scaley=False,
+      )
+
+
+def _has_data(ax) -> bool:
+  import numpy as np
+
+  if series(ax):
+    return True
+  for image in ax.images:
+    if np.any(np.isfinite(np.ma.filled(image.get_array(), np.nan))):
+      return True
+  return any(p.get_gid() == DIVERGED_CELL for p in ax.patches)
+
+
+def data_axes(fig) -> list:
+  """The axes of a figure that show data (not colorbars, hidden or
+  switched-off axes)."""
+  return [
+    ax
+    for ax in fig.axes
+    if ax.get_visible() and ax.axison and not hasattr(ax, '_colorbar')
+  ]
+
+
+def figure_problems(fig) -> list[str]:
+  """What makes a figure misleading; [] when nothing does.
+
+  EMPTY alone when no panel draws data. Otherwise, per panel: no data;
+  two series (labelled or not) with one colour, line style and marker; a
+  curve leaving the axes or ending without a mark there (`exits`; marks
+  are lines with gid MARK); and across the figure: one label drawn in two
+  styles or two labels in one style, and a legend with an entry twice.
+  """
+  import numpy as np
+
+  panels = data_axes(fig)
+  if not any(_has_data(ax) for ax in panels):
+    return [EMPTY]
+  problems, labels, clashed = [], {}, set()
+  for n, ax in enumerate(panels):
+    where = f'panel {n}' + (f' ({ax.get_title()})' if ax.get_title() else '')
+    if not _has_data(ax):
+      problems.append(f'{where}: no data')
+    seen = {}
+    for line in series(ax):
+      key = line_style(line)
+      if key in seen:
+        clashed.add(key)
+        problems.append(
+          f'{where}: {_name(seen[key])} and {_name(line)} share colour, '
+          f'line style and marker {key}'
+        )
+      seen[key] = line
+      if not line.get_label().startswith('_'):
+        labels.setdefault(line.get_label(), set()).add(key)
+    marks = [_points(line) for line in ax.get_lines() if line.get_gid() == MARK]
+    mx = np.concatenate([m[0] for m in marks]) if marks else np.zeros(0)
+    my = np.concatenate([m[1] for m in marks]) if marks else np.zeros(0)
+    log = ax.get_yscale() == 'log'
+    for line in series(ax):
+      for x, y, _ in exits(*_points(line), ax.get_ylim(), log):
+        hit = np.isclose(mx, x, rtol=1e-9, atol=1e-12) & np.isclose(
+          my, y, rtol=1e-9, atol=1e-12
+        )
+        if not hit.any():
+          problems.append(
+            f'{where}: {_name(line)} leaves the axes or ends at x={x:g} '
+            'without a mark'
+          )
+  styles = {}
+  for label, keys in labels.items():
+    if len(keys) > 1:
+      problems.append(f'{label!r} is drawn in {len(keys)} styles')
+    for key in keys:
+      styles.setdefault(key, []).append(label)
+  for key, names in styles.items():
+    if len(names) > 1 and key not in clashed:  # across panels
+      problems.append(f'{names} share colour, line style and marker {key}')
+  legends = [ax.get_legend() for ax in fig.axes] + list(fig.legends)
+  for legend in filter(None, legends):
+    texts = [t.get_text() for t in legend.get_texts()]
+    twice = sorted({t for t in texts if texts.count(t) > 1})
+    if twice:
+      problems.append(f'a legend lists {twice} more than once')
+  return problems
+
+
+def _log_figure(path: str, written: bool, problems: list[str]) -> None:
+  """One JSON line in the file FIGURE_LOG_ENV names, if it is set."""
+  log = os.environ.get(FIGURE_LOG_ENV)
+  if log:
+    with open(log, 'a') as f:
+      entry = {'path': path, 'written': written, 'problems': problems}
+      f.write(json.dumps(entry) + '\n')
+
+
+def read_figure_log(log: str) -> list[dict]:
+  """The entries `save_figure` appended to a FIGURE_LOG_ENV file."""
+  if not os.path.exists(log):
+    return []
+  with open(log) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def save_figure(
+  fig, path: str, dpi: int = 110, *, why_empty: str = 'nothing to draw'
+) -> str | None:
+  """Writes a matplotlib figure to a PNG atomically and closes it.
+
+  An empty figure (no panel draws data) is not written: one log line says
+  which and `why_empty`, and a PNG of that name from an earlier run is
+  removed (it would show other cells than the report). Other problems
+  (`figure_problems`) are logged as a warning; the PNG is written.
+
+  Returns:
+    path, or None when nothing was written.
+  """
+  problems = figure_problems(fig)
+  name = os.path.basename(path)
+  if problems == [EMPTY]:
+    pyplot().close(fig)
+    stale = os.path.exists(path)
+    if stale:
+      os.remove(path)
+    logging.info(
+      '%s not written: %s%s',
+      name,
+      why_empty,
+      ' (the one of an earlier run removed)' if stale else '',
+    )
+    _log_figure(path, False, [])
+    return None
+  if problems:
+    logging.warning('%s: %s', name, '; '.join(problems))
   buf = io.BytesIO()
   fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
   pyplot().close(fig)
   write_bytes_atomic(path, buf.getvalue())
+  _log_figure(path, True, problems)
   return path
 
 
@@ -121,23 +467,34 @@ class Line:
 
   `yerr` draws error bars, `band` = (low, high) a shaded interval, and
   `stops` = (xs, ys) crosses where seeds diverged (the curve excludes them
-  from there on).
+  from there on). `hollow` draws open markers; `markevery` thins them
+  (None: about ten along a long curve).
   """
 
   x: Sequence[float]
   y: Sequence[float]
   label: str | None = None
   color: str | None = None
-  linestyle: str = '-'
+  linestyle: str | tuple = '-'
   marker: str | None = None
   yerr: Sequence[float] | None = None
   band: tuple[Sequence[float], Sequence[float]] | None = None
   stops: tuple[Sequence[float], Sequence[float]] | None = None
+  hollow: bool = False
+  markevery: int | tuple[int, int] | None = None
 
   @classmethod
   def of(cls, name: str, x, y, **kwargs) -> Line:
     """A line in the fixed style of activation `name`, labelled by it."""
     return cls(x, y, **{'label': name, **style(name), **kwargs})
+
+  def drawn(self) -> bool:
+    """Whether the curve has a finite point."""
+    import numpy as np
+
+    x = np.asarray(self.x, np.float64)
+    y = np.asarray(self.y, np.float64)
+    return bool(np.any(np.isfinite(x) & np.isfinite(y)))
 
 
 @dataclasses.dataclass
@@ -156,6 +513,44 @@ class Panel:
   ylim: tuple[float, float] | None = None
 
 
+def _distinct_lines(panels: Sequence[Panel]) -> list[list[Line]]:
+  """Each panel's lines, restyled where two would look alike.
+
+  A label keeps one style across the figure; labelled lines differ from
+  each other across the figure, unlabelled ones (a theory curve beside
+  its data) within their panel. A clash moves the later line to the first
+  free marker (then dash).
+  """
+  labelled, used = {}, set()
+  for panel in panels:
+    for line in panel.lines:
+      if line.label and line.label not in labelled and line.drawn():
+        s = _free(vars(line), used)
+        labelled[line.label] = s
+        used.add(_style_key(s))
+  out = []
+  for panel in panels:
+    mine = {
+      _style_key(labelled[ln.label])
+      for ln in panel.lines
+      if ln.label in labelled
+    }
+    lines = []
+    for line in panel.lines:
+      if line.label in labelled:
+        s = labelled[line.label]
+      else:
+        s = _free(vars(line), used | mine)
+        mine.add(_style_key(s))
+      lines.append(
+        dataclasses.replace(
+          line, color=s['color'], linestyle=s['linestyle'], marker=s['marker']
+        )
+      )
+    out.append(lines)
+  return out
+
+
 def figure(
   panels: Sequence[Panel],
   path: str,
@@ -163,9 +558,17 @@ def figure(
   ncols: int | None = None,
   size: tuple[float, float] = (4.0, 3.2),
   suptitle: str | None = None,
-) -> str:
-  """Draws panels on a grid (row-major), writes the PNG; returns path."""
+  why_empty: str = 'nothing to draw',
+) -> str | None:
+  """Draws panels on a grid (row-major), writes the PNG.
+
+  A panel without data is left blank ('not run'); a figure without any is
+  not written (`save_figure`, which logs why_empty). Returns the path, or
+  None when nothing was written.
+  """
   plt = pyplot()
+  if not any(ln.drawn() for p in panels for ln in p.lines):
+    return save_figure(plt.figure(), path, why_empty=why_empty)
   ncols = ncols or len(panels)
   nrows = max(1, math.ceil(len(panels) / ncols))
   fig, axes = plt.subplots(
@@ -175,46 +578,76 @@ def figure(
     squeeze=False,
   )
   flat = axes.ravel()
+  styled = _distinct_lines(panels)
   labelled = [
-    i for i, p in enumerate(panels) if any(ln.label for ln in p.lines)
+    i
+    for i, lines in enumerate(styled)
+    if any(ln.label and ln.drawn() for ln in lines)
   ]
   for i, (ax, panel) in enumerate(zip(flat, panels, strict=False)):
-    for line in panel.lines:
-      kw = {'color': line.color, 'linestyle': line.linestyle, 'lw': 1}
+    lines = styled[i]
+    if not any(ln.drawn() for ln in lines):
+      ax.set_axis_off()
+      ax.text(0.5, 0.5, f'{panel.title}\nnot run', ha='center', va='center')
+      continue
+    for k, line in enumerate(lines):
+      if not line.drawn():
+        continue
+      kw = {
+        'color': line.color,
+        'linestyle': line.linestyle,
+        'marker': line.marker,
+        'lw': 1,
+        'markersize': 4,
+        'markevery': line.markevery,
+      }
+      if line.hollow:
+        kw['markerfacecolor'] = 'none'
+      n = len(line.x)
+      if line.markevery is None and n > 12:
+        step = math.ceil(n / 10)
+        kw['markevery'] = ((3 * k) % step, step)  # staggered
       if line.yerr is not None:
         ax.errorbar(
           line.x, line.y, line.yerr, label=line.label, capsize=2, **kw
         )
       else:
-        ax.plot(line.x, line.y, marker=line.marker, label=line.label, **kw)
+        ax.plot(line.x, line.y, label=line.label, **kw)
       if line.band is not None:
         ax.fill_between(line.x, *line.band, color=line.color, alpha=0.2)
       if line.stops is not None:
         mark_diverged(ax, *line.stops, color=line.color)
     if panel.hline is not None:
-      ax.axhline(panel.hline, color='grey', ls=':', lw=0.8)
+      ax.axhline(panel.hline, color='grey', ls=':', lw=0.8, gid=REFERENCE)
     if panel.hspan is not None:
-      ax.axhspan(*panel.hspan, color='0.85')
+      ax.axhspan(*panel.hspan, color='0.85', zorder=0)
     if panel.xlog is not None:
       log_axis(ax, 'x', panel.xlog, panel.xlog_base)
     if panel.ylog:
       ax.set_yscale('log')
     if panel.ylim is not None:
       ax.set_ylim(panel.ylim)
+    mark_exits(ax)
     ax.set_title(panel.title, fontsize=9)
-    # Axis labels on the outer panels only; one legend, on the last panel.
+    # Axis labels on the outer panels only (a y label also where it
+    # differs from its row's first); one legend, on the last panel.
     if i // ncols == nrows - 1 or i + ncols >= len(panels):
       ax.set_xlabel(panel.xlabel)
-    if i % ncols == 0:
+    if i % ncols == 0 or panel.ylabel != panels[i - i % ncols].ylabel:
       ax.set_ylabel(panel.ylabel)
-    if labelled and i == labelled[-1]:
-      ax.legend(fontsize=6)
+  if labelled:
+    # Every label of the figure once, whichever panel drew it.
+    entries = {}
+    for ax in flat[: len(panels)]:
+      for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+        entries.setdefault(label, handle)
+    flat[labelled[-1]].legend(entries.values(), entries.keys(), fontsize=6)
   for ax in flat[len(panels) :]:
     ax.set_visible(False)
   if suptitle:
     fig.suptitle(suptitle)
   fig.tight_layout()
-  return save_figure(fig, path)
+  return save_figure(fig, path, why_empty=why_empty)
 
 
 def heatmaps(
@@ -227,21 +660,83 @@ def heatmaps(
   ylabel: str,
   label: str,
   title: str = '',
-) -> str:
-  """One [0, 1] heatmap per named grid (rows: y, columns: x); NaN is white."""
+  diverged: dict | None = None,
+  why_empty: str = 'no cell stored',
+) -> str | None:
+  """One [0, 1] heatmap per named grid (rows: y, columns: x).
+
+  NaN cells are white ('not run') unless `diverged` (a boolean grid per
+  name) marks them: those are hatched blue ('every seed diverged'). A
+  grid with neither a value nor a diverged cell is left out; a legend
+  names the two kinds of cell without a value. Returns the path, or None
+  when no grid has anything to show (nothing written).
+  """
+  import numpy as np
+  from matplotlib.patches import Patch, Rectangle
+
   plt = pyplot()
+  diverged = diverged or {}
+  shown = {}
+  for name, grid in grids.items():
+    grid = np.asarray(grid, np.float64)
+    gone = np.asarray(diverged.get(name, np.zeros(grid.shape, bool)))
+    if np.isfinite(grid).any() or gone.any():
+      shown[name] = grid, gone
+  if not shown:
+    return save_figure(plt.figure(), path, why_empty=why_empty)
   fig, axes = plt.subplots(
-    1, len(grids), figsize=(3 * len(grids), 3), squeeze=False
+    1,
+    len(shown),
+    figsize=(3 * len(shown) + 1, 3.6),
+    squeeze=False,
+    layout='constrained',
   )
-  for ax, (name, grid) in zip(axes[0], grids.items(), strict=True):
-    image = ax.imshow(grid, vmin=0, vmax=1, cmap='magma', origin='lower')
+  cmap = plt.get_cmap('magma').with_extremes(bad='white')
+  kinds = set()
+  for ax, (name, (grid, gone)) in zip(axes[0], shown.items(), strict=True):
+    image = ax.imshow(
+      np.ma.masked_invalid(grid),
+      vmin=0,
+      vmax=1,
+      cmap=cmap,
+      origin='lower',
+    )
+    for i, j in zip(*np.nonzero(gone), strict=True):
+      ax.add_patch(
+        Rectangle(
+          (j - 0.5, i - 0.5),
+          1,
+          1,
+          facecolor=DIVERGED_COLOR,
+          edgecolor='black',
+          hatch='xx',
+          lw=0.5,
+          gid=DIVERGED_CELL,
+        )
+      )
+    kinds |= {'diverged'} if gone.any() else set()
+    kinds |= {'not run'} if (~np.isfinite(grid) & ~gone).any() else set()
     ax.set_xticks(range(len(xticks)), xticks)
     ax.set_yticks(range(len(yticks)), yticks)
     ax.set(title=name, xlabel=xlabel)
   axes[0][0].set_ylabel(ylabel)
   fig.suptitle(title)
   fig.colorbar(image, ax=axes[0].tolist(), label=label)
-  return save_figure(fig, path)
+  handles = []
+  if 'not run' in kinds:
+    handles.append(Patch(facecolor='white', edgecolor='0.4', label='not run'))
+  if 'diverged' in kinds:
+    handles.append(
+      Patch(
+        facecolor=DIVERGED_COLOR,
+        edgecolor='black',
+        hatch='xx',
+        label='every seed diverged',
+      )
+    )
+  if handles:
+    fig.legend(handles=handles, loc='outside lower center', ncols=2, fontsize=7)
+  return save_figure(fig, path, why_empty=why_empty)
 
 
 # ----------------------------------------------------------------------------
@@ -252,7 +747,7 @@ def variant_figures(table) -> None:
   """compare_variants' figures of a `stats.CurveTable`, into its output_dir.
 
   accuracy_vs_depth.png, loss_curves.png (crosses where seeds diverged) and
-  prelu_slopes.png.
+  prelu_slopes.png (not written when no PReLU cell is stored).
   """
   import numpy as np
 
@@ -281,7 +776,12 @@ def variant_figures(table) -> None:
         xlog_base=2,
       )
     )
-  figure(panels, f'{out}/accuracy_vs_depth.png', size=(4, 3.4))
+  figure(
+    panels,
+    f'{out}/accuracy_vs_depth.png',
+    size=(4, 3.4),
+    why_empty='no main-block cell stored',
+  )
   panels = []
   for ds in datasets:
     for depth in depths:
@@ -304,7 +804,13 @@ def variant_figures(table) -> None:
           ylog=True,
         )
       )
-  figure(panels, f'{out}/loss_curves.png', ncols=len(depths), size=(3.2, 2.6))
+  figure(
+    panels,
+    f'{out}/loss_curves.png',
+    ncols=len(depths),
+    size=(3.2, 2.6),
+    why_empty='no main-block cell stored',
+  )
   panels = []
   for ds in datasets:
     lines = [
@@ -312,10 +818,11 @@ def variant_figures(table) -> None:
         np.arange(1, depth + 1),
         slopes,
         label=f'{a}, depth {depth}',
-        color=f'C{k}',
+        color=f'C{k % 10}',
         linestyle='-' if a == 'prelu' else '--',
+        marker=MARKERS[(2 * k + j) % len(MARKERS)],
       )
-      for a in ('prelu', 'prelu_channel')
+      for j, a in enumerate(('prelu', 'prelu_channel'))
       if a in acts
       for k, depth in enumerate(depths)
       if (slopes := table.final_slopes(ds, a, depth)) is not None
@@ -329,7 +836,13 @@ def variant_figures(table) -> None:
         hline=PRELU_INIT,
       )
     )
-  figure(panels, f'{out}/prelu_slopes.png')
+  figure(
+    panels,
+    f'{out}/prelu_slopes.png',
+    why_empty='no PReLU in this run'
+    if not {'prelu', 'prelu_channel'} & set(acts)
+    else 'no PReLU cell stored',
+  )
 
 
 def dead_fraction_figures(cells: dict, flag: dict) -> None:
@@ -339,7 +852,8 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
   final dead fraction over (learning rate, bias init) per activation;
   dead_vs_step: ReLU's dead fraction in training, a cross where a seed
   diverged; dead_vs_lr: the final dead fraction against the learning rate
-  (finite seeds) beside the fraction diverged.
+  (finite seeds) beside the fraction diverged. A heatmap tells cells not
+  run (white) from cells where every seed diverged (hatched).
 
   Args:
     cells: stored cells by (activation, depth, width, lr, bias).
@@ -350,13 +864,16 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
   out = flag['output_dir']
   lrs, biases = sorted(flag['learning_rates']), sorted(flag['bias_inits'])
   depth, width = flag['depths'][0], flag['widths'][0]
-  grids = {}
+  grids, diverged = {}, {}
   for act in flag['activations']:
     grids[act] = np.full((len(biases), len(lrs)), np.nan)
+    diverged[act] = np.zeros((len(biases), len(lrs)), bool)
     for i, b in enumerate(biases):
       for j, lr in enumerate(lrs):
         if c := cells.get((act, depth, width, lr, b)):
-          grids[act][i, j] = c['final_dead_mean']
+          every = c['diverged'] == len(c['finite_seeds'])
+          diverged[act][i, j] = every
+          grids[act][i, j] = np.nan if every else c['final_dead_mean']
   heatmaps(
     grids,
     [f'{v:g}' for v in lrs],
@@ -366,11 +883,12 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
     ylabel='bias init',
     label='final dead fraction',
     title='final dead (ReLU) / never-positive (variants) fraction, mean over '
-    'finite seeds; white: not run, or every seed diverged',
+    'finite seeds',
+    diverged=diverged,
   )
   lines = []
   for i, lr in enumerate(lrs):
-    for dashes, b in zip(('-', '--', ':', '-.'), biases, strict=False):
+    for j, b in enumerate(biases):
       if c := cells.get(('relu', depth, width, lr, b)):
         dead = np.asarray(c['dead_per_layer'], np.float64).mean(-1)
         mean, last = while_finite(dead, c['loss'])
@@ -380,14 +898,22 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
         gone = last < dead.shape[1] - 1
         stops = (steps[last[gone]], dead[gone, last[gone]])
         label = f'lr {lr:g}, bias {b:g}'
-        lines.append(Line(steps, mean, label, f'C{i}', dashes, stops=stops))
+        dashes, marker = DASHES[j % len(DASHES)], MARKERS[j % len(MARKERS)]
+        lines.append(
+          Line(steps, mean, label, f'C{i % 10}', dashes, marker, stops=stops)
+        )
   panel = Panel(
     lines,
     title='x: a seed diverged (it leaves the mean from there on)',
     xlabel='step',
     ylabel='ReLU dead fraction (mean over layers, finite seeds)',
   )
-  figure([panel], f'{out}/dead_vs_step_{flag["optimizer"]}.png', size=(6, 4))
+  figure(
+    [panel],
+    f'{out}/dead_vs_step_{flag["optimizer"]}.png',
+    size=(6, 4),
+    why_empty='no ReLU cell stored',
+  )
   # The curve the experiment exists for: final dead fraction against the
   # learning rate (finite seeds), beside the fraction of seeds diverged.
   from experiments import stats
@@ -404,8 +930,8 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
     mean = [c['final_dead_mean'] for _, c in found]
     std = [c['final_dead_std'] for _, c in found]
     gone = [c['diverged'] / len(c['finite_seeds']) for _, c in found]
-    dead_lines.append(Line.of(act, x, mean, yerr=std, marker='o'))
-    diverged_lines.append(Line.of(act, x, gone, marker='o'))
+    dead_lines.append(Line.of(act, x, mean, yerr=std))
+    diverged_lines.append(Line.of(act, x, gone))
   figure(
     [
       Panel(
@@ -426,11 +952,15 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
     ],
     f'{out}/dead_vs_lr_{flag["optimizer"]}.png',
     size=(5.5, 4),
+    why_empty=f'no cell stored at bias {b0:g}',
   )
 
 
-def born_dead_figure(rows: list[dict], inits: Sequence[str], path: str) -> str:
-  """P(born dead) against depth, a panel per init; returns path.
+def born_dead_figure(
+  rows: list[dict], inits: Sequence[str], path: str
+) -> str | None:
+  """P(born dead) against depth, a panel per init; returns path (None:
+  no rows, nothing written).
 
   Args:
     rows: `stats.born_dead_rows`.
@@ -447,11 +977,12 @@ def born_dead_figure(rows: list[dict], inits: Sequence[str], path: str) -> str:
       depth = [r['depth'] for r in sel]
       band = ([r['ci95_low'] for r in sel], [r['ci95_high'] for r in sel])
       p = [r['probability'] for r in sel]
+      color, marker = f'C{i % 10}', MARKERS[i % len(MARKERS)]
       lines.append(
-        Line(depth, p, f'width {width}', f'C{i}', marker='o', band=band)
+        Line(depth, p, f'width {width}', color, marker=marker, band=band)
       )
       closed = [r['closed_form'] for r in sel]
-      lines.append(Line(depth, closed, None, f'C{i}', ':'))
+      lines.append(Line(depth, closed, None, color, ':'))
     panels.append(
       Panel(
         lines,
@@ -462,18 +993,20 @@ def born_dead_figure(rows: list[dict], inits: Sequence[str], path: str) -> str:
         ylim=(-0.02, 1.02),
       )
     )
-  return figure(panels, path, size=(4.2, 4))
+  return figure(panels, path, size=(4.2, 4), why_empty='no cell stored')
 
 
-def dead_accuracy_figure(test: dict, path: str) -> str:
+def dead_accuracy_figure(test: dict, path: str) -> str | None:
   """dying_relu's ">50% dead" figure: probe accuracy against the final
   dead fraction, a point per run (finite seed x cell), an optimizer per
-  colour; the dotted line is a constant predictor. Returns path."""
+  colour and marker; the dotted line is a constant predictor. Returns
+  path (None: no run, nothing written)."""
   lines = []
   for i, opt in enumerate(sorted({r[2] for r in test['runs']})):
     mine = [r for r in test['runs'] if r[2] == opt]
     xs, ys = [r[0] for r in mine], [r[1] for r in mine]
-    lines.append(Line(xs, ys, opt, f'C{i}', linestyle='none', marker='o'))
+    marker = MARKERS[i % len(MARKERS)]
+    lines.append(Line(xs, ys, opt, f'C{i % 10}', 'none', marker))
   panel = Panel(
     lines,
     title='ReLU runs; dotted: a constant predictor (majority class)',
@@ -481,15 +1014,16 @@ def dead_accuracy_figure(test: dict, path: str) -> str:
     ylabel='probe accuracy',
     hline=test['chance'],
   )
-  return figure([panel], path, size=(6, 4))
+  return figure([panel], path, size=(6, 4), why_empty='no finite ReLU run')
 
 
-def recovery_figure(cells: dict, flag: dict) -> str:
+def recovery_figure(cells: dict, flag: dict) -> str | None:
   """dying_relu's per-layer recovery figure, recovery_{optimizer}.png:
   of ReLU's units ever dead before the last record, the fraction alive at
   the last, per layer (pooled over every cell and finite seed, with its
   Clopper-Pearson 95% band), without and with revival; the first depth
-  and width of the flags. Returns the path.
+  and width of the flags. Returns the path (None: no unit was ever dead,
+  nothing written).
 
   Args:
     cells: stored cells by (activation, depth, width, lr, bias,
@@ -509,7 +1043,7 @@ def recovery_figure(cells: dict, flag: dict) -> str:
           [x['rate'] for x in layers],
           'with revival (ReDo)' if revive else 'without revival',
           f'C{i}',
-          marker='o',
+          marker=MARKERS[i],
           band=([x['low'] for x in layers], [x['high'] for x in layers]),
         )
       )
@@ -521,4 +1055,97 @@ def recovery_figure(cells: dict, flag: dict) -> str:
     ylim=(-0.02, 1.02),
   )
   path = f'{flag["output_dir"]}/recovery_{flag["optimizer"]}.png'
-  return figure([panel], path, size=(5, 4))
+  return figure(
+    [panel], path, size=(5, 4), why_empty='no ReLU unit was ever dead'
+  )
+
+
+def selu_stack_figures(
+  results: list[dict], out_dir: str, model: dict
+) -> list[str]:
+  """selu_deep_stack's figures; returns the paths written.
+
+  stats_main.png, stats_controls.png and stats_recovery_dropout.png (the
+  configurations of each role): per layer, the mean and std over units
+  and samples, measured (solid) against the theory's moment map (dashed,
+  hollow markers), a configuration per colour and marker; grey: +-3 SD of
+  one layer at the fixed point. gradients.png: the squared gradient norm
+  per layer (main and dropout configurations), each in its own style.
+
+  Args:
+    results: `selu_stack.evaluate`'s rows.
+    out_dir: where the PNGs go.
+    model: `self_normalization.finite_size_model` of the run.
+  """
+  import numpy as np
+
+  roles = {
+    'stats_main.png': (('main',), 'no main configuration'),
+    'stats_controls.png': (('control',), 'no control configuration'),
+    'stats_recovery_dropout.png': (
+      ('recovery', 'dropout'),
+      'no recovery or dropout configuration',
+    ),
+  }
+  paths = []
+  band_mean, band_std = 3 * model['sd_layer_mean'], 3 * model['sd_layer_std']
+  for filename, (role, why) in roles.items():
+    group = [r for r in results if r['role'] in role]
+    styles = distinct_styles([r['name'] for r in group], linestyle='-')
+    mean, std = [], []
+    for r, s in zip(group, styles, strict=True):
+      p = r['per_layer']
+      layers = np.arange(1, len(p['mean']) + 1)
+      theory = {**s, 'linestyle': '--', 'hollow': True}
+      mean.append(Line(layers, p['mean'], r['name'], **s))
+      mean.append(Line(layers, p['predicted_mean'], **theory))
+      std.append(Line(layers, p['std'], r['name'], **s))
+      std.append(Line(layers, p['predicted_std'], **theory))
+    panels = [
+      Panel(
+        mean,
+        xlabel='layer',
+        ylabel='mean over units and samples',
+        hspan=(-band_mean, band_mean),
+        ylim=(-1.5, 1.5),
+      ),
+      Panel(
+        std,
+        xlabel='layer',
+        ylabel='std over units and samples',
+        hspan=(1 - band_std, 1 + band_std),
+        ylog=True,
+      ),
+    ]
+    path = figure(
+      panels,
+      f'{out_dir}/{filename}',
+      size=(6.5, 4.5),
+      suptitle='measured (solid) vs theory (dashed, hollow markers); grey: '
+      '+-3 SD of one layer at the fixed point (finite_size_model); '
+      '^ v: off the axes; x: the theory overflows',
+      why_empty=f'{why} in this run',
+    )
+    paths += [path] if path else []
+  group = [r for r in results if r['role'] in ('main', 'dropout')]
+  lines = []
+  for r, s in zip(
+    group, distinct_styles([r['name'] for r in group]), strict=True
+  ):
+    g = np.asarray(r['per_layer']['grad_sq_norm'], np.float64)
+    with np.errstate(all='ignore'):
+      lines.append(Line(np.arange(1, g.size + 1), g / g[-1], r['name'], **s))
+  panel = Panel(
+    lines,
+    title='backward pass: gradient norm against depth',
+    xlabel='layer',
+    ylabel='squared gradient norm / top layer',
+    ylog=True,
+  )
+  path = figure(
+    [panel],
+    f'{out_dir}/gradients.png',
+    size=(7, 4.5),
+    why_empty='no main or dropout configuration in this run',
+  )
+  return paths + ([path] if path else [])

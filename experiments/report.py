@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import subprocess
+import textwrap
 from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
@@ -19,16 +20,65 @@ from typing import Any
 import numpy as np
 
 from experiments import stats
+from experiments.cli import COLUMNS
 from experiments.store import write_json_atomic, write_text_atomic
 
 
 def fmt(value, spec: str = '.3f') -> str:
-  """A number for a Markdown table: '-' for None, 'inf'/'nan' as such."""
+  """A number for a Markdown table: '-' for None or NaN (no value), 'inf'
+  and '-inf' as such."""
   if value is None:
     return '-'
-  if isinstance(value, float) and not math.isfinite(value):
-    return str(value)
+  if isinstance(value, float | np.floating) and math.isnan(value):
+    return '-'
+  if isinstance(value, float | np.floating) and not math.isfinite(value):
+    return str(float(value))
   return format(value, spec)
+
+
+def number(value, spec: str, missing: str) -> str:
+  """A number for a sentence: formatted with spec, or the words `missing`
+  (what a NaN or an infinity means there) when it is not finite."""
+  if value is None or not math.isfinite(value):
+    return missing
+  return format(value, spec)
+
+
+def verdict_text(verdict: str, reason: str | None) -> str:
+  """A verdict with its reason in words: 'FAIL: reason'.
+
+  A verdict that already carries its reason in brackets ('NOT TESTABLE
+  (too few runs)') is kept as it is.
+  """
+  if not reason or verdict.endswith(')'):
+    return verdict
+  return f'{verdict}: {reason}'
+
+
+def wrap(line: str, columns: int = COLUMNS) -> list[str]:
+  """One line of prose as lines of at most `columns` (a word longer than
+  that, such as a long path, stays whole); continuations indented 4 more
+  than the line."""
+  if len(line) <= columns:
+    return [line]
+  indent = ' ' * (len(line) - len(line.lstrip()) + 4)
+  return textwrap.wrap(
+    line,
+    columns,
+    subsequent_indent=indent,
+    break_long_words=False,
+    break_on_hyphens=False,
+  )
+
+
+def echo(lines: Sequence[str], columns: int = COLUMNS) -> None:
+  """Prints lines of prose to stdout, each wrapped to `columns`.
+
+  A binary's stdout is its summary: tables go to its report file only.
+  """
+  for line in lines:
+    for part in wrap(line, columns) if line else ['']:
+      print(part)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
@@ -153,6 +203,66 @@ def provenance(flag_values: dict[str, Any] | None = None) -> dict[str, Any]:
   return out
 
 
+# provenance's keys that provenance_markdown states on lines of their own.
+_STATED = ('flags', 'versions', 'git_commit', 'date', 'python', 'host')
+_STATED += ('machine', 'cpu_count', 'backend', 'devices')
+
+
+def _flag_text(value) -> str:
+  """A flag's value as a command line would give it."""
+  if isinstance(value, bool):
+    return str(value).lower()
+  if isinstance(value, float):
+    return f'{value:g}'
+  if isinstance(value, list | tuple):
+    return ','.join(map(_flag_text, value)) or '(empty)'
+  if isinstance(value, dict):
+    return ', '.join(f'{k}: {_flag_text(v)}' for k, v in value.items())
+  if value is None:
+    return 'not given'
+  return str(value) if str(value) else '(empty)'
+
+
+def provenance_markdown(meta: dict[str, Any]) -> str:
+  """The '## Provenance' section that ends every binary's report.
+
+  Args:
+    meta: `provenance`'s dict, as stored in the report's JSON: the flags of
+      the run (the binary's checked flags), package versions, jaxrelu's
+      commit (None: not from a git checkout), date and machine; any other
+      key (e.g. how many devices the cells were computed on) is listed too.
+
+  Returns:
+    Markdown: the heading, then one item per fact, the flags one per line.
+  """
+  commit = meta.get('git_commit') or 'not from a git checkout'
+  versions = meta.get('versions', {})
+  installed = ', '.join(f'{k} {v}' for k, v in versions.items() if v)
+  absent = [k for k, v in versions.items() if not v]
+  devices = meta.get('devices', [])
+  shown = ', '.join(devices[:4]) + (', ...' if len(devices) > 4 else '')
+  lines = [
+    '## Provenance',
+    '',
+    f'- jaxrelu commit: {commit}',
+    f'- date: {meta.get("date", "not recorded")}',
+    f'- machine: {meta.get("host")} ({meta.get("machine")}, '
+    f'{meta.get("cpu_count")} CPU cores), Python {meta.get("python")}, jax '
+    f'backend {meta.get("backend")} with {len(devices)} device(s): {shown}',
+    f'- package versions: {installed}'
+    + (f'; not installed: {", ".join(absent)}' if absent else ''),
+  ]
+  lines += [
+    f'- {k.replace("_", " ")}: {_flag_text(v)}'
+    for k, v in meta.items()
+    if k not in _STATED
+  ]
+  flag_values = meta.get('flags') or {}
+  lines.append('- flags:' if flag_values else '- flags: none')
+  lines += [f'  - {k}: {_flag_text(v)}' for k, v in flag_values.items()]
+  return '\n'.join(lines) + '\n'
+
+
 def missing_text(outcome, limit: int = 20) -> str:
   """Markdown lines naming the cells a `sweep.Outcome` lacks ('' if none)."""
   if not outcome.missing:
@@ -167,6 +277,45 @@ def missing_text(outcome, limit: int = 20) -> str:
   if len(outcome.missing) > limit:
     lines.append(f'- ... and {len(outcome.missing) - limit} more')
   return '\n'.join(lines) + '\n'
+
+
+def missing_line(outcome, report: str) -> list[str]:
+  """stdout's line for a `sweep.Outcome` that lacks cells ([] if none)."""
+  if not outcome.missing:
+    return []
+  total = len(outcome.missing) + len(outcome.cells)
+  return [
+    f'Incomplete: {len(outcome.missing)} of {total} cells are not in the '
+    f'store; the numbers use the stored ones (listed in {report}).'
+  ]
+
+
+def claims_summary(
+  title: str, outcome, verdicts: dict[str, dict], path: str
+) -> list[str]:
+  """stdout's lines for a run of many claims: each claim that decides the
+  exit status with its verdict and reason, and where the report is.
+
+  Args:
+    title: what the run tested.
+    outcome: its `sweep.Outcome`.
+    verdicts: claim -> {'verdict', 'reason' (None where the verdict carries
+      it), 'held' (absent or None: a companion that decides nothing)}.
+    path: the report, with every claim and its numbers.
+  """
+  deciding = {k: v for k, v in verdicts.items() if v.get('held') is not None}
+  held = sum(v['held'] for v in deciding.values())
+  return [
+    *missing_line(outcome, path),
+    f'{title}: {len(deciding)} deciding claims, {held} supported; '
+    f'{len(verdicts) - len(deciding)} companion verdicts decide nothing '
+    '(in the report).',
+    *(
+      f'- {name}: ' + verdict_text(v['verdict'], v.get('reason'))
+      for name, v in deciding.items()
+    ),
+    f'full table: {path}',
+  ]
 
 
 def flag_values(flag: dict, *leave_out: str) -> dict[str, Any]:
@@ -257,7 +406,8 @@ def variant_tables(table) -> list[str]:
           s = table.final_slopes(ds, a, depth)
           if s is not None:
             lines.append(
-              f'- {a}, {ds}, depth {depth}: ' + ' '.join(f'{v:.2f}' for v in s)
+              f'- {a}, {ds}, depth {depth}: '
+              + ' '.join(fmt(v, '.2f') for v in s)
             )
   diverged = [
     f'{ds} {a} depth {depth} ({int(m["diverged"].sum())}/{seeds})'
@@ -373,13 +523,17 @@ def write_variants(
     ]
   )
   text = missing_text(outcome) + text + '\n'
-  write_text(f'{out}/report.md', '# ReLU variants on real data\n\n' + text)
+  meta = provenance(flag_values(flag, 'train_sizes'))
+  write_text(
+    f'{out}/report.md',
+    f'# ReLU variants on real data\n\n{text}\n{provenance_markdown(meta)}',
+  )
   rows = variant_rows(table)
   write_csv(f'{out}/results.csv', rows, VARIANT_FIELDS)
   write_json(
     f'{out}/summary.json',
     {
-      'meta': provenance(flag_values(flag, 'train_sizes')),
+      'meta': meta,
       'missing_cells': len(outcome.missing),
       'train_sizes': flag['train_sizes'],
       'verdicts': verdicts,
@@ -440,12 +594,15 @@ def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
       ' other hardware can round chaotic cells differently in the last'
       ' bits.\n\n' + text
     )
-  write_text(f'{out}/report.md', '# Dying ReLU\n\n' + text)
-  write_csv(f'{out}/cells.csv', list(cells.values()), DYING_FIELDS)
   meta = provenance(flag_values(flag))
   # How many devices there were where each stored cell was computed
   # (model.by_cell: a cell's numbers do not depend on it).
   meta['cells_computed_on_devices'] = counts
+  write_text(
+    f'{out}/report.md',
+    f'# Dying ReLU\n\n{text}\n{provenance_markdown(meta)}',
+  )
+  write_csv(f'{out}/cells.csv', list(cells.values()), DYING_FIELDS)
   write_json(
     f'{out}/summary.json',
     {'meta': meta, 'missing_cells': len(outcome.missing), 'verdicts': verdicts},
@@ -514,24 +671,30 @@ def selu_test_tables(
       f'| {name} | {v["k"]} / {v["n"]} | {v["rate"]:.3f} ({v["low"]:.3f}, '
       f'{v["high"]:.3f}) | {fmt(v.get("p"), ".3g")}, '
       f'{fmt(v.get("p_holm"), ".3g")} | {fmt(v.get("detectable"), ".3f")} '
-      f'| {v["verdict"]} |'
+      f'| {verdict_text(v["verdict"], v.get("reason"))} |'
     )
   return lines
 
 
-def write_results(flag: dict, outcome, text: str, **results) -> None:
-  """results.json (provenance + `results`), results.md (text) and, from
-  results['runs'], results.csv; prints the text and what it wrote."""
+def write_results(
+  flag: dict, outcome, text: str, summary: Sequence[str], **results
+) -> None:
+  """results.json (provenance + `results`), results.md (text, then the
+  provenance) and, from results['runs'], results.csv; prints the summary
+  (lines of prose) and what it wrote."""
   out = flag['output_dir']
+  meta = provenance(flag_values(flag))
   write_json(
     f'{out}/results.json',
-    {
-      'meta': provenance(flag_values(flag)),
-      **results,
-      'missing_cells': len(outcome.missing),
-    },
+    {'meta': meta, **results, 'missing_cells': len(outcome.missing)},
   )
-  write_text(f'{out}/results.md', text)
+  write_text(f'{out}/results.md', f'{text}\n{provenance_markdown(meta)}')
   write_csv(f'{out}/results.csv', results['runs'])
-  print(text)
-  print(f'Wrote {out}/results.json, results.csv, results.md')
+  echo(
+    [
+      *missing_line(outcome, f'{out}/results.md'),
+      *summary,
+      f'full table: {out}/results.md',
+      f'Wrote {out}/results.json, results.csv, results.md',
+    ]
+  )

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 import jax
 from absl import flags
 
-from experiments import cli, report, selu_stack, sweep
+from experiments import cli, selu_stack, sweep
 from experiments.selu_stack import (
   ACTIVATIONS,
   DROPOUTS,
@@ -249,7 +249,6 @@ def main(argv: Sequence[str]) -> int:
     return cli.EXIT_HELD
   results = [c['result'] for c in outcome.cells.values()]
   verdict, summary = selu_stack.claim(results, flag)
-  summary = report.missing_text(outcome) + summary
   selu_stack.write_results(outcome, flag, summary, verdict, sharding)
   sweep.require_evidence(outcome, flag['store_dir'])
   return cli.close(

@@ -28,8 +28,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxrelu
-from experiments import plots
+from experiments import cli, plots
 from experiments.report import fmt as _fmt
+from experiments.report import verdict_text
 from jaxrelu import self_normalization, selu_theory
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -294,8 +295,10 @@ def evaluate(cfg, runs, pred, criterion: dict) -> dict:
   # Gradient growth per layer (squared norm), from the top layer down.
   with np.errstate(all='ignore'):
     log_growth = np.log(grad[:, :-1] / grad[:, 1:])
+  finite_growth = log_growth[np.isfinite(log_growth)]
+  # NaN (no warning) where no layer's growth is finite: an exploded stack.
   measured_gain = (
-    float(np.exp(np.nanmean(log_growth))) if grad.shape[1] > 1 else math.nan
+    float(np.exp(np.mean(finite_growth))) if finite_growth.size else math.nan
   )
   tail = slice(max(0, mean.shape[1] - 20), None)
   return {
@@ -334,41 +337,80 @@ def evaluate(cfg, runs, pred, criterion: dict) -> dict:
   }
 
 
+def row_reason(r: dict) -> str:
+  """Why a configuration got its verdict, in words.
+
+  The stationary test's own reason (`self_normalization.Verdict.reason`);
+  it measures against SELU's fixed point, which the reason says on the
+  rows of other activations. Recovery rows are judged by the recovery
+  claim instead, and a control's verdict says what a control should do.
+  """
+  if r['role'] == 'recovery':
+    layer, theory = r['recovery_layer'], r['predicted_recovery_layer']
+    within = f'within {RECOVERY_WITHIN} of (0, 1)'
+    if r['verdict'] == self_normalization.PASS:
+      return (
+        f'back {within} from layer {layer} on (theory: '
+        f'{theory if theory else "never"}; {RECOVERY_LAYERS} allowed)'
+      )
+    late = f'only from layer {layer}' if layer else 'never back'
+    return f'not back {within} by layer {RECOVERY_LAYERS} ({late})'
+  reason = r['check']['reason']
+  if r['config']['activation'] != 'selu':
+    reason = f"tested against SELU's fixed point: {reason}"
+  if r['role'] == 'control':
+    expected = r['verdict'] == self_normalization.FAIL
+    reason += ' (a control: ' + ('as expected)' if expected else 'should fail)')
+  return reason
+
+
 def verdict_table(results: list[dict], criterion: dict) -> str:
+  """The Markdown table of every configuration, each verdict with its
+  reason; the columns of SELU's stationary test are '-' on the rows of
+  other activations and where the stack exploded (no statistics)."""
   lines = [
     'Test (jaxrelu.self_normalization.check): the average over the second '
     'half of the layers, of the mean and of the std over units and samples, '
-    'against the fixed point plus the finite-width bias; the standard error '
-    'from the data (serial correlation estimated per run), Holm over the two, '
-    f'family-wise level {criterion["level"]:g}. PASS needs the power to '
-    f'detect a {100 * criterion["detectable"]:g}% error in lambda and in the '
-    'weight variance (probability 0.8), else NOT TESTABLE. Recovery rows: '
-    f'the seed-averaged mean and std are back within {RECOVERY_WITHIN} of '
-    f'(0, 1) by layer {RECOVERY_LAYERS} and stay there. Predictions: the '
-    'theory moment map.',
+    "against SELU's fixed point plus the finite-width bias; the standard "
+    'error from the data (serial correlation estimated per run), Holm over '
+    f'the two, family-wise level {criterion["level"]:g}. A pass needs the '
+    f'power to detect a {100 * criterion["detectable"]:g}% error in lambda '
+    'and in the weight variance (probability 0.8), else it is not testable. '
+    'Recovery rows: the seed-averaged mean and std are back within '
+    f'{RECOVERY_WITHIN} of (0, 1) by layer {RECOVERY_LAYERS} and stay there. '
+    "Theory: each activation's own moment map. The columns of SELU's test "
+    'are "-" on the rows of other activations.',
     '',
-    '| configuration | role | verdict | mean: measured (predicted +- band) '
-    '| std: measured (predicted +- band) | Holm p (mean, std) '
-    '| detectable lambda, weight var | recovery layer (pred) '
-    '| grad gain/layer (pred) |',
+    '| configuration | role | verdict | mean, std: measured '
+    "| SELU's fixed point +- band: mean; std | Holm p (mean, std) "
+    '| detectable lambda, weight var | recovery layer (theory) '
+    '| grad gain/layer (theory) |',
     '|---|---|---|---|---|---|---|---|---|',
   ]
   for r in results:
     c = r['check']
-    stat = {
-      k: f'{_fmt(c["measured"][k], ".4f")} ({_fmt(c["predicted"][k], ".4f")} '
-      f'+- {_fmt(c["band"][k], ".4f")})'
-      for k in ('mean', 'std')
-    }
-    d = c['detectable']
+    m, d = c['measured'], c['detectable']
+    stats = r['config']['activation'] == 'selu' and math.isfinite(m['mean'])
+    selu = lambda cell, stats=stats: cell if stats else '| - '
     lines.append(
-      f'| {r["name"]} | {r["role"]} | {r["verdict"]} '
-      f'| {stat["mean"]} | {stat["std"]} '
-      f'| {_fmt(c["p_holm"]["mean"], ".2g")}, '
-      f'{_fmt(c["p_holm"]["std"], ".2g")} '
-      f'| {_fmt(100 * d["scale"], ".2f")}%, '
-      f'{_fmt(100 * d["weight_variance"], ".2f")}% '
-      f'| {_fmt(r["recovery_layer"], "d")} '
+      f'| {r["name"]} | {r["role"]} '
+      f'| {verdict_text(r["verdict"], row_reason(r))} '
+      f'| {_fmt(m["mean"], ".4f")}, {_fmt(m["std"], ".4f")} '
+      + selu(
+        f'| {_fmt(c["predicted"]["mean"], ".4f")} +- '
+        f'{_fmt(c["band"]["mean"], ".4f")}; '
+        f'{_fmt(c["predicted"]["std"], ".4f")} +- '
+        f'{_fmt(c["band"]["std"], ".4f")} '
+      )
+      + selu(
+        f'| {_fmt(c["p_holm"]["mean"], ".2g")}, '
+        f'{_fmt(c["p_holm"]["std"], ".2g")} '
+      )
+      + selu(
+        f'| {_fmt(100 * d["scale"], ".2f")}%, '
+        f'{_fmt(100 * d["weight_variance"], ".2f")}% '
+      )
+      + f'| {_fmt(r["recovery_layer"], "d")} '
       f'({_fmt(r["predicted_recovery_layer"], "d")}) '
       f'| {_fmt(r["grad_gain_per_layer"], ".4f")} '
       f'({_fmt(r["predicted_grad_gain_per_layer"], ".4f")}) |'
@@ -411,63 +453,12 @@ def csv_text(results: list[dict]) -> str:
 
 
 def plot(results: list[dict], out_dir: str, model: dict) -> list[str]:
-  """Writes the PNG plots atomically; returns their paths."""
-  plt = plots.pyplot()
-  paths = []
-  groups = {
-    'stats_main.png': [r for r in results if r['role'] == 'main'],
-    'stats_controls.png': [r for r in results if r['role'] == 'control'],
-    'stats_recovery_dropout.png': [
-      r for r in results if r['role'] in ('recovery', 'dropout')
-    ],
-  }
-  for filename, group in groups.items():
-    if not group:
-      continue
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    for r in group:
-      p = r['per_layer']
-      layers = np.arange(1, len(p['mean']) + 1)
-      color = plots.style(r['name'])['color']
-      axes[0].plot(layers, p['mean'], color=color, label=r['name'])
-      axes[0].plot(layers, p['predicted_mean'], color=color, ls='--', lw=1)
-      axes[1].plot(layers, p['std'], color=color, label=r['name'])
-      axes[1].plot(layers, p['predicted_std'], color=color, ls='--', lw=1)
-    band_mean, band_std = 3 * model['sd_layer_mean'], 3 * model['sd_layer_std']
-    axes[0].axhspan(-band_mean, band_mean, color='0.85')
-    axes[1].axhspan(1 - band_std, 1 + band_std, color='0.85')
-    axes[0].set(
-      xlabel='layer', ylabel='mean over units and samples', ylim=(-1.5, 1.5)
-    )
-    axes[1].set(
-      xlabel='layer', ylabel='std over units and samples', yscale='log'
-    )
-    axes[1].legend(fontsize=7)
-    fig.suptitle(
-      'measured (solid) vs theory (dashed); grey = +-3 SD of one layer at '
-      'the fixed point (finite_size_model)'
-    )
-    fig.tight_layout()
-    paths.append(plots.save_figure(fig, f'{out_dir}/{filename}'))
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for r in results:
-    if r['role'] not in ('main', 'dropout'):
-      continue
-    g = np.asarray(r['per_layer']['grad_sq_norm'])
-    ax.plot(
-      np.arange(1, g.size + 1),
-      g / g[-1],
-      **plots.style(r['name']),
-      label=r['name'],
-    )
-  ax.set(
-    xlabel='layer', ylabel='squared gradient norm / top layer', yscale='log'
-  )
-  ax.legend(fontsize=7)
-  ax.set_title('backward pass: gradient norm against depth')
-  fig.tight_layout()
-  paths.append(plots.save_figure(fig, f'{out_dir}/gradients.png'))
-  return paths
+  """Writes the PNG plots atomically; returns the paths written.
+
+  The drawing is `plots.selu_stack_figures` (a presentation module: a
+  change to a figure keeps the stored cells).
+  """
+  return plots.selu_stack_figures(results, out_dir, model)
 
 
 def batch_sharding(batch: int) -> NamedSharding | None:
@@ -491,18 +482,30 @@ def claim(results: list[dict], flag: dict) -> tuple[str, str]:
   """The verdict on SELU under the paper's conditions, and its summary.
 
   SUPPORTED when every such row passes, CONTRADICTED when one fails, else
-  NOT TESTABLE; the summary lists each row's detectable deviations, so a
-  reader knows what a PASS rules out.
+  NOT TESTABLE; the summary gives the verdict's reason, then each such
+  row's verdict, reason and detectable deviations, so a reader knows what
+  a PASS rules out.
   """
   paper = [r for r in results if r['paper_conditions']]
   verdicts = [r['verdict'] for r in paper]
+  failed = [r['name'] for r in paper if r['verdict'] == self_normalization.FAIL]
   if not paper:
     verdict = 'NOT TESTABLE'
     reason = ' (no selu / lecun_normal / (0, 1) configuration ran)'
-  elif self_normalization.FAIL in verdicts:
-    verdict, reason = 'CONTRADICTED', ''
+  elif failed:
+    verdict = 'CONTRADICTED'
+    reason = (
+      f": {len(failed)} of {len(paper)} configurations under the paper's "
+      f'conditions fail ({", ".join(failed)})'
+    )
   elif all(v == self_normalization.PASS for v in verdicts):
-    verdict, reason = 'SUPPORTED', ''
+    verdict = 'SUPPORTED'
+    reason = (
+      ": the one configuration under the paper's conditions passes"
+      if len(paper) == 1
+      else f": all {len(paper)} configurations under the paper's conditions "
+      'pass'
+    )
   else:
     verdict = 'NOT TESTABLE'
     reason = (
@@ -510,13 +513,19 @@ def claim(results: list[dict], flag: dict) -> tuple[str, str]:
       'in lambda or the weight variance)'
     )
   lines = [
-    f"Claim (SELU under the paper's conditions keeps mean 0 / std 1 "
-    f'through {flag["depth"]} layers at width {flag["width"]}, batch '
-    f'{flag["batch"]}, {flag["seeds"]} seeds): {verdict}{reason}.'
+    "Claim: SELU under the paper's conditions keeps mean 0 / std 1 through "
+    f'{flag["depth"]} layers (width {flag["width"]}, batch {flag["batch"]}, '
+    f'{flag["seeds"]} seeds).',
+    f'Verdict: {verdict}{reason}.',
   ]
   for r in paper:
     c = self_normalization.Verdict(**r['check'])
-    lines.append(f'  {r["name"]}: {r["verdict"]}; {c.detectable_text()}.')
+    # A stack without statistics (it exploded) has no detectable sizes.
+    finite = all(map(math.isfinite, c.detectable.values()))
+    lines.append(
+      f'  {r["name"]}: {verdict_text(r["verdict"], row_reason(r))}'
+      + (f'; {c.detectable_text()}.' if finite else '.')
+    )
   return verdict, '\n'.join(lines)
 
 
@@ -527,7 +536,11 @@ def write_results(
   verdict: str,
   sharding: NamedSharding | None,
 ) -> None:
-  """results.json, .csv and .md and the plots; prints what it wrote.
+  """results.json, .csv and .md and the plots; prints the summary.
+
+  results.md holds the summary, the table of every configuration and the
+  run's provenance; stdout the summary and each configuration's verdict
+  with its reason, in lines of at most `cli.COLUMNS`.
 
   Args:
     outcome: the sweep's `sweep.Outcome`.
@@ -557,19 +570,41 @@ def write_results(
       'verdict': verdict,
       'claim_holds': verdict == 'SUPPORTED',
       'missing_cells': len(outcome.missing),
-      'results': results,
+      'results': [{**r, 'reason': row_reason(r)} for r in results],
     },
   )
   report.write_text(f'{out}/results.csv', csv_text(results))
-  report.write_text(f'{out}/results.md', f'{summary}\n\n{table}')
-  paths = plot(results, out, model) if results else []
-  print(summary)
-  print()
-  print(table)
-  print(
-    f'Wrote {out}/results.json, results.csv, results.md, '
-    + ', '.join(p.split('/')[-1] for p in paths)
+  report.write_text(
+    f'{out}/results.md',
+    f'{report.missing_text(outcome)}{summary}\n\n{table}\n'
+    + report.provenance_markdown(meta),
   )
+  paths = plot(results, out, model) if results else []
+  report.echo(
+    [
+      *report.missing_line(outcome, f'{out}/results.md'),
+      *summary.splitlines(),
+      'Every configuration:',
+      *(
+        f'- {r["name"]} ({r["role"]}): '
+        + verdict_text(r['verdict'], row_reason(r))
+        for r in results
+      ),
+      f'full table: {out}/results.md',
+      f'Wrote {out}/results.json, results.csv, results.md'
+      + ''.join(f', {p.split("/")[-1]}' for p in paths),
+    ]
+  )
+
+
+def simulate_bytes(width: int, batch: int, depth: int, seeds: int) -> int:
+  """An upper bound on the memory of `self_normalization.simulate`
+  (float32): per stack, 8 arrays of batch x width (a layer's input,
+  product, activation, dropout draw and output) and 6 of width x width
+  (the weights and their random bits), and two statistics per layer.
+  Measured against XLA's analysis of the compiled program: 1.1-1.8x it
+  (tests/test_memory.py)."""
+  return 4 * seeds * (8 * batch * width + 6 * width * width + 2 * depth)
 
 
 class Programs:
@@ -609,7 +644,13 @@ class Programs:
         out_shardings=replicated,
       )
       start = time.perf_counter()
-      self.cache[program_key] = fn.lower(self.seed_keys, params).compile()
+      devices = jax.local_devices() if self.sharding else jax.devices()[:1]
+      self.cache[program_key] = cli.compile_within_memory(
+        fn.lower(self.seed_keys, params),
+        devices,
+        f'{cfg.name}: {flag["seeds"]} stacks',
+        '--seeds, --batch, --width or --depth',
+      )
       compile_s = time.perf_counter() - start
     start = time.perf_counter()
     runs = jax.block_until_ready(

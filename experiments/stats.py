@@ -635,7 +635,8 @@ def regime_change(
     for label, (base, treated) in pairs.items()
     if base is not None
     and treated is not None
-    and np.nanmean(
+    # A pair where every seed diverged in both cells is not kept (NaN).
+    and nanmean(
       np.concatenate([_at_end(base, select), _at_end(treated, select)])
     )
     >= DYING

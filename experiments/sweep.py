@@ -50,6 +50,10 @@ _REPORT_ONLY = flags.DEFINE_boolean(
   'Compute nothing: build the report from the stored cells, listing the '
   'missing ones.',
 )
+# Cells one sweep may hold: the store keeps a file per cell, and a sweep's
+# groups are built (and every cell's key derived) before anything runs.
+MAX_CELLS = 1_000_000
+
 _REPORT_DIR = flags.DEFINE_string(
   'report_dir',
   None,

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 from absl import logging
 
 from experiments.report import fmt, markdown_table
+from experiments.report import verdict_text as report_verdict
+from jaxrelu import _residuals
 
 
 def _calls_per_repeat(seconds_per_call: float, min_seconds: float) -> int:
@@ -309,26 +311,59 @@ def _first(row: dict) -> str:
   return f' [first: {fmt(row["first"]["ratio"])} ({fmt(row["first"]["aa"])})]'
 
 
-def markdown(speed, eager, memory, header: str) -> str:
-  """The speed, eager and memory tables of benchmark_activations."""
+def speed_verdict(row: list[dict]) -> str:
+  """The verdict of one (activation, dtype, size), over its modes, with
+  its reason: each mode that is not 'ok' and why, else why all are."""
+  if row[0]['ratio'] is None:
+    return '- (no jax.nn counterpart to compare with)'
+  off = []
+  for r in row:
+    band = f'1 + {fmt(r.get("noise_band"))}'
+    if r['verdict'] == 'noise':
+      off.append(
+        f'{r["mode"]} noise: {fmt(r["ratio"])}, above 1 within the A/A '
+        f'noise band {band}'
+      )
+    elif r['verdict'] == 'MISS':
+      off.append(
+        f'{r["mode"]} MISS: {fmt(r["ratio"])}, above the A/A noise band {band}'
+      )
+  if off:
+    return '; '.join(off)
+  same = sum(r['same_program'] for r in row)
+  return 'ok: every mode at or below 1.00' + (
+    f' ({same} the same program as jax.nn)' if same else ''
+  )
+
+
+def eager_verdict(row: dict, target: float) -> str:
+  """An eager call's verdict with its reason."""
+  ratio, aa = fmt(row['ratio']), fmt(row['aa'])
+  if row['verdict'] == 'ok':
+    return f'ok: {ratio} <= {target:.2f}'
+  if row['verdict'] == 'noise':
+    return f'noise: {ratio} > {target:.2f}, within its A/A {aa}'
+  return f'MISS: {ratio} > {target:.2f} beyond its A/A {aa}'
+
+
+def markdown(
+  speed, eager, memory, header: str, eager_target: float = 1.1
+) -> str:
+  """The speed, eager and memory tables of benchmark_activations, each
+  verdict with its reason (a memory row's own 'reason', where it has
+  one)."""
   cells = {
     (r['activation'], r['dtype'], r['size'], r['mode']): r for r in speed
   }
   table = []
   for key in dict.fromkeys(k[:3] for k in cells):
     row = [cells[(*key, m)] for m in MODES]
-    misses = [
-      f'{r["mode"]} {r["verdict"]}'
-      for r in row
-      if r['verdict'] not in ('ok', '')
-    ]
-    verdict = '; '.join(misses) or ('ok' if row[0]['ratio'] else '-')
     ratios = [
       f'{fmt(r["ratio"])} ({fmt(r["aa"])}){" =" if r["same_program"] else ""}'
       + _first(r)
       for r in row
     ]
-    table.append([*key, *ratios, fmt(row[0]['vs_copy']), verdict])
+    table.append([*key, *ratios, fmt(row[0]['vs_copy']), speed_verdict(row)])
   eager_table = [
     [
       r['call'],
@@ -336,7 +371,7 @@ def markdown(speed, eager, memory, header: str) -> str:
       fmt(r['us_jax_nn'], '.2f'),
       fmt(r['ratio']) + _first(r),
       fmt(r['aa']),
-      r['verdict'],
+      eager_verdict(r, eager_target),
     ]
     for r in eager
   ]
@@ -345,7 +380,7 @@ def markdown(speed, eager, memory, header: str) -> str:
       r['activation'],
       _pair(r['residual_bytes'], '.2f'),
       _pair(r['mlp_temp_bytes'], '.1f', 2**20),
-      r['verdict'],
+      report_verdict(r['verdict'], r.get('reason')),
     ]
     for r in memory
   ]
@@ -378,3 +413,26 @@ def markdown(speed, eager, memory, header: str) -> str:
       ),
     ]
   )
+
+
+def peak_bytes(
+  sizes: Sequence[int], dtypes: Sequence, mlp: tuple[int, int, int]
+) -> int:
+  """An upper bound on the memory of the largest program the benchmark
+  runs: a timed array with its cotangent, outputs and temporaries (8
+  arrays of the largest size in the widest dtype), or the MLP step (XLA's
+  temporaries, from shapes alone, plus parameters in and out and the
+  batch). Tested against XLA's analysis of the compiled programs."""
+  itemsize = max(jnp.dtype(d).itemsize for d in dtypes)
+  arrays = 8 * max(sizes) * itemsize
+  layers, width, batch = mlp
+  if not layers:
+    return arrays
+  params = layers * (width * width + width) + 10 * width + 10
+  # + 64 KiB: XLA's own small buffers (the loss, constants).
+  step = 4 * (2 * params + batch * (width + 10)) + 2**16
+  if step < 2**40:  # else more than any machine: no need to compile it
+    step += _residuals.mlp_temp_bytes(
+      jax.nn.relu, layers, width, batch, jnp.float32
+    )
+  return max(arrays, step)

@@ -155,7 +155,13 @@ def train_cells(
   )
   # (cells, networks, ...) -> (cells * networks, ...), as before.
   out = jax.tree.map(
-    lambda a: a.reshape(n, *a.shape[2:]), model.by_cell(program, own, shared)
+    lambda a: a.reshape(n, *a.shape[2:]),
+    model.by_cell(
+      program,
+      own,
+      shared,
+      lower='--splits, --seeds, --batch, --width or --depths',
+    ),
   )
   del out['born_dead']
   shared = out.pop('slope_shared')

@@ -446,17 +446,24 @@ def _phrase(item: dict, p_holm: float) -> str:
   if t['n'] < 2:
     return f'{t["n"]} paired splits'
   lo, hi = t['ci']
+  no_spread = 'none (the splits do not vary)'
   pos, neg, zero = t['strata_signs']
   tied = ''
   if item['tied']:
     cells = ', '.join(f'{ds} depth {d}' for ds, d in item['tied'])
     tied = f'; every split tied in {cells}'
+  if not math.isfinite(lo):
+    ci = 'no 95% CI: the splits do not vary'
+  else:
+    ci = f'95% CI {lo:+.3f} to {hi:+.3f}'
   return (
-    f'{t["mean"]:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}; {t["strata"]} '
-    f'datasets, {t["n"]} paired splits, split spread (std) '
-    f'{t["spread"]:.3f}; datasets +/-/0: {pos}/{neg}/{zero}{tied}), '
-    f'permutation p = {t["p"]:.2g} (Holm {p_holm:.2g}), t-test p = '
-    f'{t["t_p"]:.2g}, detectable {t["detectable"]:.3f}'
+    f'{t["mean"]:+.3f} ({ci}; {t["strata"]} datasets, {t["n"]} paired '
+    f'splits, split spread (std) {report.number(t["spread"], ".3f", "none")}'
+    f'; datasets +/-/0: {pos}/{neg}/{zero}{tied}), permutation p = '
+    f'{report.number(t["p"], ".2g", no_spread)} (Holm '
+    f'{report.number(p_holm, ".2g", "none")}), t-test p = '
+    f'{report.number(t["t_p"], ".2g", no_spread)}, detectable '
+    f'{report.number(t["detectable"], ".3f", "none (no spread)")}'
   )
 
 
@@ -469,19 +476,35 @@ def _selu_verdict(arm: str, items: dict, holm: dict, others: list) -> dict:
   beats = [o for o in others if sig(o) and mean(o) > 0]
   beaten = [o for o in others if sig(o) and mean(o) < 0]
   ties = [o for o in others if not sig(o)]
+  reason = None
   if beaten:
     v = 'CONTRADICTED'
+    reason = 'beaten by ' + ', '.join(
+      f'{o} ({mean(o):+.3f}, Holm p = {holm[(arm, o)]:.2g})' for o in beaten
+    )
   elif 'relu' in beats:
     v = 'SUPPORTED'
+    reason = (
+      f'beats relu by {mean("relu"):+.3f} (Holm p = '
+      f'{holm[(arm, "relu")]:.2g}) and nothing beats it'
+    )
   elif 'relu' not in others:
     v = 'NOT TESTABLE (needs relu in the SELU protocol)'
   else:
     det = items[(arm, 'relu')]['test']['detectable']
-    v = (
-      'NOT TESTABLE (not significantly better than relu; a difference of '
-      f'{det:.3f} would have been detected with probability 0.8)'
+    v = 'NOT TESTABLE (not significantly better than relu' + (
+      f'; a difference of {det:.3f} would have been detected with '
+      'probability 0.8)'
+      if math.isfinite(det)
+      else ': its splits do not vary, no detectable size)'
     )
-  return {'verdict': v, 'beats': beats, 'beaten_by': beaten, 'ties': ties}
+  return {
+    'verdict': v,
+    'reason': reason,
+    'beats': beats,
+    'beaten_by': beaten,
+    'ties': ties,
+  }
 
 
 def _families(items: dict) -> dict:
@@ -537,14 +560,20 @@ def claims(r: Results) -> tuple[list[str], dict, list[str]]:
     if isinstance(name, tuple):
       continue
     v = _verdict(item, holm[name], size[name])
+    reason = None
+    if v in ('SUPPORTED', 'CONTRADICTED'):
+      reason = dying_claims.paired_reason(
+        item['test'], holm[name], item['sign'], 'splits'
+      )
     tag = '' if item['held'] else ' (companion)'
     lines.append(
       f'- **{name}**{tag}. {item["text"]}: {_phrase(item, holm[name])}. '
-      f'**{v}.**'
+      f'**{report.verdict_text(v, reason)}.**'
     )
     keys = ('n', 'strata', 'mean', 'ci', 'p', 't_p', 'spread', 'detectable')
     verdicts[name] = {
       'verdict': v,
+      'reason': reason,
       'held': (v == 'SUPPORTED') if item['held'] else None,
       **{k: item['test'][k] for k in keys},
       'p_holm': holm[name],
@@ -598,11 +627,12 @@ def _selu_lines(r: Results, items, holm, verdicts) -> list[str]:
     }
     verdicts[f'{arm} beats relu, and nothing beats it'] = out
     lines.append(
-      f'- **{arm}**: SUPPORTED if it beats relu and nothing beats it '
-      f'(Holm); CONTRADICTED if anything beats it. Beats: '
+      f'- **{arm}** (supported if it beats relu and nothing beats it, '
+      'Holm; contradicted if anything beats it). Beats: '
       f'{", ".join(out["beats"]) or "none"}; not told apart from: '
       f'{", ".join(out["ties"]) or "none"}; beaten by: '
-      f'{", ".join(out["beaten_by"]) or "none"}. **{out["verdict"]}.**\n'
+      f'{", ".join(out["beaten_by"]) or "none"}. '
+      f'**{report.verdict_text(out["verdict"], out["reason"])}.**\n'
     )
   return lines
 

@@ -159,6 +159,8 @@ def relu(x: ArrayLike) -> jax.Array:
     Nair & Hinton, Rectified Linear Units Improve Restricted Boltzmann
     Machines, ICML 2010.
   """
+  if type(x) is _checks.ARRAY_TYPE and x.dtype in _checks.FLOAT_DTYPES:
+    return _relu_float(x)  # The eager fast path: nothing to check.
   x = _checks.as_array('relu', x)
   _checks.check_real_dtype('relu', x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -211,6 +213,8 @@ def relu6(x: ArrayLike) -> jax.Array:
   References:
     Krizhevsky, Convolutional Deep Belief Networks on CIFAR-10, 2010.
   """
+  if type(x) is _checks.ARRAY_TYPE and x.dtype in _checks.FLOAT_DTYPES:
+    return _relu6_float(x)  # The eager fast path: nothing to check.
   x = _checks.as_array('relu6', x)
   _checks.check_real_dtype('relu6', x)
   if not jnp.issubdtype(x.dtype, jnp.floating):

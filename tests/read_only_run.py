@@ -13,7 +13,7 @@ import os
 import runpy
 import sys
 
-_ROOT = os.path.realpath(os.environ['READ_ONLY_DIR'])
+_ROOT = ''  # set from READ_ONLY_DIR when run
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _CHANGES = {
   'os.mkdir': 1,
@@ -55,6 +55,7 @@ def _hook(event: str, args: tuple) -> None:
 
 
 if __name__ == '__main__':
+  _ROOT = os.path.realpath(os.environ['READ_ONLY_DIR'])
   sys.addaudithook(_hook)
   sys.path[0] = os.getcwd()  # as `python -m` has it
   module, sys.argv = sys.argv[1], [sys.argv[1], *sys.argv[2:]]

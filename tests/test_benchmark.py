@@ -9,6 +9,7 @@ import time
 import binaries
 import jax
 import jax.numpy as jnp
+import report_check
 from absl.testing import absltest
 
 from experiments import timing
@@ -148,6 +149,25 @@ class BenchmarkBinaryTest(absltest.TestCase):
       self.assertIn(f'| {name} | bfloat16 | 1024 |', table)
     self.assertIn('| elu(x, 2.0) |', table)
     self.assertNotIn('.tmp-', ''.join(os.listdir(out)))
+    # Issue 28 item 7: each verdict with its reason (here a row without a
+    # jax.nn counterpart says so), stdout within 100 columns (the tables in
+    # results.md only), the provenance at the end of results.md.
+    report_check.assert_report(
+      self,
+      result.stdout,
+      table,
+      ('sizes', 'dtypes', 'repeats', 'activations', 'mlp_width'),
+      ('ok', 'noise', 'MISS'),
+    )
+    self.assertNotIn('| relu |', result.stdout)
+    self.assertIn(f'full table: {out}/results.md', result.stdout)
+    self.assertIn(
+      '| 1.00, 5.00 | 0.0, 0.0 | ok: 1.00 residual B/el <= target 1, MLP temp '
+      "0.0 MiB <= jax.nn's 0.0 |",
+      table,
+    )
+    self.assertIn('- (no jax.nn counterpart to compare with) |', table)
+    self.assertRegex(result.stdout, r'(?m)^memory: 3 of 3 ok or not compared')
 
   def test_bad_flags_fail_with_one_line_error(self):
     for flags, message in (

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 
 import binaries
+import report_check
 from absl.testing import absltest, parameterized
 
 _SMALL = (
@@ -60,6 +61,31 @@ class RateClaimsTest(absltest.TestCase):
 
     k_star = next(k for k in range(261) if tail(k, 0.01) <= 0.025)
     self.assertAlmostEqual(tail(k_star, rate), 0.8, places=6)
+
+  def test_each_verdict_says_why(self):
+    from experiments import benchmark_selu_test, stats
+
+    tests = {
+      'calibrated': ('fa', 3, 260, 0.01, 'at_most'),
+      'too many': ('fa', 12, 260, 0.01, 'at_most'),
+      'few runs': ('power', 9, 10, 0.8, 'at_least'),
+      'enough runs': ('power', 19, 20, 0.8, 'at_least'),
+    }
+    out = stats.rate_claims(tests)
+    why = {
+      name: benchmark_selu_test.rate_reason(v, *tests[name][3:])
+      for name, v in out.items()
+    }
+    self.assertRegex(
+      why['calibrated'],
+      r'^3 of 260 runs failed, rate 0\.012 \(95% CI 0\.\d{3}-0\.\d{3}\); a '
+      r'rate of 0\.\d{3} would have been caught$',
+    )
+    self.assertRegex(
+      why['too many'], r'^12 of 260 runs failed, .*: above 0\.01, Holm p = '
+    )
+    self.assertIsNone(why['few runs'])  # NOT TESTABLE (its own reason)
+    self.assertStartsWith(why['enough runs'], '19 of 20 runs were detected')
 
 
 class BenchmarkSeluTestTest(parameterized.TestCase):
@@ -118,6 +144,26 @@ class BenchmarkSeluTestTest(parameterized.TestCase):
     self.assertLess(std16['measured'], -3 * std16['se'])
     self.assertLess(abs(std16['measured'] - std16['model']), 3 * std16['se'])
     self.assertIn('## Finite-width bias of the correct stacks', text)
+
+  def test_stdout_and_report_say_why(self):
+    # Issue 28 item 7: each claim's verdict with its reason on stdout (at
+    # most 100 columns); the tables, then the provenance, in results.md.
+    with open(os.path.join(self.out, 'results.md')) as f:
+      text = f.read()
+    flags = ('widths', 'runs', 'depths', 'power_runs', 'batch', 'level')
+    report_check.assert_report(self, self.result.stdout, text, flags)
+    self.assertNotIn('| correct |', self.result.stdout)
+    self.assertIn(f'full table: {self.out}/results.md', self.result.stdout)
+    self.assertIn(
+      '- never PASS: correct, width 16, depth 40: SUPPORTED: 0 of 3 runs '
+      'passed',
+      self.result.stdout,
+    )
+    self.assertIn(
+      '| 0 / 3 | 0.000 (0.000, 0.708) | -, - | - | SUPPORTED: 0 of 3 runs '
+      'passed |',
+      text,
+    )
 
   def test_report_only_rederives_the_same_verdicts_from_the_store(self):
     again = self.binary.run(

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 
 import binaries
+import report_check
 from absl.testing import absltest
 
 _run = functools.partial(binaries.run, 'experiments.benchmark_unit_stats')
@@ -47,8 +48,21 @@ class BenchmarkUnitStatsBinaryTest(absltest.TestCase):
       table = f.read()
     self.assertIn('| elu | 2 |', table)
     self.assertIn(
-      'Claim (stats step <= 1000000000.0x plain step): held.', result.stdout
+      "Claim (stats step <= 1e+09x plain step): SUPPORTED: every activation's",
+      result.stdout,
     )
+    # Issue 28 item 7: each verdict with its reason, stdout within 100
+    # columns (the table in results.md only), the provenance at the end.
+    report_check.assert_report(
+      self,
+      result.stdout,
+      table,
+      ('activations', 'layers', 'width', 'target'),
+      ('ok', 'MISS', 'SUPPORTED', 'NOT SUPPORTED'),
+    )
+    self.assertNotIn('| elu |', result.stdout)
+    self.assertRegex(table, r'\| ok: stats / plain \d\.\d{3} <= 1e\+09 \|')
+    self.assertIn(f'full table: {out}/results.md', result.stdout)
 
   def test_flag_fuzz(self):
     binary = binaries.Binary('experiments.benchmark_unit_stats')

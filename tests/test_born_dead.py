@@ -7,16 +7,24 @@ import shutil
 import tempfile
 
 import binaries
+import report_check
 from absl.testing import absltest, parameterized
 
-from experiments import stats
+from experiments import plots, stats
 
 
 class BornDeadTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.binary = binaries.Binary('experiments.born_dead')
+    # Every figure its runs write is checked (plots.FIGURE_LOG_ENV).
+    figures = tempfile.mkdtemp()
+    cls.addClassCleanup(shutil.rmtree, figures)
+    cls.figure_log = os.path.join(figures, 'figures.jsonl')
+    cls.binary = binaries.Binary(
+      'experiments.born_dead',
+      env={**os.environ, plots.FIGURE_LOG_ENV: cls.figure_log},
+    )
     cls.addClassCleanup(cls.binary.close)
 
   def setUp(self):
@@ -54,6 +62,12 @@ class BornDeadTest(parameterized.TestCase):
       self.assertLen(list(csv.DictReader(f)), len(rows))
     with open(os.path.join(self.out, 'born_dead.png'), 'rb') as f:
       self.assertEqual(f.read(4), b'\x89PNG')
+    (figure,) = [
+      e
+      for e in plots.read_figure_log(self.figure_log)
+      if os.path.dirname(e['path']) == self.out
+    ]
+    self.assertEqual((figure['written'], figure['problems']), (True, []))
 
   def test_report_only_reads_a_read_only_directory(self):
     # A finished sweep on read-only media (issue 28 item 6): --report_only
@@ -103,6 +117,31 @@ class BornDeadTest(parameterized.TestCase):
       self.binary.run(*small, f'--output_dir={self.out}/x', '--report_dir=y'),
       '--report_dir=y needs --report_only',
       never=f'{self.out}/x',
+    )
+
+  def test_stdout_and_report_say_why(self):
+    # Issue 28 item 7: a summary of at most 100 columns on stdout, each
+    # claim with its reason; the table and the provenance in results.md.
+    result = self.binary.run(
+      '--depths=2,10',
+      '--widths=3,10',
+      '--trials=40',
+      '--grid_points=5',
+      f'--output_dir={self.out}',
+    )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+    with open(os.path.join(self.out, 'results.md')) as f:
+      text = f.read()
+    flags = ('depths', 'widths', 'inits', 'trials', 'grid_points', 'seed')
+    report_check.assert_report(self, result.stdout, text, flags)
+    self.assertNotIn('| he_zero_bias |', result.stdout)  # the table
+    self.assertIn('| he_zero_bias | 3 | 10 |', text)
+    self.assertIn(f'full table: {self.out}/results.md', result.stdout)
+    # Width 10 at depth 10 against Lu et al.'s 0-1%, with the numbers.
+    self.assertRegex(
+      result.stdout,
+      r'- lu_et_al_width_10: (NOT )?SUPPORTED: width 10, depth 10: '
+      r'measured 0\.\d{3} \(95% CI',
     )
 
   def test_wilson_interval(self):

@@ -12,9 +12,10 @@ import binaries
 import jax
 import jax.numpy as jnp
 import numpy as np
+import report_check
 from absl.testing import absltest, parameterized
 
-from experiments import data, model, stats, variants, variants_claims
+from experiments import data, model, plots, stats, variants, variants_claims
 
 # What a cell computes; then which cells: the main block (Adam) and the
 # SELU protocol (SGD) at the same depth, two datasets of one pad group.
@@ -457,6 +458,10 @@ class VerdictTest(absltest.TestCase):
     self.assertIn('0.050', v(up, 0.2, 1))  # the detectable effect
     tied = _item([0.0, 0.0, 0.0])
     self.assertIn('every paired split tied', v(tied, 1.0, 1))
+    # Its numbers in words: no spread is 'none', not NaN (issue 28 item 7).
+    phrase = variants_claims._phrase(tied, math.nan)
+    self.assertIn('t-test p = none (the splits do not vary)', phrase)
+    report_check.assert_finite_prose(self, phrase)
     # 4 splits: the exact sign-flip p is at least 2 / 16 = 0.125.
     few = _item([0.1, 0.2, 0.3, 0.4])
     self.assertIn('cannot reach 0.05/1', v(few, 0.125, 1))
@@ -480,6 +485,9 @@ class VerdictTest(absltest.TestCase):
     out = variants_claims._selu_verdict(arm, items, holm, others)
     self.assertEqual(out['verdict'], 'SUPPORTED')
     self.assertEqual(
+      out['reason'], 'beats relu by +0.100 (Holm p = 0.01) and nothing beats it'
+    )
+    self.assertEqual(
       (out['beats'], out['ties'], out['beaten_by']),
       (['relu'], ['elu', 'prelu'], []),
     )
@@ -488,6 +496,7 @@ class VerdictTest(absltest.TestCase):
     self.assertEqual(
       (out['verdict'], out['beaten_by']), ('CONTRADICTED', ['prelu'])
     )
+    self.assertEqual(out['reason'], 'beaten by prelu (-0.100, Holm p = 0.01)')
     holm[(arm, 'prelu')], holm[(arm, 'relu')] = 0.5, 0.2
     out = variants_claims._selu_verdict(arm, items, holm, others)
     self.assertStartsWith(out['verdict'], 'NOT TESTABLE (not significantly')
@@ -511,7 +520,14 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.binary = binaries.Binary('experiments.compare_variants')
+    # Every figure its runs write is checked (plots.FIGURE_LOG_ENV).
+    figures = tempfile.mkdtemp()
+    cls.addClassCleanup(shutil.rmtree, figures)
+    cls.figure_log = os.path.join(figures, 'figures.jsonl')
+    cls.binary = binaries.Binary(
+      'experiments.compare_variants',
+      env={**os.environ, plots.FIGURE_LOG_ENV: cls.figure_log},
+    )
     cls.addClassCleanup(cls.binary.close)
     sweep = tempfile.mkdtemp()
     cls.addClassCleanup(shutil.rmtree, sweep)
@@ -575,6 +591,45 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
       'CELU with alpha 1 is ELU',
     ):
       self.assertIn(text, report)
+
+  def test_stdout_and_report_say_why(self):
+    # Issue 28 item 7: stdout is a summary of at most 100 columns, each
+    # deciding claim with its reason; report.md has the tables and every
+    # claim with its numbers, and ends with the provenance.
+    whole, directory = self.sweep['whole'], self.sweep['whole_dir']
+    with open(f'{directory}/report.md') as f:
+      text = f.read()
+    flags = ('datasets', 'activations', 'depths', 'splits', 'seeds', 'steps')
+    report_check.assert_report(self, whole.stdout, text, flags)
+    self.assertNotIn('| iris |', whole.stdout)
+    self.assertIn(f'full table: {directory}/report.md', whole.stdout)
+    self.assertRegex(
+      whole.stdout,
+      r'(?m)^ReLU variants: \d+ deciding claims, \d+ supported; \d+ companion',
+    )
+    # The SELU rule is prose; its verdict is a row with a reason.
+    self.assertIn(
+      '- **selu_validated** (supported if it beats relu and nothing beats '
+      'it, Holm; contradicted if anything beats it). Beats: ',
+      text,
+    )
+
+  def test_figures_tell_activations_apart_and_none_is_empty(self):
+    entries = plots.read_figure_log(self.figure_log)
+    self.assertEqual([e for e in entries if e['problems']], [])
+    whole = {
+      os.path.basename(e['path']): e['written']
+      for e in entries
+      if os.path.dirname(e['path']) == self.sweep['whole_dir']
+    }
+    self.assertEqual(
+      whole,
+      {
+        'accuracy_vs_depth.png': True,
+        'loss_curves.png': True,
+        'prelu_slopes.png': True,
+      },
+    )
 
   def test_elu_and_celu_at_alpha_1_give_identical_curves(self):
     for ds in ('iris', 'wine'):

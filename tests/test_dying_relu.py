@@ -7,12 +7,17 @@ stopped and resumed, once for the class; the tests read it.
 
 import json
 import os
+import re
 import shutil
 import tempfile
+import warnings
 
 import binaries
 import numpy as np
+import report_check
 from absl.testing import absltest, parameterized
+
+from experiments import plots
 
 _SMALL = (
   '--optimizers=sgd',
@@ -66,7 +71,12 @@ class DyingReluTest(parameterized.TestCase):
     super().setUpClass()
     cls.out = tempfile.mkdtemp()
     cls.addClassCleanup(shutil.rmtree, cls.out)
-    cls.binary = binaries.Binary('experiments.dying_relu', env=_ENV)
+    # Every figure its runs write is checked (plots.FIGURE_LOG_ENV).
+    cls.figure_log = os.path.join(cls.out, 'figures.jsonl')
+    cls.binary = binaries.Binary(
+      'experiments.dying_relu',
+      env={**_ENV, plots.FIGURE_LOG_ENV: cls.figure_log},
+    )
     cls.addClassCleanup(cls.binary.close)
     cls.sweep = binaries.whole_and_resumed(
       cls.binary.run, (_ACTIVATIONS, *_SMALL), cls.out
@@ -116,6 +126,74 @@ class DyingReluTest(parameterized.TestCase):
       '4. **More than 50% dead',
     ):
       self.assertIn(claim, report)
+
+  def test_figures_tell_series_apart_and_none_is_empty(self):
+    entries = plots.read_figure_log(self.figure_log)
+    self.assertEqual([e for e in entries if e['problems']], [])
+    whole = {
+      os.path.basename(e['path']): e['written']
+      for e in entries
+      if os.path.dirname(e['path']) == self.sweep['whole_dir']
+    }
+    self.assertEqual(
+      whole,
+      {
+        'dead_vs_accuracy.png': True,
+        'dead_heatmaps_sgd.png': True,
+        'dead_vs_step_sgd.png': True,
+        'dead_vs_lr_sgd.png': True,
+        'recovery_sgd.png': True,
+      },
+    )
+
+  def test_stdout_and_report_say_why(self):
+    # Issue 28 item 7: stdout is a summary of at most 100 columns, each
+    # deciding claim with its reason; report.md has every claim with its
+    # numbers and ends with the provenance; no NaN in a sentence.
+    whole = self.sweep['whole']
+    with open(f'{self.sweep["whole_dir"]}/report.md') as f:
+      text = f.read()
+    flags = ('activations', 'sgd_learning_rates', 'widths', 'steps', 'seeds')
+    report_check.assert_report(self, whole.stdout, text, flags)
+    self.assertIn('\n- cells computed on devices: 1\n', text)
+    self.assertIn(
+      f'full table: {self.sweep["whole_dir"]}/report.md', whole.stdout
+    )
+    self.assertNotIn('1. **High learning rate.**', whole.stdout)
+    self.assertRegex(
+      re.sub(r'\n +', ' ', whole.stdout),  # the wrapped lines joined
+      r'(?m)^- depth 4, width 16, sgd: dead units not recoverable, layer 1: '
+      r'(SUPPORTED|CONTRADICTED) \(\d+ of \d+ dead units came back',
+    )
+
+  def test_learning_rate_1_reports_no_nan_and_no_warning(self):
+    # Was 'a slope of nan would have been detected' in report.md and on
+    # stdout (a trend over one learning rate has no seed with a value).
+    # No treated cells: the learning-rate trend is what had no value.
+    flags = [
+      f
+      for f in _SMALL
+      if not f.startswith(('--learning_rates', '--init_scales', '--input_'))
+    ]
+    out = f'{self.out}/lr1'
+    result = self.binary.run(
+      '--activations=relu',
+      '--learning_rates=1.0',
+      '--init_scales=',
+      '--input_shifts=',
+      *flags,
+      f'--output_dir={out}',
+    )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+    self.assertNotIn('Warning', result.stderr)
+    with open(f'{out}/report.md') as f:
+      text = f.read()
+    report_check.assert_report(self, result.stdout, text, ('seeds',))
+    self.assertIn(
+      'Trend (per-seed slope per decade of learning rate): untestable (0 '
+      'seeds with a value). **NOT TESTABLE (fewer than 2 seeds',
+      text,
+    )
 
   def test_bias_minus_one_kills_units_at_initialisation(self):
     cells = {
@@ -538,6 +616,57 @@ class HalfDeadTest(absltest.TestCase):
 
 
 class ReportTest(absltest.TestCase):
+  def test_every_seed_diverged_reads_in_words_without_a_warning(self):
+    # Issue 28 item 7: a learning rate where every seed diverged was NaN
+    # in prose ('1: nan +- nan') and np.nanmean of an all-NaN slice (a
+    # RuntimeWarning) in stats.regime_change.
+    from experiments import dying_claims, stats
+
+    def cell(dead, finite):
+      per_layer = [[[0.0], [d]] for d in dead]
+      return {
+        'finite_seeds': [finite] * 3,
+        'dead_per_layer': per_layer,
+        'starved_per_layer': per_layer,
+        'ever_dead': [[1]] * 3,
+        'recovered': [[0]] * 3,
+        'accuracy': [[0.3, 0.7]] * 3,
+        'train_accuracy': [[0.3, 0.7]] * 3,
+        'diverged': 0 if finite else 3,
+      }
+
+    cells = {}
+    for lr in (0.01, 0.1, 1.0):
+      for bias in (-1.0, 0.0, 0.01):
+        dead = np.array([0.1, 0.2, 0.3]) - 0.05 * bias
+        key = ('sgd', 'relu', 2, 8, lr, bias, *_UNTREATED)
+        cells[key] = cell(dead, finite=lr < 1)
+    flag = {
+      'optimizers': ['sgd'],
+      'activations': ['relu'],
+      'sgd_learning_rates': [0.01, 0.1, 1.0],
+      'sgd_bias_inits': [-1.0, 0.0, 0.01],
+      'depths': [2],
+      'widths': [8],
+      'cause_depths': [],
+      'init_scales': [],
+      'input_shifts': [],
+      'seed': 0,
+    }
+    with warnings.catch_warnings():
+      warnings.simplefilter('error')
+      text, verdicts = dying_claims.report(cells, flag)
+      # Both arms of a pair diverged in every seed: not a pair where units
+      # die, and no warning.
+      every = cells['sgd', 'relu', 2, 8, 1.0, 0.0, *_UNTREATED]
+      self.assertEqual(stats.regime_change({1.0: (every, every)})['kept'], [])
+    report_check.assert_finite_prose(self, text)
+    self.assertIn('1: every seed diverged', text)
+    self.assertGreater(report_check.assert_verdicts_have_reasons(self, text), 5)
+    for name, v in verdicts.items():
+      if v['verdict'] in ('SUPPORTED', 'CONTRADICTED') and 'held' in v:
+        self.assertIn(' paired seeds), Holm p = ', v['reason'], name)
+
   def test_optimizers_never_mix_and_exit_needs_every_claim(self):
     from experiments import dying_claims
 

@@ -8,7 +8,10 @@ import tempfile
 
 import binaries
 import numpy as np
+import report_check
 from absl.testing import absltest, parameterized
+
+from experiments import plots
 
 _SMALL = ('--depth=60', '--width=256', '--batch=64', '--seeds=2')
 # One device (on CPU), as the sharded run is compared with.
@@ -19,7 +22,14 @@ class SeluDeepStackTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.binary = binaries.Binary('experiments.selu_deep_stack', env=_ENV)
+    # Every figure its runs write is checked (plots.FIGURE_LOG_ENV).
+    figures = tempfile.mkdtemp()
+    cls.addClassCleanup(shutil.rmtree, figures)
+    cls.figure_log = os.path.join(figures, 'figures.jsonl')
+    cls.binary = binaries.Binary(
+      'experiments.selu_deep_stack',
+      env={**_ENV, plots.FIGURE_LOG_ENV: cls.figure_log},
+    )
     cls.addClassCleanup(cls.binary.close)
     # The small run, read by several tests.
     cls.small_dir = tempfile.mkdtemp()
@@ -46,13 +56,15 @@ class SeluDeepStackTest(parameterized.TestCase):
   def test_small_run_writes_results_and_plots_and_exits_0(self):
     result, out = self.small, self.small_dir
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-    self.assertIn('): SUPPORTED.', result.stdout)
-    # Under the verdict: what a PASS rules out.
-    self.assertRegex(
-      result.stdout,
-      r'selu \(lecun_normal\): PASS; detectable with probability 0.8 at '
-      r'level 0.01: lambda off by 0\.\d\d%, weight variance off by 1\.\d\d%',
-    )
+    self.assertIn('Verdict: SUPPORTED: the one configuration', result.stdout)
+    # Under the verdict: what a PASS rules out (results.md: unwrapped).
+    with open(os.path.join(out, 'results.md')) as f:
+      self.assertRegex(
+        f.read(),
+        r'selu \(lecun_normal\): PASS: mean and std within the pass band .*'
+        r'; detectable with probability 0.8 at level 0.01: lambda off by '
+        r'0\.\d\d%, weight variance off by 1\.\d\d%',
+      )
     data = self._results(out)
     self.assertTrue(data['claim_holds'])
     self.assertEqual(data['verdict'], 'SUPPORTED')
@@ -77,6 +89,51 @@ class SeluDeepStackTest(parameterized.TestCase):
       with open(os.path.join(out, png), 'rb') as f:
         self.assertEqual(f.read(8), b'\x89PNG\r\n\x1a\n')
     self.assertNotIn('.tmp-', ''.join(os.listdir(out)))
+
+  def test_figures_tell_configurations_apart_and_none_is_empty(self):
+    entries = plots.read_figure_log(self.figure_log)
+    self.assertEqual([e for e in entries if e['problems']], [])
+    small = {
+      os.path.basename(e['path']): e['written']
+      for e in entries
+      if os.path.dirname(e['path']) == self.small_dir
+    }
+    # --noscenarios: no control, recovery or dropout figure, not an empty one.
+    self.assertEqual(
+      small,
+      {
+        'stats_main.png': True,
+        'stats_controls.png': False,
+        'stats_recovery_dropout.png': False,
+        'gradients.png': True,
+      },
+    )
+
+  def test_stdout_and_report_say_why(self):
+    # Issue 28 item 7: each configuration's verdict with its reason, on
+    # stdout (at most 100 columns) and in results.md's table, which ends
+    # with the provenance; SELU's test columns are '-' on the ReLU row.
+    result, out = self.small, self.small_dir
+    with open(os.path.join(out, 'results.md')) as f:
+      text = f.read()
+    flags = ('depth', 'width', 'batch', 'seeds', 'activations', 'level')
+    report_check.assert_report(self, result.stdout, text, flags)
+    self.assertNotIn('| relu (he_normal) |', result.stdout)
+    self.assertIn(f'full table: {out}/results.md', result.stdout)
+    self.assertRegex(
+      result.stdout, r'- relu \(he_normal\) \(main\): (FAIL|NOT TESTABLE): '
+    )
+    (relu,) = [line for line in text.splitlines() if '| relu (' in line]
+    cells = [c.strip() for c in relu.split('|')[1:-1]]
+    self.assertRegex(cells[2], "^(FAIL|NOT TESTABLE): tested against SELU's")
+    # SELU's fixed point, Holm p and detectable: not the ReLU row's.
+    self.assertEqual(cells[4:7], ['-', '-', '-'])
+    (selu,) = [line for line in text.splitlines() if '| selu (' in line]
+    self.assertRegex(
+      selu,
+      r'\| PASS: mean and std within the pass band .* \| '
+      r'-?0\.\d{4}, 0\.\d{4} \| -?0\.\d{4} \+- 0\.\d{4}; ',
+    )
 
   def test_negative_control_fails_the_criterion(self):
     # Weight variance 1.1/n: std settles near 1.19, outside the band.
