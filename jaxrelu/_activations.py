@@ -266,7 +266,13 @@ def _prelu_jvp(primals, tangents):
   terms = []
   if not is_zero(x_dot) and not is_zero(slope_dot):
     # Both: recompute the mask in the backward pass so that only x is saved.
-    both = jax.checkpoint(lambda *a: x_term(*a[:3]) + slope_term(a[0], a[3]))
+    # prevent_cse=False: no optimisation barrier, so XLA fuses the all-ones
+    # cotangent of a sum into the rule instead of writing it out (with the
+    # barrier, value_and_grad of sum(prelu) was 1.08-1.43x jnp.where's at
+    # 2^16-2^24 float32; without, 0.84-1.02x, BUILD_NOTES.md).
+    both = jax.checkpoint(
+      lambda *a: x_term(*a[:3]) + slope_term(a[0], a[3]), prevent_cse=False
+    )
     terms.append(both(x, slope, x_dot, slope_dot))
   elif not is_zero(x_dot):
     if np.size(slope) >= np.size(x):
