@@ -1,7 +1,8 @@
 """jaxrelu: exact, memory-lean rectifier activations for JAX.
 
 Flax layers live in `jaxrelu.linen` and `jaxrelu.nnx`, SELU's theory in
-`jaxrelu.selu_theory` (import them by name).
+`jaxrelu.selu_theory`, the description of every activation in
+`jaxrelu.registry` (import them by name).
 """
 
 from jaxrelu._activations import SELU_ALPHA as SELU_ALPHA

@@ -83,7 +83,7 @@ from jax.extend import source_info_util
 from jax.extend.core import primitives as prims
 from jax.typing import ArrayLike
 
-from jaxrelu import _activations
+from jaxrelu import registry
 
 # ReDo's dormancy threshold: a unit is dormant when its mean |activation| is
 # at most tau times the layer's mean (Sokar et al. 2023).
@@ -91,42 +91,38 @@ DORMANT_TAU = 0.1
 
 # jax.nn's activations -> (number of operands: x and hyperparameters, the
 # primal as jax.nn differentiates it). A Python-number hyperparameter may be
-# inlined, leaving fewer operands.
+# inlined, leaving fewer operands. From the registry: jaxrelu's activations
+# with a jax.nn counterpart.
 _JAX_NN_KINDS = {
-  'relu': (1, jax.nn.relu),
-  'relu6': (1, jax.nn.relu6),
-  'leaky_relu': (2, jax.nn.leaky_relu),
-  'elu': (2, jax.nn.elu),
-  'selu': (1, jax.nn.selu),
-  'celu': (2, jax.nn.celu),
+  name: (1 + len(spec.hyperparameters), spec.jax_nn)
+  for name, spec in registry.ACTIVATIONS.items()
+  if spec.jax_nn is not None and spec.rectifier
 }
 # jaxrelu's jitted cores (and their custom_jvp functions) -> (reported kind,
-# number of operands, the primal with its custom rule).
+# number of operands, the primal with its custom rule), from the registry.
 _JAXRELU_KINDS = {
-  '_relu': ('relu', 1, _activations._relu_float),
-  '_relu6': ('relu6', 1, _activations._relu6_float),
-  '_prelu': ('leaky_relu', 2, _activations._prelu_jit),
-  '_leaky_relu_default': (
-    'leaky_relu',
-    1,
-    _activations._leaky_relu_default_jit,
-  ),
-  '_rrelu_eval_default': (
-    'leaky_relu',
-    1,
-    _activations._rrelu_eval_default_jit,
-  ),
-  '_rrelu_train': ('rrelu', 4, _activations._rrelu_train),
-  '_elu': ('elu', 2, _activations._elu_jit),
-  '_elu_default': ('elu', 1, _activations._elu_default_jit),
-  '_selu': ('selu', 1, _activations._selu_jit),
-  '_celu': ('celu', 2, _activations._celu_jit),
-  '_celu_default': ('celu', 1, _activations._celu_default_jit),
+  core.name: (core.kind, core.arity, core.primal)
+  for spec in registry.ACTIVATIONS.values()
+  if spec.rectifier
+  for core in spec.cores
 }
+
+
+def _names(names) -> str:
+  """'a, b and c'."""
+  names = list(names)
+  return (
+    ', '.join(names[:-1]) + ' and ' + names[-1]
+    if len(names) > 1
+    else ''.join(names)
+  )
+
+
 # For the warning when none is found.
 _RECOGNISED = (
-  "jaxrelu's and jax.nn's relu, relu6, leaky_relu, elu, selu and celu "
-  "(and jaxrelu's prelu and rrelu), and, in your own code, "
+  f"jaxrelu's and jax.nn's {_names(_JAX_NN_KINDS)} (and jaxrelu's "
+  f'{_names(n for n in registry.ACTIVATIONS if n not in _JAX_NN_KINDS)}), '
+  'and, in your own code, '
   'jnp.maximum(z, 0), jnp.where(z > 0, z, 0), z * (z > 0) and '
   'jnp.clip(z, 0), also inside jit, scan, cond, while_loop, checkpoint, '
   'shard_map and pmap; not those forms written in a library (flax, '

@@ -26,39 +26,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrelu import _activations, selu_theory
+from jaxrelu import _activations, registry
 
 Initializer = Callable[..., jax.Array]
 
-_BOUNDS = ('lower', 'upper')
-_SLOPED = {'leaky_relu': 0.01, 'prelu': 0.25}
-_EXPONENTIAL = {
-  'elu': lambda p: lambda z: _activations.elu(z, 1.0 if p is None else p),
-  'celu': lambda p: lambda z: _activations.celu(z, 1.0 if p is None else p),
-}
-_NO_PARAM = {
+# Gains of functions that are not jaxrelu's (every activation of jaxrelu
+# has its own, in `jaxrelu.registry`).
+_OTHERS = {
   'linear': 1.0,
   'identity': 1.0,
   'sigmoid': 1.0,
   'tanh': 5.0 / 3.0,
-  'relu': math.sqrt(2.0),
-  'relu6': math.sqrt(2.0),
-  'selu': 1.0,
 }
-ACTIVATIONS = (
-  'linear',
-  'identity',
-  'sigmoid',
-  'tanh',
-  'relu',
-  'relu6',
-  'leaky_relu',
-  'prelu',
-  'rrelu',
-  'elu',
-  'celu',
-  'selu',
-)
+ACTIVATIONS = (*_OTHERS, *registry.ACTIVATIONS)
 
 
 def _number(activation: str, value, *names: str) -> float:
@@ -108,44 +88,47 @@ def gain(
     TypeError: for a param of the wrong kind: not a real number (a string,
       bool, complex, array), or for rrelu not a (lower, upper) pair.
   """
-  if activation in _NO_PARAM:
+  if activation in _OTHERS or (
+    activation in registry.ACTIVATIONS
+    and not registry.ACTIVATIONS[activation].hyperparameters
+  ):
     if param is not None:
+      takes = [n for n, s in registry.ACTIVATIONS.items() if s.hyperparameters]
       raise ValueError(
         f'gain: {activation} takes no param, got {param!r}. Pass '
         f'gain({activation!r}), or name a parameterised activation '
-        f'({", ".join((*_SLOPED, "rrelu", *_EXPONENTIAL))}).'
+        f'({", ".join(takes)}).'
       )
-    return _NO_PARAM[activation]
-  if activation in _SLOPED:
-    slope = _SLOPED[activation] if param is None else _number(activation, param)
-    return math.sqrt(2.0 / (1.0 + slope**2))
-  if activation == 'rrelu':
-    if param is None:
-      lo, hi = _activations.RRELU_LOWER, _activations.RRELU_UPPER
-    else:
-      if not isinstance(param, tuple | list) or len(param) != 2:
-        raise TypeError(
-          f'gain: param for rrelu must be a (lower, upper) pair, got {param!r}.'
-        )
-      lo, hi = (
-        _number('rrelu', p, n) for p, n in zip(param, _BOUNDS, strict=True)
-      )
-    _activations.check_rrelu_bounds(lo, hi, 'gain')
-    return math.sqrt(2.0 / (1.0 + (lo * lo + lo * hi + hi * hi) / 3.0))
-  if activation in _EXPONENTIAL:
-    alpha = None if param is None else _number(activation, param, 'alpha')
-    if activation == 'celu' and alpha == 0:
+    if activation in _OTHERS:
+      return _OTHERS[activation]
+    return registry.ACTIVATIONS[activation].gain()
+  if activation not in registry.ACTIVATIONS:
+    raise ValueError(
+      f'gain: unknown activation {activation!r}; accepted: '
+      f'{", ".join(ACTIVATIONS)}.'
+    )
+  spec = registry.ACTIVATIONS[activation]
+  names = [h.name for h in spec.hyperparameters]
+  if param is None:
+    return spec.gain()
+  if len(names) == 1:
+    # A slope is named by the activation alone, as before; alpha by name.
+    named = () if names[0] == 'negative_slope' else (names[0],)
+    value = _number(activation, param, *named)
+    if activation == 'celu' and value == 0:
       raise ValueError('gain: param for celu (alpha) must be nonzero, got 0.0.')
-    fn = _EXPONENTIAL[activation](alpha)
-    # A Python constant even when called inside jit (e.g. an init under
-    # trace): evaluate eagerly rather than staging the quadrature.
-    with jax.ensure_compile_time_eval(), jax.enable_x64(True):
-      m2 = float(selu_theory.gaussian_expectation(lambda z: fn(z) ** 2))
-    return 1.0 / math.sqrt(m2)
-  raise ValueError(
-    f'gain: unknown activation {activation!r}; accepted: '
-    f'{", ".join(ACTIVATIONS)}.'
-  )
+    return spec.gain(**{names[0]: value})
+  if not isinstance(param, tuple | list) or len(param) != len(names):
+    raise TypeError(
+      f'gain: param for {activation} must be a '
+      f'({", ".join(names)}) pair, got {param!r}.'
+    )
+  values = [
+    _number(activation, p, n) for p, n in zip(param, names, strict=True)
+  ]
+  if activation == 'rrelu':
+    _activations.check_rrelu_bounds(*values, 'gain')
+  return spec.gain(**dict(zip(names, values, strict=True)))
 
 
 def for_activation(

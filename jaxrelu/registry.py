@@ -1,0 +1,260 @@
+r"""Every activation of jaxrelu, described once.
+
+`ACTIVATIONS` maps each name to an `Activation`: the function, its
+hyperparameters with their defaults and accepted values, whether the
+dead-unit tracer counts its units (and the jitted cores it recognises it
+by), its He-style weight gain, whether it has learnable parameters or
+draws random numbers, and jax.nn's counterpart. The tables that list the
+activations derive from it: the tracer's kinds (`jaxrelu.diagnostics`),
+`jaxrelu.initializers.gain`, and tests that check every table covers
+every activation.
+
+Adding a built-in activation: write its function (and its jitted core) in
+its module, then one `Activation` here.
+
+Examples:
+  >>> from jaxrelu import registry
+  >>> spec = registry.get('leaky_relu')
+  >>> [(h.name, h.default) for h in spec.hyperparameters]
+  [('negative_slope', 0.01)]
+  >>> print(f'{spec.gain():.5f}', f'{spec.gain(negative_slope=0.2):.5f}')
+  1.41414 1.38675
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+from collections.abc import Callable, Mapping
+
+import jax
+
+from jaxrelu import _activations, selu_theory
+
+__all__ = ('ACTIVATIONS', 'Activation', 'Core', 'Hyperparameter', 'get')
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameter:
+  """A keyword hyperparameter of an activation.
+
+  Attributes:
+    name: the keyword.
+    default: its default (None: it must be given, as prelu's slope).
+    accepted: the values accepted, in words (as errors state them).
+  """
+
+  name: str
+  default: float | None
+  accepted: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Core:
+  """A jitted core the dead-unit tracer recognises in a jaxpr.
+
+  Attributes:
+    name: the core function's name (as the jaxpr records it).
+    kind: the kind of rectifier the tracer reports for it.
+    arity: its operands: the pre-activation, then hyperparameters (and a
+      key).
+    primal: the jitted function itself (its custom rule included).
+  """
+
+  name: str
+  kind: str
+  arity: int
+  primal: Callable = dataclasses.field(repr=False, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+  """One activation: what every table of activations is derived from.
+
+  Attributes:
+    name: its name in `jaxrelu` (and in every experiment).
+    fn: the function, ``fn(x, **hyperparameters)``.
+    hyperparameters: its keyword hyperparameters, in order.
+    rectifier: the dead-unit tracer counts its units (every built-in;
+      the exponential units' units can be never positive too, though
+      they still pass gradient there).
+    cores: the jitted cores the tracer recognises it by.
+    gain_fn: the weight gain for given hyperparameter values (keywords;
+      the defaults when not given): std = gain / sqrt(fan_in) keeps the
+      second moment from layer to layer (He et al. 2015's rule).
+    learnable: it has learnable parameters (prelu's slope).
+    random: it draws random numbers in training (rrelu).
+    jax_nn: jax.nn's function of the same name, if any.
+  """
+
+  name: str
+  fn: Callable[..., jax.Array]
+  hyperparameters: tuple[Hyperparameter, ...]
+  rectifier: bool
+  cores: tuple[Core, ...]
+  gain_fn: Callable[..., float] = dataclasses.field(repr=False)
+  learnable: bool = False
+  random: bool = False
+  jax_nn: Callable[..., jax.Array] | None = None
+
+  def gain(self, **hyperparameters: float) -> float:
+    """The weight gain at these hyperparameters (the defaults otherwise).
+
+    Raises:
+      TypeError: for a keyword that is not one of its hyperparameters.
+    """
+    names = [h.name for h in self.hyperparameters]
+    unknown = sorted(set(hyperparameters) - set(names))
+    if unknown:
+      raise TypeError(
+        f'{self.name}.gain: unknown hyperparameter {unknown[0]!r}; '
+        f'accepted: {", ".join(names) or "none"}.'
+      )
+    values = {h.name: h.default for h in self.hyperparameters}
+    return self.gain_fn(**{**values, **hyperparameters})
+
+
+def _sloped_gain(negative_slope: float) -> float:
+  """sqrt(2 / (1 + a^2)): a rectifier with negative slope a."""
+  return math.sqrt(2.0 / (1.0 + negative_slope * negative_slope))
+
+
+def _rrelu_gain(lower: float, upper: float) -> float:
+  """sqrt(2 / (1 + E[a^2])), a ~ U(lower, upper)."""
+  second_moment = (lower * lower + lower * upper + upper * upper) / 3.0
+  return math.sqrt(2.0 / (1.0 + second_moment))
+
+
+def unit_scale_gain(fn: Callable[[jax.Array], jax.Array]) -> float:
+  """1 / sqrt(E[f(z)^2]), z ~ N(0, 1), by Gaussian quadrature in float64:
+  the gain of an activation without a closed form."""
+  # A Python constant even when called inside jit (e.g. an init under
+  # trace): evaluate eagerly rather than staging the quadrature.
+  with jax.ensure_compile_time_eval(), jax.enable_x64(True):
+    m2 = float(selu_theory.gaussian_expectation(lambda z: fn(z) ** 2))
+  return 1.0 / math.sqrt(m2)
+
+
+_FINITE = 'any finite number'
+_SLOPE = Hyperparameter('negative_slope', 0.01, _FINITE)
+_RRELU_BOUNDS = 'in [0, 1], lower <= upper'
+_A = _activations
+
+
+def _core(name: str, kind: str, arity: int, primal: Callable) -> Core:
+  return Core(name, kind, arity, primal)
+
+
+_SPECS = (
+  Activation(
+    'relu',
+    _A.relu,
+    (),
+    rectifier=True,
+    cores=(_core('_relu', 'relu', 1, _A._relu_float),),
+    gain_fn=lambda: math.sqrt(2.0),
+    jax_nn=jax.nn.relu,
+  ),
+  Activation(
+    'relu6',
+    _A.relu6,
+    (),
+    rectifier=True,
+    cores=(_core('_relu6', 'relu6', 1, _A._relu6_float),),
+    # relu's at the unit scale, but for a 6-sigma cap.
+    gain_fn=lambda: math.sqrt(2.0),
+    jax_nn=jax.nn.relu6,
+  ),
+  Activation(
+    'leaky_relu',
+    _A.leaky_relu,
+    (_SLOPE,),
+    rectifier=True,
+    cores=(
+      _core('_prelu', 'leaky_relu', 2, _A._prelu_jit),
+      _core('_leaky_relu_default', 'leaky_relu', 1, _A._leaky_relu_default_jit),
+    ),
+    gain_fn=_sloped_gain,
+    jax_nn=jax.nn.leaky_relu,
+  ),
+  Activation(
+    'prelu',
+    _A.prelu,
+    # Required; 0.25 is He et al. 2015's initial slope (the layers').
+    (Hyperparameter('negative_slope', None, _FINITE),),
+    rectifier=True,
+    cores=(),  # leaky_relu's core: reported as kind 'leaky_relu'
+    gain_fn=lambda negative_slope: _sloped_gain(
+      0.25 if negative_slope is None else negative_slope
+    ),
+    learnable=True,
+  ),
+  Activation(
+    'rrelu',
+    _A.rrelu,
+    (
+      Hyperparameter('lower', _A.RRELU_LOWER, _RRELU_BOUNDS),
+      Hyperparameter('upper', _A.RRELU_UPPER, _RRELU_BOUNDS),
+    ),
+    rectifier=True,
+    cores=(
+      _core('_rrelu_train', 'rrelu', 4, _A._rrelu_train),
+      # In evaluation: leaky_relu at the bounds' mean.
+      _core('_rrelu_eval_default', 'leaky_relu', 1, _A._rrelu_eval_default_jit),
+    ),
+    gain_fn=_rrelu_gain,
+    random=True,
+  ),
+  Activation(
+    'elu',
+    _A.elu,
+    (Hyperparameter('alpha', 1.0, _FINITE),),
+    rectifier=True,
+    cores=(
+      _core('_elu', 'elu', 2, _A._elu_jit),
+      _core('_elu_default', 'elu', 1, _A._elu_default_jit),
+    ),
+    gain_fn=lambda alpha: unit_scale_gain(lambda z: _A.elu(z, alpha)),
+    jax_nn=jax.nn.elu,
+  ),
+  Activation(
+    'celu',
+    _A.celu,
+    (Hyperparameter('alpha', 1.0, 'any finite nonzero number'),),
+    rectifier=True,
+    cores=(
+      _core('_celu', 'celu', 2, _A._celu_jit),
+      _core('_celu_default', 'celu', 1, _A._celu_default_jit),
+    ),
+    gain_fn=lambda alpha: unit_scale_gain(lambda z: _A.celu(z, alpha)),
+    jax_nn=jax.nn.celu,
+  ),
+  Activation(
+    'selu',
+    _A.selu,
+    (),
+    rectifier=True,
+    cores=(_core('_selu', 'selu', 1, _A._selu_jit),),
+    # LeCun's: what makes (0, 1) the fixed point (Klambauer et al. 2017).
+    gain_fn=lambda: 1.0,
+    jax_nn=jax.nn.selu,
+  ),
+)
+
+ACTIVATIONS: Mapping[str, Activation] = types.MappingProxyType(
+  {spec.name: spec for spec in _SPECS}
+)
+
+
+def get(name: str) -> Activation:
+  """The `Activation` named `name`.
+
+  Raises:
+    ValueError: for a name not in `ACTIVATIONS`, listing them.
+  """
+  if name not in ACTIVATIONS:
+    raise ValueError(
+      f'unknown activation {name!r}; accepted: {", ".join(ACTIVATIONS)}.'
+    )
+  return ACTIVATIONS[name]
