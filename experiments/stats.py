@@ -21,8 +21,25 @@ def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
   return max(0.0, center - half), min(1.0, center + half)
 
 
-# Holm-Bonferroni adjusted p-values: one implementation, the library's.
-holm = self_normalization.holm
+def holm(p_values: dict) -> dict:
+  """Holm-Bonferroni adjusted p-values: step-down, monotone, capped at 1.
+
+  The i-th smallest of m p-values is multiplied by m - i (from 0), then
+  made non-decreasing in that order. (jaxrelu.self_normalization has its
+  own, private: the experiments use the library's public names only.)
+
+  Raises:
+    ValueError: for a p-value that is NaN or outside [0, 1], naming it.
+  """
+  for k, p in p_values.items():
+    if not 0.0 <= p <= 1.0:
+      raise ValueError(f'holm: p-value {k!r} must be in [0, 1], got {p!r}.')
+  out, running = {}, 0.0
+  order = sorted(p_values, key=p_values.get)
+  for i, k in enumerate(order):
+    running = max(running, min(1.0, (len(order) - i) * p_values[k]))
+    out[k] = running
+  return out
 
 
 def curve_metrics(cell: dict, target_loss: float) -> dict[str, np.ndarray]:

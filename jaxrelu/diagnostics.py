@@ -48,6 +48,25 @@ from jaxrelu._unit_trace import activation_stats as activation_stats
 from jaxrelu._unit_trace import merge_unit_stats as merge_unit_stats
 from jaxrelu._unit_trace import unit_stats_init as unit_stats_init
 
+__all__ = (
+  'DORMANT_TAU',
+  'TrackerState',
+  'UnitStats',
+  'activation_stats',
+  'born_dead',
+  'dead_fraction',
+  'dead_units',
+  'merge_unit_stats',
+  'plot_dead_fraction',
+  'recycle_units',
+  'report_table',
+  'tracker_dead_fraction',
+  'tracker_init',
+  'tracker_merge',
+  'tracker_update',
+  'unit_stats_init',
+)
+
 PyTree = Any
 
 

@@ -28,6 +28,14 @@ import numpy as np
 
 from jaxrelu import _activations, registry
 
+__all__ = (
+  'ACTIVATIONS',
+  'RAI_SIGMA',
+  'for_activation',
+  'gain',
+  'rai',
+)
+
 Initializer = Callable[..., jax.Array]
 
 # Gains of functions that are not jaxrelu's (every activation of jaxrelu

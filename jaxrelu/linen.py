@@ -19,6 +19,12 @@ from jax.typing import ArrayLike
 
 from jaxrelu import _activations, _dropout, _layers
 
+__all__ = (
+  'AlphaDropout',
+  'PReLU',
+  'RReLU',
+)
+
 try:
   import flax.errors
   import flax.linen as nn

@@ -22,6 +22,12 @@ from jax.typing import ArrayLike
 
 from jaxrelu import _activations, _dropout, _layers
 
+__all__ = (
+  'AlphaDropout',
+  'PReLU',
+  'RReLU',
+)
+
 try:
   from flax import nnx
   from flax.nnx.nn import dtypes as nnx_dtypes

@@ -32,7 +32,14 @@ import jax
 
 from jaxrelu import _activations, selu_theory
 
-__all__ = ('ACTIVATIONS', 'Activation', 'Core', 'Hyperparameter', 'get')
+__all__ = (
+  'ACTIVATIONS',
+  'Activation',
+  'Core',
+  'Hyperparameter',
+  'get',
+  'unit_scale_gain',
+)
 
 
 @dataclasses.dataclass(frozen=True)

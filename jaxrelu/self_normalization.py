@@ -59,6 +59,24 @@ from jax.typing import ArrayLike
 
 from jaxrelu import _activations, _dropout, selu_theory
 
+__all__ = (
+  'BIAS_UNCERTAINTY',
+  'FAIL',
+  'NOISE_RATIO',
+  'NOT_TESTABLE',
+  'PARAMETERS',
+  'PASS',
+  'STATISTICS',
+  'VERDICTS',
+  'Verdict',
+  'autocorrelation_time',
+  'check',
+  'finite_size_model',
+  'sensitivities',
+  'simulate',
+  'stationary',
+)
+
 PASS, FAIL, NOT_TESTABLE = 'PASS', 'FAIL', 'NOT TESTABLE'
 VERDICTS = (PASS, FAIL, NOT_TESTABLE)
 STATISTICS = ('mean', 'std')
@@ -306,7 +324,7 @@ def _normal_quantile(p: float) -> float:
     return float(ndtri(jnp.float64(p)))
 
 
-def holm(p_values: dict[str, float]) -> dict[str, float]:
+def _holm(p_values: dict[str, float]) -> dict[str, float]:
   """Holm-adjusted p-values (step-down, monotone, capped at 1).
 
   Raises:
@@ -656,7 +674,7 @@ def check(
   }
   t = {c: (measured[c] - predicted[c]) / se[c] for c in se}
   p = {c: _t_sf2(t[c], df[c]) for c in t}
-  p_holm = holm(p)
+  p_holm = _holm(p)
   # Holm's first step: FAIL iff some |t| exceeds the level / 2 quantile.
   crit = {c: _t_quantile(level / 4, df[c]) for c in t}
   band = {c: crit[c] * se[c] for c in t}

@@ -39,6 +39,22 @@ from jax.typing import ArrayLike
 
 from jaxrelu import _activations, _checks
 
+__all__ = (
+  'SELU_ALPHA',
+  'SELU_SCALE',
+  'activation_moments',
+  'alpha_dropout_affine',
+  'alpha_dropout_moments',
+  'correlation_fixed_point',
+  'correlation_map',
+  'fixed_point',
+  'gaussian_expectation',
+  'moment_map_jacobian',
+  'selu_backward_gain',
+  'selu_moments',
+  'selu_parameters',
+)
+
 SELU_ALPHA = _activations.SELU_ALPHA
 SELU_SCALE = _activations.SELU_SCALE
 

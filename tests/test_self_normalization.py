@@ -274,11 +274,11 @@ class StatisticsTest(parameterized.TestCase):
     )
 
   def test_holm(self):
-    adjusted = sn.holm({'a': 0.01, 'b': 0.04, 'c': 0.03})
+    adjusted = sn._holm({'a': 0.01, 'b': 0.04, 'c': 0.03})
     self.assertEqual(adjusted, {'a': 0.03, 'c': 0.06, 'b': 0.06})
     # A NaN must not hide a significant p-value.
     with self.assertRaisesRegex(ValueError, "p-value 'mean' must be in"):
-      sn.holm({'mean': math.nan, 'std': 0.001})
+      sn._holm({'mean': math.nan, 'std': 0.001})
 
 
 class BadInputTest(parameterized.TestCase):
