@@ -23,6 +23,7 @@ and the backward pass) is in `experiments.selu_stack`, with its criterion.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -35,34 +36,57 @@ import optax
 
 import jaxrelu
 from experiments import cli, data, stats
-from jaxrelu import diagnostics, initializers
+from jaxrelu import diagnostics, initializers, registry
 
-# Fixed-slope leaky ReLU controls: name -> negative slope. 0.01 is the
-# usual default; 0.25 is PReLU's initial slope (He et al. 2015), so
-# prelu - leaky_relu_0.25 isolates what learning the slope adds; 0.229 is
-# RReLU's evaluation slope ((1/8 + 1/3) / 2), so rrelu - leaky_relu_0.229
-# isolates the randomness; 0.182 is Xu et al. 2015's "very leaky" 1/5.5.
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """An activation as the experiments' MLP runs it.
+
+  Attributes:
+    name: its name in the experiments (flags, cells, reports).
+    base: its activation in `jaxrelu.registry`.
+    fixed: hyperparameters held at these values (else the defaults; celu's
+      alpha comes from the binaries' --celu_alpha).
+    per_channel: a learnable slope per unit (else one per layer).
+    dropout: alpha dropout in training, at the run's rate (selu only).
+  """
+
+  name: str
+  base: str
+  fixed: tuple[tuple[str, float], ...] = ()
+  per_channel: bool = False
+  dropout: bool = True
+
+
 RRELU_EVAL_SLOPE = (1 / 8 + 1 / 3) / 2  # jaxrelu.rrelu's default bounds
-LEAKY_SLOPES = {
-  'leaky_relu': 0.01,
-  'leaky_relu_0.25': 0.25,
-  'leaky_relu_0.229': RRELU_EVAL_SLOPE,
-  'leaky_relu_0.182': 1 / 5.5,
+# The experiments' controls beyond the registry's activations, each listed
+# after its base. Fixed-slope leaky ReLUs: 0.25 is PReLU's initial slope
+# (He et al. 2015), so prelu - leaky_relu_0.25 isolates what learning the
+# slope adds; 0.229 is RReLU's evaluation slope ((1/8 + 1/3) / 2), so
+# rrelu - leaky_relu_0.229 isolates the randomness; 0.182 is Xu et al.
+# 2015's "very leaky" 1/5.5.
+_CONTROLS = {
+  'leaky_relu': tuple(
+    Variant(f'leaky_relu_{name}', 'leaky_relu', (('negative_slope', slope),))
+    for name, slope in (
+      ('0.25', 0.25),
+      ('0.229', RRELU_EVAL_SLOPE),
+      ('0.182', 1 / 5.5),
+    )
+  ),
+  'prelu': (Variant('prelu_channel', 'prelu', per_channel=True),),
+  'selu': (Variant('selu_no_dropout', 'selu', dropout=False),),
 }
-ACTIVATIONS = (
-  'relu',
-  *LEAKY_SLOPES,
-  'prelu',
-  'prelu_channel',
-  'rrelu',
-  'elu',
-  'celu',
-  'relu6',
-  'selu',
-  'selu_no_dropout',
-)
+# Every activation of the registry by its own name, then its controls.
+VARIANTS = {
+  v.name: v
+  for name in registry.ACTIVATIONS
+  for v in (Variant(name, name), *_CONTROLS.get(name, ()))
+}
+ACTIVATIONS = tuple(VARIANTS)
 OPTIMIZERS = ('sgd', 'adam')
-PRELU_INIT = 0.25
+PRELU_INIT = 0.25  # a learnable slope's initial value (He et al. 2015)
 # XLA options the trainers are compiled with (`jax.jit`'s
 # compiler_options); none by default. The test suite sets LLVM -O1 here
 # (tests/conftest.py), as for the binaries it starts: its small programs
@@ -70,17 +94,21 @@ PRELU_INIT = 0.25
 COMPILER_OPTIONS: dict[str, object] = {}
 
 
+def _hyperparameters(variant: Variant, celu_alpha: float) -> dict:
+  """The fixed hyperparameters a variant's function is called with."""
+  out = dict(variant.fixed)
+  if variant.base == 'celu':
+    out['alpha'] = celu_alpha
+  return out
+
+
 def _init_args(activation: str, celu_alpha: float):
   """(name, param) for `initializers.for_activation`."""
-  if activation in ('prelu', 'prelu_channel'):
-    return 'prelu', PRELU_INIT
-  if activation == 'celu':
-    return 'celu', celu_alpha
-  if activation == 'selu_no_dropout':
-    return 'selu', None
-  if activation in LEAKY_SLOPES:
-    return 'leaky_relu', LEAKY_SLOPES[activation]
-  return activation, None
+  variant = VARIANTS[activation]
+  if registry.get(variant.base).learnable:
+    return variant.base, PRELU_INIT
+  values = list(_hyperparameters(variant, celu_alpha).values())
+  return variant.base, (values[0] if values else None)
 
 
 @functools.cache
@@ -144,21 +172,24 @@ def init_params(key, data, gain, bias_init=0.0, *, depth, width):
 
 
 def _activation(name, *, train, rate, celu_alpha):
-  """f(z, slopes, key) for one activation; slopes are one layer's row."""
-  if name == 'prelu':
-    return lambda z, s, k: jaxrelu.prelu(z, s[:1])
-  if name == 'prelu_channel':
-    return lambda z, s, k: jaxrelu.prelu(z, s)
-  if name == 'rrelu':
-    return lambda z, s, k: jaxrelu.rrelu(z, k, deterministic=not train)
-  if name == 'celu':
-    return lambda z, s, k: jaxrelu.celu(z, celu_alpha)
-  if name in LEAKY_SLOPES:
-    slope = LEAKY_SLOPES[name]
-    return lambda z, s, k: jaxrelu.leaky_relu(z, slope)
-  if name == 'selu' and train and rate > 0:
-    return lambda z, s, k: jaxrelu.alpha_dropout(jaxrelu.selu(z), rate, k)
-  fn = jaxrelu.selu if name == 'selu_no_dropout' else getattr(jaxrelu, name)
+  """f(z, slopes, key) for one activation; slopes are one layer's row.
+
+  From the registry: a learnable activation takes the layer's slopes (its
+  first alone, unless per channel), a random one the key (and draws only
+  in training); the others run at their fixed hyperparameters.
+  """
+  variant = VARIANTS[name]
+  spec = registry.get(variant.base)
+  if spec.learnable:
+    if variant.per_channel:
+      return lambda z, s, k: spec.fn(z, s)
+    return lambda z, s, k: spec.fn(z, s[:1])
+  if spec.random:
+    return lambda z, s, k: spec.fn(z, k, deterministic=not train)
+  hyper = _hyperparameters(variant, celu_alpha)
+  fn = functools.partial(spec.fn, **hyper) if hyper else spec.fn
+  if variant.base == 'selu' and variant.dropout and train and rate > 0:
+    return lambda z, s, k: jaxrelu.alpha_dropout(fn(z), rate, k)
   return lambda z, s, k: fn(z)
 
 

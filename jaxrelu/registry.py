@@ -164,16 +164,6 @@ _SPECS = (
     jax_nn=jax.nn.relu,
   ),
   Activation(
-    'relu6',
-    _A.relu6,
-    (),
-    rectifier=True,
-    cores=(_core('_relu6', 'relu6', 1, _A._relu6_float),),
-    # relu's at the unit scale, but for a 6-sigma cap.
-    gain_fn=lambda: math.sqrt(2.0),
-    jax_nn=jax.nn.relu6,
-  ),
-  Activation(
     'leaky_relu',
     _A.leaky_relu,
     (_SLOPE,),
@@ -236,6 +226,16 @@ _SPECS = (
     ),
     gain_fn=lambda alpha: unit_scale_gain(lambda z: _A.celu(z, alpha)),
     jax_nn=jax.nn.celu,
+  ),
+  Activation(
+    'relu6',
+    _A.relu6,
+    (),
+    rectifier=True,
+    cores=(_core('_relu6', 'relu6', 1, _A._relu6_float),),
+    # relu's at the unit scale, but for a 6-sigma cap.
+    gain_fn=lambda: math.sqrt(2.0),
+    jax_nn=jax.nn.relu6,
   ),
   Activation(
     'selu',

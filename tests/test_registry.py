@@ -1,5 +1,6 @@
 """jaxrelu.registry: every activation described once, and the tables
-derived from it (issue 30, item 1: the library's part)."""
+derived from it: the tracer's kinds, initializers.gain, and the
+experiments' activations (issue 30, item 1)."""
 
 import inspect
 import math
@@ -117,6 +118,12 @@ class RegistryTest(parameterized.TestCase):
       assert 'capped_relu3' in initializers.ACTIVATIONS
       assert _unit_trace._JAXRELU_KINDS['_capped'][0] == 'capped_relu3'
       assert 'capped_relu3' in _unit_trace._RECOGNISED
+      # The experiments' activations, their gains and their layer function.
+      from experiments import model
+      assert model.ACTIVATIONS[-1] == 'capped_relu3', model.ACTIVATIONS
+      assert model.gains(1.0)['capped_relu3'] == 1.5
+      f = model._activation('capped_relu3', train=True, rate=0.1, celu_alpha=1)
+      assert f(jnp.array([-1.0, 5.0]), None, None).tolist() == [0.0, 3.0]
       print('ok')
       """
     )
