@@ -55,10 +55,13 @@ from absl import flags
 
 from experiments import cli, dying_claims, model, plots, stats, sweep
 from experiments import report as report_lib
+from jaxrelu import registry
 
-ACTIVATIONS = ('relu', 'leaky_relu', 'prelu', 'rrelu', 'elu', 'selu', 'celu')
-# CELU runs at alpha 1 here, where it is ELU exactly: only when asked for.
-DEFAULT_ACTIVATIONS = [a for a in ACTIVATIONS if a != 'celu']
+# Every activation of the library (jaxrelu.registry).
+ACTIVATIONS = tuple(registry.ACTIVATIONS)
+# Off by default: CELU runs at alpha 1 here, where it is ELU exactly, and
+# ReLU6 dies as ReLU does below 0.
+DEFAULT_ACTIVATIONS = [a for a in ACTIVATIONS if a not in ('celu', 'relu6')]
 OPTIMIZERS = ('sgd', 'adam')
 
 _ACTS = flags.DEFINE_list('activations', DEFAULT_ACTIVATIONS, 'Activations.')
