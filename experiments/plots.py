@@ -28,24 +28,19 @@ from collections.abc import Sequence
 from absl import logging
 
 from experiments.store import write_bytes_atomic
+from jaxrelu import registry
 
 # Colour-blind-safe palette (Okabe-Ito, then Tableau extras); one colour,
 # line style and marker per name. Markers leave out the marks' shapes:
 # 'x' (a seed diverged, a curve ends) and '^' 'v' (a curve leaves the axes).
 _STYLES = {
-  'relu': ('#000000', '-', 'o'),
-  'leaky_relu': ('#E69F00', '-', 's'),
+  # Every activation of the library: its style in jaxrelu.registry.
+  **{name: spec.style for name, spec in registry.ACTIVATIONS.items()},
   # The fixed-slope controls: leaky's colour, each its own dash.
   'leaky_relu_0.25': ('#E69F00', '--', 's'),
   'leaky_relu_0.229': ('#E69F00', ':', 's'),
   'leaky_relu_0.182': ('#E69F00', (0, (5, 1, 1, 1, 1, 1)), 's'),
-  'prelu': ('#56B4E9', '-', 'D'),
   'prelu_channel': ('#56B4E9', '--', 'd'),
-  'rrelu': ('#009E73', '-', '<'),
-  'elu': ('#D55E00', '-', '*'),
-  'celu': ('#D55E00', ':', 'h'),
-  'relu6': ('#999999', '-', '>'),
-  'selu': ('#CC79A7', '-', 'p'),
   'selu_no_dropout': ('#CC79A7', '--', 'p'),
   'selu, alpha dropout': ('#CC79A7', '-.', 'P'),
   'selu, standard dropout': ('#CC79A7', ':', 's'),

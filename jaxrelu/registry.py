@@ -93,6 +93,9 @@ class Activation:
     learnable: it has learnable parameters (prelu's slope).
     random: it draws random numbers in training (rrelu).
     jax_nn: jax.nn's function of the same name, if any.
+    style: how figures draw it: (colour, line style, marker) in
+      matplotlib's terms (Okabe-Ito colours, safe for colour-blind
+      readers; no 'x', '^' or 'v' markers, which figures use as marks).
   """
 
   name: str
@@ -104,6 +107,7 @@ class Activation:
   learnable: bool = False
   random: bool = False
   jax_nn: Callable[..., jax.Array] | None = None
+  style: tuple[str, str, str] = ('#7F7F7F', '-', 'o')
 
   def gain(self, **hyperparameters: float) -> float:
     """The weight gain at these hyperparameters (the defaults otherwise).
@@ -162,6 +166,7 @@ _SPECS = (
     cores=(_core('_relu', 'relu', 1, _A._relu_float),),
     gain_fn=lambda: math.sqrt(2.0),
     jax_nn=jax.nn.relu,
+    style=('#000000', '-', 'o'),
   ),
   Activation(
     'leaky_relu',
@@ -174,6 +179,7 @@ _SPECS = (
     ),
     gain_fn=_sloped_gain,
     jax_nn=jax.nn.leaky_relu,
+    style=('#E69F00', '-', 's'),
   ),
   Activation(
     'prelu',
@@ -186,6 +192,7 @@ _SPECS = (
       0.25 if negative_slope is None else negative_slope
     ),
     learnable=True,
+    style=('#56B4E9', '-', 'D'),
   ),
   Activation(
     'rrelu',
@@ -202,6 +209,7 @@ _SPECS = (
     ),
     gain_fn=_rrelu_gain,
     random=True,
+    style=('#009E73', '-', '<'),
   ),
   Activation(
     'elu',
@@ -214,6 +222,7 @@ _SPECS = (
     ),
     gain_fn=lambda alpha: unit_scale_gain(lambda z: _A.elu(z, alpha)),
     jax_nn=jax.nn.elu,
+    style=('#D55E00', '-', '*'),
   ),
   Activation(
     'celu',
@@ -226,6 +235,7 @@ _SPECS = (
     ),
     gain_fn=lambda alpha: unit_scale_gain(lambda z: _A.celu(z, alpha)),
     jax_nn=jax.nn.celu,
+    style=('#D55E00', ':', 'h'),
   ),
   Activation(
     'relu6',
@@ -236,6 +246,7 @@ _SPECS = (
     # relu's at the unit scale, but for a 6-sigma cap.
     gain_fn=lambda: math.sqrt(2.0),
     jax_nn=jax.nn.relu6,
+    style=('#999999', '-', '>'),
   ),
   Activation(
     'selu',
@@ -246,6 +257,7 @@ _SPECS = (
     # LeCun's: what makes (0, 1) the fixed point (Klambauer et al. 2017).
     gain_fn=lambda: 1.0,
     jax_nn=jax.nn.selu,
+    style=('#CC79A7', '-', 'p'),
   ),
 )
 

@@ -110,7 +110,7 @@ class RegistryTest(parameterized.TestCase):
       spec = registry.Activation(
         'capped_relu3', capped, (), rectifier=True,
         cores=(registry.Core('_capped', 'capped_relu3', 1, capped),),
-        gain_fn=lambda: 1.5, jax_nn=None)
+        gain_fn=lambda: 1.5, jax_nn=None, style=('#123456', '-', 'o'))
       registry.ACTIVATIONS = type(registry.ACTIVATIONS)(
         {**registry.ACTIVATIONS, 'capped_relu3': spec})
       from jaxrelu import _unit_trace, initializers
@@ -124,6 +124,8 @@ class RegistryTest(parameterized.TestCase):
       assert model.gains(1.0)['capped_relu3'] == 1.5
       f = model._activation('capped_relu3', train=True, rate=0.1, celu_alpha=1)
       assert f(jnp.array([-1.0, 5.0]), None, None).tolist() == [0.0, 3.0]
+      from experiments import plots
+      assert plots.style('capped_relu3')['color'] == '#123456'
       print('ok')
       """
     )
