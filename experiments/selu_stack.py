@@ -31,29 +31,29 @@ import jaxrelu
 from experiments import cli, plots
 from experiments.report import fmt as _fmt
 from experiments.report import verdict_text
-from jaxrelu import self_normalization, selu_theory
+from jaxrelu import registry, self_normalization, selu_theory
 
+# SELU first, then every activation of the library a stack of fixed
+# layers can run (none with learnable parameters or random draws), at its
+# defaults, and tanh as a smooth control.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
   'selu': jaxrelu.selu,
-  'relu': jaxrelu.relu,
-  'leaky_relu': jaxrelu.leaky_relu,
-  'elu': jaxrelu.elu,
-  'celu': jaxrelu.celu,
-  'relu6': jaxrelu.relu6,
+  **{
+    name: spec.fn
+    for name, spec in registry.ACTIVATIONS.items()
+    if not (spec.learnable or spec.random)
+  },
   'tanh': jnp.tanh,
 }
 KINKS = {'relu6': (0.0, 6.0), 'tanh': ()}
 # The recovery claim: back within 0.05 of (0, 1) within about 20 layers.
 RECOVERY_WITHIN = 0.05
 RECOVERY_LAYERS = 20
+# Each activation's usual init: He's for every rectifier but SELU.
 USUAL_INIT = {
+  **dict.fromkeys(ACTIVATIONS, 'he_normal'),
   'selu': 'lecun_normal',
   'tanh': 'glorot_normal',
-  'relu': 'he_normal',
-  'leaky_relu': 'he_normal',
-  'elu': 'he_normal',
-  'celu': 'he_normal',
-  'relu6': 'he_normal',
 }
 INITS = (
   'auto',

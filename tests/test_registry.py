@@ -124,8 +124,9 @@ class RegistryTest(parameterized.TestCase):
       assert model.gains(1.0)['capped_relu3'] == 1.5
       f = model._activation('capped_relu3', train=True, rate=0.1, celu_alpha=1)
       assert f(jnp.array([-1.0, 5.0]), None, None).tolist() == [0.0, 3.0]
-      from experiments import plots
+      from experiments import plots, selu_stack
       assert plots.style('capped_relu3')['color'] == '#123456'
+      assert selu_stack.USUAL_INIT['capped_relu3'] == 'he_normal'
       print('ok')
       """
     )
