@@ -16,6 +16,8 @@ from scipy import integrate
 import jaxrelu
 from jaxrelu import _unit_trace, initializers, registry
 
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # Independent float64 formulas (NumPy), not the library's.
 _SELU = (1.6732632423543772, 1.0507009873554805)
 _FORMULAS = {
@@ -86,6 +88,28 @@ class RegistryTest(parameterized.TestCase):
       registry.get('elu').gain(beta=1.0)
     with self.assertRaisesRegex(ValueError, "unknown activation 'gelu'"):
       registry.get('gelu')
+
+  def test_the_test_tables_and_readme_cover_every_activation(self):
+    # The float64 reference table every value, derivative and dtype test
+    # runs over, and README's API table (its row names the function with
+    # its hyperparameters and their defaults).
+    from test_activations import CASES
+
+    with open(os.path.join(_REPO, 'README.md')) as f:
+      readme = f.read()
+    for name, spec in registry.ACTIVATIONS.items():
+      self.assertTrue(
+        any(c == name or c.startswith(f'{name}_') for c in CASES), name
+      )
+      row = next(
+        (
+          line for line in readme.splitlines() if line.startswith(f'| `{name}(')
+        ),
+        None,
+      )
+      self.assertIsNotNone(row, f'README API table has no row for {name}')
+      for h in spec.hyperparameters:
+        self.assertIn(h.name, row)
 
   def test_the_tracer_knows_every_core(self):
     kinds = {
