@@ -1,4 +1,9 @@
-"""The one MLP and trainer of the experiments, and SELU's deep stack.
+"""The experiments' MLP and its trainer, their activations, and born_dead's
+networks.
+
+`VARIANTS` are the activations the experiments run: every activation of
+`jaxrelu.registry` by its name, then the controls (fixed-slope leaky
+ReLUs, per-channel PReLU, SELU without dropout).
 
 `train_seed` trains a plain MLP (no normalization, no skip connections)
 and records curves of every metric; `experiments.compare_variants` and

@@ -739,7 +739,8 @@ def heatmaps(
 
 
 def variant_figures(table) -> None:
-  """compare_variants' figures of a `stats.CurveTable`, into its output_dir.
+  """compare_variants' figures of a `variants_claims.Results`, into its
+  output_dir.
 
   accuracy_vs_depth.png, loss_curves.png (crosses where seeds diverged) and
   prelu_slopes.png (not written when no PReLU cell is stored).
