@@ -37,6 +37,7 @@ __all__ = (
   'Activation',
   'Core',
   'Hyperparameter',
+  'from_path',
   'get',
   'unit_scale_gain',
 )
@@ -96,6 +97,8 @@ class Activation:
     style: how figures draw it: (colour, line style, marker) in
       matplotlib's terms (Okabe-Ito colours, safe for colour-blind
       readers; no 'x', '^' or 'v' markers, which figures use as marks).
+    derived: the properties not declared but derived (a user's
+      activation, `from_path`), for reports to say so.
   """
 
   name: str
@@ -108,6 +111,7 @@ class Activation:
   random: bool = False
   jax_nn: Callable[..., jax.Array] | None = None
   style: tuple[str, str, str] = ('#7F7F7F', '-', 'o')
+  derived: tuple[str, ...] = ()
 
   def gain(self, **hyperparameters: float) -> float:
     """The weight gain at these hyperparameters (the defaults otherwise).
@@ -264,6 +268,98 @@ _SPECS = (
 ACTIVATIONS: Mapping[str, Activation] = types.MappingProxyType(
   {spec.name: spec for spec in _SPECS}
 )
+
+
+def from_path(
+  path: str,
+  *,
+  label: str | None = None,
+  hyperparameters: Mapping[str, float] | None = None,
+  rectifier: bool = False,
+) -> Activation:
+  """A user's activation, given as ``'package.module:function'``.
+
+  The function is imported and checked on a test array before anything
+  else runs: it must map a float32 array to one of the same shape and
+  dtype, elementwise (changing some inputs changes only those outputs).
+  What is not given is derived, and the spec says so: the gain by
+  quadrature (`unit_scale_gain`), no learnable parameters or random
+  draws, and no rectifier for the dead-unit tracer unless `rectifier`.
+
+  Args:
+    path: ``'package.module:function'``.
+    label: the name it goes by (default: `path`).
+    hyperparameters: keywords the function is always called with.
+    rectifier: whether the dead-unit tracer should count its units.
+
+  Returns:
+    Its `Activation` (`derived` names what was derived).
+
+  Raises:
+    ValueError: for a malformed path, a module or function that cannot be
+      imported, or a function that fails the checks, in one line naming
+      `path` and what is accepted.
+  """
+  import functools
+  import importlib
+
+  import jax.numpy as jnp
+  import numpy as np
+
+  module_name, sep, attribute = path.partition(':')
+  if not sep or not module_name or not attribute.isidentifier():
+    raise ValueError(
+      f'activation {path!r}: expected package.module:function, a Python '
+      'module path, a colon and a function name.'
+    )
+  try:
+    module = importlib.import_module(module_name)
+  except Exception as e:  # any import failure is the user's path
+    raise ValueError(
+      f'activation {path!r}: cannot import {module_name!r} '
+      f'({type(e).__name__}: {e}).'
+    ) from None
+  fn = getattr(module, attribute, None)
+  if not callable(fn):
+    raise ValueError(
+      f'activation {path!r}: {module_name} has no function {attribute!r}.'
+    )
+  hyper = dict(hyperparameters or {})
+  call = functools.partial(fn, **hyper) if hyper else fn
+  x = jnp.linspace(-3.0, 3.0, 15, dtype=jnp.float32).reshape(3, 5)
+  try:
+    y = np.asarray(call(x))
+    changed = x.at[0].set(x[0] + 0.5)
+    y_changed = np.asarray(call(changed))
+  except Exception as e:  # the user's function failed on the test array
+    raise ValueError(
+      f'activation {path!r}: fails on a float32 test array of shape (3, 5) '
+      f'({type(e).__name__}: {e}).'
+    ) from None
+  if y.shape != x.shape or y.dtype != x.dtype:
+    raise ValueError(
+      f'activation {path!r}: maps float32 (3, 5) to {y.dtype} {y.shape}; '
+      'an activation keeps the shape and dtype.'
+    )
+  if not np.array_equal(y[1:], y_changed[1:], equal_nan=True):
+    raise ValueError(
+      f'activation {path!r}: is not elementwise (changing the first row of '
+      'its input changed other rows of its output).'
+    )
+  return Activation(
+    label or path,
+    fn,
+    tuple(Hyperparameter(k, v, 'as given') for k, v in hyper.items()),
+    rectifier=rectifier,
+    cores=(),
+    gain_fn=lambda **h: unit_scale_gain(functools.partial(fn, **h)),
+    derived=(
+      'gain',
+      'learnable',
+      'random',
+      *(() if rectifier else ('rectifier',)),
+    ),
+  )
 
 
 def get(name: str) -> Activation:

@@ -5,8 +5,10 @@ experiments' activations (issue 30, item 1)."""
 import inspect
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -110,6 +112,58 @@ class RegistryTest(parameterized.TestCase):
       self.assertIsNotNone(row, f'README API table has no row for {name}')
       for h in spec.hyperparameters:
         self.assertIn(h.name, row)
+
+  def test_a_users_activation_from_its_path(self):
+    folder = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, folder)
+    with open(os.path.join(folder, 'my_acts.py'), 'w') as f:
+      f.write(
+        textwrap.dedent(
+          """
+        import jax, jax.numpy as jnp
+
+        def swish(x, beta=1.0):
+          return x * jax.nn.sigmoid(beta * x)
+
+        def softmax(x):
+          return jax.nn.softmax(x, axis=0)
+
+        def total(x):
+          return x.sum()
+
+        def broken(x):
+          raise RuntimeError('no')
+        """
+        ),
+      )
+    sys.path.insert(0, folder)
+    self.addCleanup(sys.path.remove, folder)
+    spec = registry.from_path('my_acts:swish', hyperparameters={'beta': 2.0})
+    self.assertEqual(spec.name, 'my_acts:swish')
+    self.assertFalse(spec.rectifier or spec.learnable or spec.random)
+    self.assertIn('gain', spec.derived)
+    self.assertIn('rectifier', spec.derived)
+    # The gain by quadrature, against an independent float64 formula.
+    swish = lambda z: z / (1 + np.exp(-2.0 * z))
+    expected = 1 / math.sqrt(_second_moment(swish))
+    self.assertAlmostEqual(spec.gain(), expected, places=6)
+    self.assertEqual(
+      registry.from_path('my_acts:swish', label='swish', rectifier=True).name,
+      'swish',
+    )
+    for path, message in (
+      ('my_acts', 'expected package.module:function'),
+      ('my_acts:', 'expected package.module:function'),
+      ('no_such_module:f', "cannot import 'no_such_module'"),
+      ('my_acts:nothing', "has no function 'nothing'"),
+      ('my_acts:softmax', 'is not elementwise'),
+      ('my_acts:total', 'keeps the shape and dtype'),
+      ('my_acts:broken', 'fails on a float32 test array'),
+    ):
+      with self.assertRaisesRegex(ValueError, message) as raised:
+        registry.from_path(path)
+      self.assertNotIn('\n', str(raised.exception))
+      self.assertIn(repr(path), str(raised.exception))
 
   def test_the_tracer_knows_every_core(self):
     kinds = {
