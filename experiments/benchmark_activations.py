@@ -10,6 +10,15 @@ of un-jitted calls on a small array, against jax.nn's, with an A/A control.
 Memory: residual bytes per element saved for the backward pass, and the
 compiled temporary memory of a jitted MLP training step.
 
+Paths (issue 34): the other public paths (prelu with learnable scalar and
+per-channel slopes, rrelu and alpha_dropout in training, each Flax layer's
+training step, activation_stats inside a training step, recycle_units per
+call), each in one interleaved loop with its natural reference (a jnp
+formula, Flax's PReLU and Dropout, the plain step), an A/A copy of it and a
+copy kernel, judged against the paths' own A/A noise band; misses re-timed
+as above (experiments/benchmark_paths.py: the table, and what each path
+covers).
+
 Targets (issue 15): every speed ratio at or below 1.00 within its A/A noise,
 every eager ratio at most 1.10 (a row that misses is timed once more, with
 twice the repeats, and judged on that; the first pass is kept), residuals
@@ -20,7 +29,8 @@ Usage (from the repo root; `jaxrelu-benchmark-activations` once installed):
 
   python -m experiments.benchmark_activations
   python -m experiments.benchmark_activations --sizes=1024,1048576 \
-      --dtypes=float32 --activations=relu,elu --repeats=5 --mlp_layers=2
+      --dtypes=float32 --activations=relu,elu --repeats=5 --mlp_layers=2 \
+      --paths=prelu_learnable,nnx.PReLU
 
 Writes results.json (with flags and versions) and results.md to --output_dir,
 atomically.
@@ -28,8 +38,6 @@ atomically.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -37,54 +45,19 @@ import jax.numpy as jnp
 from absl import flags
 
 import jaxrelu
-from experiments import cli, report, timing
+from experiments import benchmark_paths, cli, report, timing
 from jaxrelu import _residuals
 
 Fn = Callable[[jax.Array], jax.Array]
 
-_KEY = jax.random.key(0)
-_RRELU_SLOPE = (1 / 8 + 1 / 3) / 2  # rrelu's evaluation slope.
 # Residuals are traced on a slice of this many elements (bytes scale with it).
 _RESIDUAL_ELEMENTS = 2**16
 
-
-def _channel_slopes(x: jax.Array) -> jax.Array:
-  return jnp.linspace(0.1, 0.3, x.shape[-1], dtype=x.dtype)
-
-
-@dataclasses.dataclass(frozen=True)
-class Activation:
-  ours: Fn
-  # The counterpart: jax.nn's function with the same arithmetic, or None.
-  baseline: Fn | None
-  residual_target: float | None = None
-
-
-ACTIVATIONS: dict[str, Activation] = {
-  'relu': Activation(jaxrelu.relu, jax.nn.relu, 1),
-  'relu6': Activation(jaxrelu.relu6, jax.nn.relu6, 1),
-  'leaky_relu': Activation(jaxrelu.leaky_relu, jax.nn.leaky_relu, 1),
-  'prelu': Activation(
-    lambda x: jaxrelu.prelu(x, 0.25),
-    lambda x: jax.nn.leaky_relu(x, 0.25),
-    1,
-  ),
-  'prelu_channel': Activation(
-    lambda x: jaxrelu.prelu(x, _channel_slopes(x)),
-    lambda x: jax.nn.leaky_relu(x, _channel_slopes(x)),
-    # The mask, and the 1024 slopes (4 KiB) over the traced 2^16 elements.
-    1 + 4 * 1024 / 2**16,
-  ),
-  'rrelu_eval': Activation(
-    functools.partial(jaxrelu.rrelu, deterministic=True),
-    lambda x: jax.nn.leaky_relu(x, _RRELU_SLOPE),
-    1,
-  ),
-  'rrelu_train': Activation(lambda x: jaxrelu.rrelu(x, _KEY), None, 4),
-  'elu': Activation(jaxrelu.elu, jax.nn.elu, 4),
-  'celu': Activation(jaxrelu.celu, jax.nn.celu, 4),
-  'selu': Activation(jaxrelu.selu, jax.nn.selu, 4),
-}
+# The activations and the other public paths (prelu's learnable slopes,
+# rrelu and alpha_dropout in training, the Flax layers' training steps,
+# the diagnostics in a training step): benchmark_paths, which a test reads.
+ACTIVATIONS = benchmark_paths.ACTIVATIONS
+PATHS = benchmark_paths.PATHS
 # Eager calls with a hyperparameter given: (ours, jax.nn's), on x.
 EAGER_EXPLICIT: dict[str, tuple[Fn, Fn]] = {
   'leaky_relu(x, 0.2)': (
@@ -114,6 +87,11 @@ _DTYPES = flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Dtypes.')
 _ACTIVATIONS = flags.DEFINE_list(
   'activations', list(ACTIVATIONS), 'Activations to measure.'
 )
+_PATHS = flags.DEFINE_list(
+  'paths',
+  list(PATHS),
+  'Other public paths to time against their references (empty: none).',
+)
 _REPEATS = flags.DEFINE_integer('repeats', 15, 'Timed repeats (>= 3).')
 _MIN_SECONDS = flags.DEFINE_float(
   'min_repeat_seconds', 0.01, 'Each repeat of a program lasts at least this.'
@@ -133,7 +111,8 @@ _MLP_BATCH = flags.DEFINE_integer('mlp_batch', 1024, 'MLP batch size.')
 
 def eager_pairs(names: Sequence[str]) -> dict[str, tuple[Fn, Fn]]:
   """Eager calls on x: (ours, jax.nn's), for those with a counterpart."""
-  slopes = _channel_slopes(jnp.zeros((1024,)))  # As a layer holds them.
+  # As a layer holds them.
+  slopes = benchmark_paths.channel_slopes(jnp.zeros((1024,)))
   pairs = {n: (ACTIVATIONS[n].ours, ACTIVATIONS[n].baseline) for n in names}
   pairs['prelu_channel'] = (
     lambda x: jaxrelu.prelu(x, slopes),
@@ -188,7 +167,7 @@ def memory_rows(names, dtype, mlp: tuple[int, int, int]) -> list[dict]:
   return rows
 
 
-def summary(speed, eager, memory) -> list[str]:
+def summary(speed, eager, memory, paths=()) -> list[str]:
   """stdout's lines: each table's count of verdicts, then every row that
   is not 'ok', with its reason."""
   cells = {
@@ -203,9 +182,14 @@ def summary(speed, eager, memory) -> list[str]:
     r['activation']: report.verdict_text(r['verdict'], r['reason'])
     for r in memory
   }
+  path_rows = {
+    (r['path'], r['dtype'], r['size'], r['mode']): timing.path_verdict(r)
+    for r in paths
+  }
   lines = []
   for kind, verdicts in (
     ('speed (activation, dtype, size)', rows),
+    ('paths (path, dtype, size, mode)', path_rows),
     ('eager calls', eager_rows),
     ('memory', memory_rows),
   ):
@@ -223,6 +207,7 @@ def summary(speed, eager, memory) -> list[str]:
 def main(argv: Sequence[str]) -> int:
   cli.no_arguments(argv)
   names = cli.choices('activations', _ACTIVATIONS.value, ACTIVATIONS)
+  path_names = cli.choices('paths', _PATHS.value, PATHS, nonempty=False)
   sizes = cli.integers('sizes', _SIZES.value, low=1024)
   bad = [s for s in sizes if s % 1024]
   cli.require(
@@ -254,6 +239,15 @@ def main(argv: Sequence[str]) -> int:
   )
   timing.apply_noise_band(speed)
   timing.retime_misses(speed, pairs, _REPEATS.value, _MIN_SECONDS.value)
+  paths = {n: PATHS[n] for n in path_names}
+  path_rows = timing.path_rows(
+    paths, sizes, dtypes, _REPEATS.value, _MIN_SECONDS.value
+  )
+  # The paths' own noise band: their programs are not the activations'.
+  timing.apply_noise_band(path_rows)
+  timing.retime_path_misses(
+    path_rows, paths, _REPEATS.value, _MIN_SECONDS.value
+  )
   eager = []
   if _EAGER_CALLS.value:
     eager = timing.eager_rows(
@@ -268,10 +262,19 @@ def main(argv: Sequence[str]) -> int:
     f'{meta["devices"][0]}, {meta["date"]}'
   )
   text = timing.markdown(speed, eager, memory, header, EAGER_TARGET)
+  if path_rows:
+    notes = {n: p.note for n, p in paths.items()}
+    text = f'{text}\n{timing.path_markdown(path_rows, notes)}\n'
   out = _OUTPUT_DIR.value
   report.write_json(
     f'{out}/results.json',
-    {'meta': meta, 'speed': speed, 'eager': eager, 'memory': memory},
+    {
+      'meta': meta,
+      'speed': speed,
+      'paths': path_rows,
+      'eager': eager,
+      'memory': memory,
+    },
   )
   report.write_text(
     f'{out}/results.md', f'{text}\n{report.provenance_markdown(meta)}'
@@ -279,12 +282,17 @@ def main(argv: Sequence[str]) -> int:
   report.echo(
     [
       header.removeprefix('## '),
-      *summary(speed, eager, memory),
+      *summary(speed, eager, memory, path_rows),
       f'full table: {out}/results.md',
       f'Wrote {out}/results.json and results.md',
     ]
   )
-  rows = (('speed', speed), ('eager', eager), ('memory', memory))
+  rows = (
+    ('speed', speed),
+    ('path', path_rows),
+    ('eager', eager),
+    ('memory', memory),
+  )
   return cli.close(
     'benchmark_activations',
     {

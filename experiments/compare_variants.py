@@ -68,7 +68,15 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from experiments import cli, data, plots, sweep, variants, variants_claims
+from experiments import (
+  cli,
+  data,
+  model,
+  plots,
+  sweep,
+  variants,
+  variants_claims,
+)
 from experiments import report as report_lib
 from experiments.model import ACTIVATIONS, OPTIMIZERS
 
@@ -141,7 +149,11 @@ def check_flags() -> dict:
   """Every flag, checked before any compute; UsageError on the first bad."""
   flag = {
     'datasets': cli.choices('datasets', _DATASETS.value, data.DATASETS),
-    'activations': cli.choices('activations', _ACTS.value, ACTIVATIONS),
+    'activations': cli.choices(
+      'activations',
+      model.activation_names('activations', _ACTS.value),
+      model.ACTIVATIONS,
+    ),
     'depths': cli.integers('depths', _given(_DEPTHS)),
     'sgd_learning_rates': cli.floats(
       'sgd_learning_rates',

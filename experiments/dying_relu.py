@@ -146,7 +146,11 @@ def _given(holder: flags.FlagHolder):
 def check_flags() -> dict:
   """Every flag, checked before any compute; UsageError on the first bad."""
   flag = {
-    'activations': cli.choices('activations', _ACTS.value, ACTIVATIONS),
+    'activations': cli.choices(
+      'activations',
+      model.activation_names('activations', _ACTS.value),
+      (*ACTIVATIONS, *model.user_activations()),
+    ),
     'optimizers': cli.choices('optimizers', _OPTIMIZERS.value, OPTIMIZERS),
     'sgd_learning_rates': cli.floats(
       'learning_rates', _given(_LRS), low=0, low_open=True

@@ -55,6 +55,8 @@ class Variant:
       alpha comes from the binaries' --celu_alpha).
     per_channel: a learnable slope per unit (else one per layer).
     dropout: alpha dropout in training, at the run's rate (selu only).
+    user: a user's activation (`registry.from_path`), whose spec stands
+      in for the registry's; `base` is then its name.
   """
 
   name: str
@@ -62,6 +64,11 @@ class Variant:
   fixed: tuple[tuple[str, float], ...] = ()
   per_channel: bool = False
   dropout: bool = True
+  user: registry.Activation | None = None
+
+  @property
+  def spec(self) -> registry.Activation:
+    return self.user if self.user is not None else registry.get(self.base)
 
 
 RRELU_EVAL_SLOPE = (1 / 8 + 1 / 3) / 2  # jaxrelu.rrelu's default bounds
@@ -90,6 +97,84 @@ VARIANTS = {
   for v in (Variant(name, name), *_CONTROLS.get(name, ()))
 }
 ACTIVATIONS = tuple(VARIANTS)
+
+
+def activation_names(flag_name: str, values) -> list[str]:
+  """A binary's --activations: built-in names, or a user's activation as
+  ``package.module:function`` (optionally ``[label=NAME;rectifier=true;
+  HYPERPARAMETER=VALUE;...]`` after it), resolved and checked before any
+  compute (`jaxrelu.registry.from_path`) and added to VARIANTS under its
+  label. Returns the names; cli.UsageError (one line) for a bad one.
+
+  A run's users' activations are those of its flags alone: any added by
+  an earlier call (an earlier run in the same process) are dropped.
+  """
+  global ACTIVATIONS
+  for name in user_activations():
+    del VARIANTS[name]
+  ACTIVATIONS = tuple(VARIANTS)
+  names = []
+  for value in values:
+    value = value.strip()
+    if ':' not in value:
+      names.append(value)
+      continue
+    path, _, options = value.partition('[')
+    settings = {}
+    if options:
+      cli.require(
+        options.endswith(']'),
+        f'--{flag_name}: {value!r}: options go in [key=value;...]',
+      )
+      for item in filter(None, options[:-1].split(';')):
+        key, eq, text = item.partition('=')
+        cli.require(
+          bool(eq), f'--{flag_name}: {value!r}: {item!r} is not key=value'
+        )
+        settings[key.strip()] = text.strip()
+    label = settings.pop('label', path)
+    rectifier = settings.pop('rectifier', 'false').lower() in ('1', 'true')
+    try:
+      hyper = {k: float(v) for k, v in settings.items()}
+      spec = registry.from_path(
+        path, label=label, hyperparameters=hyper, rectifier=rectifier
+      )
+    except ValueError as e:
+      raise cli.UsageError(f'--{flag_name}: {e}') from None
+    cli.require(
+      label not in VARIANTS or VARIANTS[label].user is not None,
+      f'--{flag_name}: label {label!r} is a built-in activation',
+    )
+    VARIANTS[label] = Variant(label, label, tuple(hyper.items()), user=spec)
+    ACTIVATIONS = tuple(VARIANTS)
+    names.append(label)
+  return names
+
+
+def user_activations() -> tuple[str, ...]:
+  """The users' activations added so far (`activation_names`)."""
+  return tuple(n for n, v in VARIANTS.items() if v.user is not None)
+
+
+def source_settings(activation: str) -> dict:
+  """What a cell's settings add for its activation: for a user's, the
+  sha256 of its module's source (so a changed function gives new keys);
+  nothing for a built-in (the experiments' own source digest covers it)."""
+  variant = VARIANTS[activation]
+  if variant.user is None:
+    return {}
+  import hashlib
+  import inspect
+
+  module = inspect.getmodule(variant.user.fn)
+  source = inspect.getsource(module) if module else repr(variant.user.fn)
+  return {
+    'activation_path': f'{module.__name__ if module else "?"}',
+    'activation_source': hashlib.sha256(source.encode()).hexdigest()[:16],
+    'activation_hyperparameters': dict(variant.fixed),
+  }
+
+
 OPTIMIZERS = ('sgd', 'adam')
 PRELU_INIT = 0.25  # a learnable slope's initial value (He et al. 2015)
 # XLA options the trainers are compiled with (`jax.jit`'s
@@ -116,13 +201,23 @@ def _init_args(activation: str, celu_alpha: float):
   return variant.base, (values[0] if values else None)
 
 
-@functools.cache
 def gains(celu_alpha: float) -> dict[str, float]:
-  """Each activation's weight gain, from `jaxrelu.initializers.gain`.
+  """Each activation's weight gain, from `jaxrelu.initializers.gain` (a
+  user's: from its spec, by quadrature)."""
+  return _gains(celu_alpha, ACTIVATIONS)
 
-  Cached: the exponential units' gains come from quadrature.
-  """
-  return {a: initializers.gain(*_init_args(a, celu_alpha)) for a in ACTIVATIONS}
+
+@functools.cache
+def _gains(celu_alpha: float, names: tuple[str, ...]) -> dict[str, float]:
+  # Cached: the exponential units' gains come from quadrature.
+  return {a: _gain(a, celu_alpha) for a in names}
+
+
+def _gain(activation: str, celu_alpha: float) -> float:
+  variant = VARIANTS[activation]
+  if variant.user is not None:
+    return variant.user.gain(**dict(variant.fixed))
+  return initializers.gain(*_init_args(activation, celu_alpha))
 
 
 def _kernel_inits(data, gain):
@@ -184,7 +279,7 @@ def _activation(name, *, train, rate, celu_alpha):
   in training); the others run at their fixed hyperparameters.
   """
   variant = VARIANTS[name]
-  spec = registry.get(variant.base)
+  spec = variant.spec
   if spec.learnable:
     if variant.per_channel:
       return lambda z, s, k: spec.fn(z, s)
@@ -744,7 +839,12 @@ def teacher_groups(flag: dict, version: int) -> list[tuple]:
       for depth in sorted({*flag['depths'], *flag['cause_depths']}):
         for width in flag['widths']:
           for n, cells in enumerate(teacher_cells(grid, act, depth)):
-            at = {'optimizer': opt, 'activation': act, 'depth': depth}
+            at = {
+              'optimizer': opt,
+              'activation': act,
+              **source_settings(act),
+              'depth': depth,
+            }
             settings = [{**shared, **at, 'width': width, **c} for c in cells]
             compute = functools.partial(
               train_teacher, grid, act, depth, width, cells

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
+from experiments import benchmark_paths
 from experiments.report import fmt, markdown_table
 from experiments.report import verdict_text as report_verdict
 from jaxrelu import _residuals
@@ -223,17 +224,157 @@ def retime_misses(
   draw of the machine's noise (single rows reach 1.2 at A/A on a loaded
   2-core machine) is told apart from it.
   """
+  _retime(
+    rows,
+    repeats,
+    lambda r, x, v, n: _speed_row(
+      pairs, r['activation'], x, v, r['mode'], n, min_seconds
+    ),
+  )
+
+
+def _retime(rows: list[dict], repeats: int, row_at: Callable) -> None:
+  """retime_misses' loop: row_at(row, x, v, repeats) times a row again."""
   for i, r in enumerate(rows):
     if r['verdict'] != 'MISS':
       continue
     x, v = _inputs(r['size'], jnp.dtype(r['dtype']))
-    again = _speed_row(
-      pairs, r['activation'], x, v, r['mode'], 2 * repeats, min_seconds
-    )
+    again = row_at(r, x, v, 2 * repeats)
     again['first'] = {'ratio': r['ratio'], 'aa': r['aa']}
     again['noise_band'] = r['noise_band']
     _judge(again)
     rows[i] = again
+
+
+def path_rows(
+  paths: dict,
+  sizes: Sequence[int],
+  dtypes: Sequence,
+  repeats: int,
+  min_seconds: float,
+) -> list[dict]:
+  """One row per (dtype, size, path, mode): ours against its reference.
+
+  `paths` maps a name to a `benchmark_paths.Path`. As `speed_rows`: each
+  mode's programs (`benchmark_paths.path_programs`) are timed in one
+  interleaved loop: ours, the reference, its A/A copy and a copy kernel.
+  """
+  rows = []
+  for dtype, size, name in itertools.product(dtypes, sizes, paths):
+    logging.info('timing path %s, %d %s', name, size, jnp.dtype(dtype).name)
+    x, v = _inputs(size, dtype)
+    for mode in paths[name].modes:
+      rows.append(_path_row(paths, name, x, v, mode, repeats, min_seconds))
+  return rows
+
+
+def _path_row(paths, name, x, v, mode, repeats, min_seconds) -> dict:
+  path = paths[name]
+  built = path.build(x)
+  progs = lambda f: benchmark_paths.path_programs(f)[mode]
+  compiled = {
+    'jaxrelu': progs(built.ours),
+    'copy': jax.jit(lambda x, v, d, c: x * 2),
+  }
+  args = {n: (x, v, built.d, built.c) for n in compiled}
+  if built.reference is not None:
+    compiled['jax.nn'] = progs(built.reference)
+    compiled['A/A'] = progs(lambda x, d, c, f=built.reference: f(x, d, c))
+    for n in ('jax.nn', 'A/A'):
+      args[n] = (x, v, built.reference_d, built.c)
+  # One argument tuple per program: the reference's own parameters.
+  timed = {n: functools.partial(_star, f, args[n]) for n, f in compiled.items()}
+  t = time_interleaved(timed, (), repeats, min_seconds)
+  row = {
+    'path': name,
+    'reference': path.reference or None,
+    'dtype': x.dtype.name,
+    'size': x.size,
+    'mode': mode,
+    'seconds': statistics.median(t['jaxrelu']),
+    'vs_copy': median_ratio(t['jaxrelu'], t['copy']),
+    'target': path.target,
+    **compare(t, target=path.target or 1.0),
+    'same_program': False,
+  }
+  if path.target is None:
+    row['verdict'] = ''
+  return row
+
+
+def _star(f, args):
+  return f(*args)
+
+
+def retime_path_misses(
+  rows: list[dict], paths: dict, repeats: int, min_seconds: float
+) -> None:
+  """`retime_misses` for `path_rows`' rows."""
+  _retime(
+    rows,
+    repeats,
+    lambda r, x, v, n: _path_row(
+      paths, r['path'], x, v, r['mode'], n, min_seconds
+    ),
+  )
+
+
+def path_verdict(row: dict) -> str:
+  """A path row's verdict with its reason."""
+  if row['ratio'] is None:
+    return '- (no reference to compare with)'
+  ratio, band = fmt(row['ratio']), fmt(row.get('noise_band'))
+  target = row['target']
+  if target is None:
+    return f'- (reported, no target): {ratio} of the reference'
+  band = f'{target:.2f} x (1 + {band})' if target != 1.0 else f'1 + {band}'
+  if row['verdict'] == 'ok':
+    return f'ok: {ratio} <= {target:.2f}'
+  if row['verdict'] == 'noise':
+    return f'noise: {ratio} > {target:.2f}, within the A/A band {band}'
+  return f'MISS: {ratio} > {target:.2f}, above the A/A band {band}'
+
+
+def path_markdown(rows: list[dict], notes: dict[str, str]) -> str:
+  """The paths' table: one line per (path, dtype, size, mode)."""
+  table = [
+    [
+      r['path'],
+      r['reference'] or '-',
+      r['dtype'],
+      r['size'],
+      r['mode'],
+      fmt(r['seconds'] * 1e6, '.1f'),
+      f'{fmt(r["ratio"])} ({fmt(r["aa"])})' + _first(r),
+      fmt(r['vs_copy']),
+      path_verdict(r),
+    ]
+    for r in rows
+  ]
+  lines = [
+    'Public paths beyond the activations, each against its reference: time'
+    ' ratio ours / reference (A/A in brackets), judged as above against the'
+    ' A/A noise band of the paths of that dtype and size (the target is 1.00'
+    ' unless the note says otherwise).',
+    '',
+    markdown_table(
+      [
+        'path',
+        'reference',
+        'dtype',
+        'size',
+        'mode',
+        'ours us',
+        'ratio (A/A)',
+        'ours / copy',
+        'verdict',
+      ],
+      table,
+    ),
+  ]
+  shown = dict.fromkeys(r['path'] for r in rows)
+  lines += [f'- {n}: {notes[n]}' for n in shown if notes.get(n)]
+  return '\n'.join(lines)
 
 
 def apply_noise_band(rows: list[dict], quantile: float = 0.9) -> None:
@@ -256,11 +397,15 @@ def apply_noise_band(rows: list[dict], quantile: float = 0.9) -> None:
 
 
 def _judge(row: dict) -> None:
-  """Judges a speed row against its noise band, in place: at or below 1
-  'ok', within 1 + band 'noise', else 'MISS'; one compiled program with
-  jax.nn's keeps its 'ok'."""
-  if row['ratio'] is not None and not row['same_program']:
-    row['verdict'] = verdict(row['ratio'], 1.0, 1.0 + row['noise_band'])
+  """Judges a speed row against its noise band, in place: at or below its
+  target (a path's 'target', else 1) 'ok', within target * (1 + band)
+  'noise', else 'MISS'; one compiled program with jax.nn's keeps its 'ok';
+  a path without a target keeps its '' (reported, not judged)."""
+  target = row.get('target', 1.0)
+  if (
+    row['ratio'] is not None and target is not None and not row['same_program']
+  ):
+    row['verdict'] = verdict(row['ratio'], target, 1.0 + row['noise_band'])
 
 
 def eager_rows(
@@ -322,11 +467,11 @@ def speed_verdict(row: list[dict]) -> str:
     if r['verdict'] == 'noise':
       off.append(
         f'{r["mode"]} noise: {fmt(r["ratio"])}, above 1 within the A/A '
-        f'noise band {band}'
+        f'band {band}'
       )
     elif r['verdict'] == 'MISS':
       off.append(
-        f'{r["mode"]} MISS: {fmt(r["ratio"])}, above the A/A noise band {band}'
+        f'{r["mode"]} MISS: {fmt(r["ratio"])}, above the A/A band {band}'
       )
   if off:
     return '; '.join(off)

@@ -217,6 +217,7 @@ def groups(flag: dict, version: int) -> list[tuple]:
               **shared,
               'dataset': ds,
               'activation': act,
+              **model.source_settings(act),
               'depth': depth,
               'optimizer': opt,
               'learning_rate': lr,

@@ -85,6 +85,9 @@ class BenchmarkBinaryTest(absltest.TestCase):
       '--min_repeat_seconds=0.0005',
       '--eager_calls=20',
       '--activations=relu,elu,rrelu_train',
+      # Two of the paths (all: tests/test_benchmark_coverage.py checks the
+      # table; each path compiles its own programs, 40 s for all).
+      '--paths=prelu_learnable,linen.RReLU',
       '--mlp_layers=2',
       '--mlp_width=64',
       '--mlp_batch=8',
@@ -119,6 +122,27 @@ class BenchmarkBinaryTest(absltest.TestCase):
         self.assertGreater(row['ratio'], 0)
         self.assertGreater(row['aa'], 0)
         self.assertIn(row['verdict'], ('ok', 'noise', 'MISS'))
+    # Every (dtype, size, path, mode) cell, in that order.
+    self.assertEqual(
+      [(r['dtype'], r['path'], r['mode']) for r in data['paths']],
+      [
+        ('float32', 'prelu_learnable', 'value_and_grad'),
+        ('float32', 'prelu_learnable', 'vjp'),
+        ('float32', 'linen.RReLU', 'value_and_grad'),
+        ('bfloat16', 'prelu_learnable', 'value_and_grad'),
+        ('bfloat16', 'prelu_learnable', 'vjp'),
+        ('bfloat16', 'linen.RReLU', 'value_and_grad'),
+      ],
+    )
+    for row in data['paths']:
+      self.assertGreater(row['seconds'], 0)
+      if row['path'] == 'linen.RReLU':  # Flax has no RReLU.
+        self.assertIsNone(row['ratio'])
+        self.assertEqual(row['verdict'], '')
+      else:
+        self.assertEqual(row['reference'], 'jnp.where')
+        self.assertGreater(row['aa'], 0)
+        self.assertIn(row['verdict'], ('ok', 'noise', 'MISS'))
     # relu's forward compiles to jax.nn's program; elu's does not.
     same = {(r['activation'], r['mode']): r['same_program'] for r in speed}
     self.assertTrue(same[('relu', 'fwd')])
@@ -148,6 +172,11 @@ class BenchmarkBinaryTest(absltest.TestCase):
       self.assertIn(f'| {name} | float32 | 1024 |', table)
       self.assertIn(f'| {name} | bfloat16 | 1024 |', table)
     self.assertIn('| elu(x, 2.0) |', table)
+    self.assertIn(
+      '| prelu_learnable | jnp.where | bfloat16 | 1024 | vjp |', table
+    )
+    self.assertIn('- (no reference to compare with) |', table)
+    self.assertIn('- linen.RReLU: Flax has no RReLU layer', table)
     self.assertNotIn('.tmp-', ''.join(os.listdir(out)))
     # Issue 28 item 7: each verdict with its reason (here a row without a
     # jax.nn counterpart says so), stdout within 100 columns (the tables in
@@ -180,6 +209,7 @@ class BenchmarkBinaryTest(absltest.TestCase):
       (['--eager_calls=-1'], 'eager_calls'),
       (['--mlp_layers=-1'], 'mlp_layers'),
       (['--activations=relu,relu'], '--activations repeats relu'),
+      (['--paths=prelu_learnable,swish'], 'unknown swish'),
       # Was a TypeError inside jax after the run had started.
       (['--mlp_width=99999999999999999999'], '--mlp_width: 9999'),
       (['--mlp_batch=2147483648'], 'is not an integer in [-2147483648'),

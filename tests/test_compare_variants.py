@@ -710,6 +710,7 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
   @parameterized.parameters(
     ('--datasets=iris,mnist', '--datasets: unknown mnist'),
     ('--activations=relu,swish', '--activations: unknown swish'),
+    ('--activations=relu,nomodule:f', "cannot import 'nomodule'"),
     ('--depths=0', '--depths: 0 is not an integer >= 1'),
     ('--depths=2,2', '--depths repeats 2'),
     ('--learning_rate=-1', '--learning_rate: -1 is not a finite number > 0'),

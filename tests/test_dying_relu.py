@@ -318,6 +318,51 @@ class DyingReluTest(parameterized.TestCase):
       # per-device program whatever the device count; issue 28 item 4).
       self.assertEqual(a[key], b[key])
 
+  def test_a_users_activation_runs_beside_the_built_ins(self):
+    # Issue 30 item 2: --activations takes package.module:function, with
+    # options; its cells carry its source's hash.
+    out = f'{self.out}/user'
+    result = self.binary.run(
+      '--activations=relu,tests.user_activations:swish[label=swish;beta=1.5]',
+      '--optimizers=sgd',
+      '--learning_rates=0.5',
+      '--bias_inits=-1,0',
+      '--depths=2',
+      '--widths=8',
+      '--steps=40',
+      '--record_every=20',
+      '--seeds=2',
+      '--batch=32',
+      '--init_scales=',
+      '--input_shifts=',
+      '--cause_depths=',
+      f'--output_dir={out}',
+    )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+    with open(f'{out}/report.md') as f:
+      self.assertIn('**swish instead of ReLU**', f.read())
+    swish = [c for c in binaries.read_cells(out) if c['activation'] == 'swish']
+    self.assertLen(swish, 2)
+    for cell in swish:
+      self.assertEqual(cell['activation_path'], 'tests.user_activations')
+      self.assertLen(cell['activation_source'], 16)
+      self.assertEqual(cell['activation_hyperparameters'], {'beta': 1.5})
+    for bad, message in (
+      ('no_such_module:f', "cannot import 'no_such_module'"),
+      ('tests.user_activations:nothing', "has no function 'nothing'"),
+      ('tests.user_activations:swish[beta]', "'beta' is not key=value"),
+      (
+        'tests.user_activations:swish[label=relu]',
+        "label 'relu' is a built-in",
+      ),
+    ):
+      binaries.assert_one_line_error(
+        self,
+        self.binary.run(f'--activations=relu,{bad}', f'--output_dir={out}2'),
+        message,
+        never=f'{out}2',
+      )
+
   def test_full_takes_the_larger_grid_for_flags_not_given(self):
     out = f'{self.out}/full'
     result = self.binary.run(

@@ -682,11 +682,12 @@ class SourceInKeyTest(absltest.TestCase):
     model = os.path.join(copy, 'experiments', 'model.py')
     with open(model) as f:
       text = f.read()
-    # The leaky slope of the experiments' models, a shaping constant that
-    # changed cells by up to 8.4% while every old cell was reused.
-    self.assertIn("'leaky_relu': 0.01,", text)
+    # A fixed leaky slope of the experiments' models, a shaping constant
+    # (changing the leaky slope changed cells by up to 8.4% while every old
+    # cell was reused).
+    self.assertIn("('0.25', 0.25),", text)
     with open(model, 'w') as f:
-      f.write(text.replace("'leaky_relu': 0.01,", "'leaky_relu': 0.02,"))
+      f.write(text.replace("('0.25', 0.25),", "('0.25', 0.3),"))
     self.assertNotEqual(digest(copy), before)
     with open(model, 'w') as f:
       f.write(text)
