@@ -97,6 +97,59 @@ def require(ok: bool, message: str) -> None:
     raise UsageError(message)
 
 
+def user_activation(name: str, value: str):
+  """An item of an --activations flag as a user's activation, or None for
+  a built-in's name.
+
+  The item is ``package.module:function``, optionally followed by
+  ``[label=NAME;rectifier=true;HYPERPARAMETER=VALUE;...]``; it is
+  resolved and checked by `jaxrelu.registry.from_path` before any compute.
+
+  Raises:
+    UsageError: one line naming the flag, for a malformed item or a
+      function that cannot be imported or fails the checks.
+  """
+  from jaxrelu import registry
+
+  value = value.strip()
+  if ':' not in value:
+    return None
+  path, _, options = value.partition('[')
+  settings = {}
+  if options:
+    require(
+      options.endswith(']'),
+      f'--{name}: {value!r}: options go in [key=value;...]',
+    )
+    for item in filter(None, options[:-1].split(';')):
+      key, eq, text = item.partition('=')
+      require(bool(eq), f'--{name}: {value!r}: {item!r} is not key=value')
+      settings[key.strip()] = text.strip()
+  label = settings.pop('label', path)
+  rectifier = settings.pop('rectifier', 'false').lower() in ('1', 'true')
+  try:
+    hyper = {k: float(v) for k, v in settings.items()}
+    return registry.from_path(
+      path, label=label, hyperparameters=hyper, rectifier=rectifier
+    )
+  except ValueError as e:
+    raise UsageError(f'--{name}: {e}') from None
+
+
+def source_hash(fn) -> dict:
+  """A user's function's module and a sha256 of its source, for cell
+  settings (a changed function gives new keys)."""
+  import hashlib
+  import inspect
+
+  module = inspect.getmodule(fn)
+  source = inspect.getsource(module) if module else repr(fn)
+  return {
+    'activation_path': module.__name__ if module else '?',
+    'activation_source': hashlib.sha256(source.encode()).hexdigest()[:16],
+  }
+
+
 def available_memory(device=None) -> int | None:
   """Bytes a computation may use on device (default: the first local one).
 

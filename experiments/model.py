@@ -115,32 +115,11 @@ def activation_names(flag_name: str, values) -> list[str]:
   ACTIVATIONS = tuple(VARIANTS)
   names = []
   for value in values:
-    value = value.strip()
-    if ':' not in value:
-      names.append(value)
+    spec = cli.user_activation(flag_name, value)
+    if spec is None:
+      names.append(value.strip())
       continue
-    path, _, options = value.partition('[')
-    settings = {}
-    if options:
-      cli.require(
-        options.endswith(']'),
-        f'--{flag_name}: {value!r}: options go in [key=value;...]',
-      )
-      for item in filter(None, options[:-1].split(';')):
-        key, eq, text = item.partition('=')
-        cli.require(
-          bool(eq), f'--{flag_name}: {value!r}: {item!r} is not key=value'
-        )
-        settings[key.strip()] = text.strip()
-    label = settings.pop('label', path)
-    rectifier = settings.pop('rectifier', 'false').lower() in ('1', 'true')
-    try:
-      hyper = {k: float(v) for k, v in settings.items()}
-      spec = registry.from_path(
-        path, label=label, hyperparameters=hyper, rectifier=rectifier
-      )
-    except ValueError as e:
-      raise cli.UsageError(f'--{flag_name}: {e}') from None
+    label, hyper = spec.name, {h.name: h.default for h in spec.hyperparameters}
     cli.require(
       label not in VARIANTS or VARIANTS[label].user is not None,
       f'--{flag_name}: label {label!r} is a built-in activation',
@@ -163,14 +142,8 @@ def source_settings(activation: str) -> dict:
   variant = VARIANTS[activation]
   if variant.user is None:
     return {}
-  import hashlib
-  import inspect
-
-  module = inspect.getmodule(variant.user.fn)
-  source = inspect.getsource(module) if module else repr(variant.user.fn)
   return {
-    'activation_path': f'{module.__name__ if module else "?"}',
-    'activation_source': hashlib.sha256(source.encode()).hexdigest()[:16],
+    **cli.source_hash(variant.user.fn),
     'activation_hyperparameters': dict(variant.fixed),
   }
 

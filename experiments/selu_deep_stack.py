@@ -174,7 +174,11 @@ def scenarios(flag: dict) -> list[Config]:
 def check_flags() -> dict:
   """Every flag, checked before any compute; UsageError on the first bad."""
   flag = {
-    'activations': cli.choices('activations', _ACTIVATIONS.value, ACTIVATIONS),
+    'activations': cli.choices(
+      'activations',
+      selu_stack.add_user_activations('activations', _ACTIVATIONS.value),
+      ACTIVATIONS,
+    ),
     **cli.values(_DEPTH, _WIDTH, _BATCH, _SEEDS),
     'init': cli.choices('init', [_INIT.value], INITS)[0],
     'weight_var_scale': cli.positive(
@@ -218,7 +222,13 @@ def groups(flag: dict, programs: selu_stack.Programs) -> list[sweep.Group]:
   return [
     sweep.Group(
       cfg.name,
-      [{**shared, 'config': dataclasses.asdict(cfg)}],
+      [
+        {
+          **shared,
+          'config': dataclasses.asdict(cfg),
+          **selu_stack.USER_SOURCES.get(cfg.activation, {}),
+        }
+      ],
       functools.partial(programs.run_config, cfg),
     )
     for cfg in scenarios(flag)

@@ -49,6 +49,40 @@ KINKS = {'relu6': (0.0, 6.0), 'tanh': ()}
 # The recovery claim: back within 0.05 of (0, 1) within about 20 layers.
 RECOVERY_WITHIN = 0.05
 RECOVERY_LAYERS = 20
+# Users' activations of the current run (`add_user_activations`): label ->
+# its function's module and source hash, for the cells' settings.
+USER_SOURCES: dict[str, dict] = {}
+
+
+def add_user_activations(flag_name: str, values) -> list[str]:
+  """--activations: built-in names, or users' activations
+  (`cli.user_activation`), added to ACTIVATIONS (He init by default) for
+  this run alone. Returns the names."""
+  for label in USER_SOURCES:
+    ACTIVATIONS.pop(label, None)
+    USUAL_INIT.pop(label, None)
+  USER_SOURCES.clear()
+  names = []
+  for value in values:
+    spec = cli.user_activation(flag_name, value)
+    if spec is None:
+      names.append(value.strip())
+      continue
+    cli.require(
+      spec.name not in ACTIVATIONS,
+      f'--{flag_name}: label {spec.name!r} is a built-in activation',
+    )
+    hyper = {h.name: h.default for h in spec.hyperparameters}
+    ACTIVATIONS[spec.name] = functools.partial(spec.fn, **hyper)
+    USUAL_INIT[spec.name] = 'he_normal'
+    USER_SOURCES[spec.name] = {
+      **cli.source_hash(spec.fn),
+      'activation_hyperparameters': hyper,
+    }
+    names.append(spec.name)
+  return names
+
+
 # Each activation's usual init: He's for every rectifier but SELU.
 USUAL_INIT = {
   **dict.fromkeys(ACTIVATIONS, 'he_normal'),

@@ -46,6 +46,32 @@ class SeluDeepStackTest(parameterized.TestCase):
     self.out = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, self.out)
 
+  def test_a_users_activation_runs_beside_selu(self):
+    # Issue 30 item 2: package.module:function in --activations, with its
+    # source's hash in the cell; a bad path is a one-line usage error.
+    result = self.binary.run(
+      *_SMALL,
+      '--activations=selu,tests.user_activations:capped[label=capped]',
+      '--noscenarios',
+      f'--output_dir={self.out}',
+    )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+    names = [r['name'] for r in self._results()['results']]
+    self.assertIn('capped (he_normal)', names)
+    cells = [
+      c for c in binaries.read_cells(self.out) if 'activation_source' in c
+    ]
+    self.assertLen(cells, 1)
+    self.assertEqual(cells[0]['activation_path'], 'tests.user_activations')
+    binaries.assert_one_line_error(
+      self,
+      self.binary.run(
+        '--activations=selu,nomodule:f', f'--output_dir={self.out}/x'
+      ),
+      "cannot import 'nomodule'",
+      never=f'{self.out}/x',
+    )
+
   def test_flag_fuzz(self):
     self.assertGreater(binaries.fuzz_flags(self, self.binary), 100)
 
