@@ -26,6 +26,7 @@ import sysconfig
 import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from absl import app, flags
@@ -134,6 +135,24 @@ def user_activation(name: str, value: str):
     )
   except ValueError as e:
     raise UsageError(f'--{name}: {e}') from None
+
+
+def activation_items(name: str, values, builtins) -> list[tuple[str, Any]]:
+  """(name, spec) of each item of an --activations flag: a built-in's name
+  with spec None, or a user's activation (`user_activation`) under its
+  label, which must not be a built-in's name (`builtins`)."""
+  out = []
+  for value in values:
+    spec = user_activation(name, value)
+    if spec is None:
+      out.append((value.strip(), None))
+      continue
+    require(
+      spec.name not in builtins,
+      f'--{name}: label {spec.name!r} is a built-in activation',
+    )
+    out.append((spec.name, spec))
+  return out
 
 
 def source_hash(fn) -> dict:

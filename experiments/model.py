@@ -113,21 +113,13 @@ def activation_names(flag_name: str, values) -> list[str]:
   for name in user_activations():
     del VARIANTS[name]
   ACTIVATIONS = tuple(VARIANTS)
-  names = []
-  for value in values:
-    spec = cli.user_activation(flag_name, value)
-    if spec is None:
-      names.append(value.strip())
-      continue
-    label, hyper = spec.name, {h.name: h.default for h in spec.hyperparameters}
-    cli.require(
-      label not in VARIANTS or VARIANTS[label].user is not None,
-      f'--{flag_name}: label {label!r} is a built-in activation',
-    )
-    VARIANTS[label] = Variant(label, label, tuple(hyper.items()), user=spec)
-    ACTIVATIONS = tuple(VARIANTS)
-    names.append(label)
-  return names
+  items = cli.activation_items(flag_name, values, ACTIVATIONS)
+  for label, spec in items:
+    if spec is not None:
+      hyper = tuple((h.name, h.default) for h in spec.hyperparameters)
+      VARIANTS[label] = Variant(label, label, hyper, user=spec)
+  ACTIVATIONS = tuple(VARIANTS)
+  return [label for label, _ in items]
 
 
 def user_activations() -> tuple[str, ...]:

@@ -62,16 +62,10 @@ def add_user_activations(flag_name: str, values) -> list[str]:
     ACTIVATIONS.pop(label, None)
     USUAL_INIT.pop(label, None)
   USER_SOURCES.clear()
-  names = []
-  for value in values:
-    spec = cli.user_activation(flag_name, value)
+  items = cli.activation_items(flag_name, values, tuple(ACTIVATIONS))
+  for _, spec in items:
     if spec is None:
-      names.append(value.strip())
       continue
-    cli.require(
-      spec.name not in ACTIVATIONS,
-      f'--{flag_name}: label {spec.name!r} is a built-in activation',
-    )
     hyper = {h.name: h.default for h in spec.hyperparameters}
     ACTIVATIONS[spec.name] = functools.partial(spec.fn, **hyper)
     USUAL_INIT[spec.name] = 'he_normal'
@@ -79,8 +73,7 @@ def add_user_activations(flag_name: str, values) -> list[str]:
       **cli.source_hash(spec.fn),
       'activation_hyperparameters': hyper,
     }
-    names.append(spec.name)
-  return names
+  return [label for label, _ in items]
 
 
 # Each activation's usual init: He's for every rectifier but SELU.

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 
 import jax
 
-from jaxrelu import _activations, selu_theory
+from jaxrelu import _activations
 
 __all__ = (
   'ACTIVATIONS',
@@ -144,6 +144,9 @@ def _rrelu_gain(lower: float, upper: float) -> float:
 def unit_scale_gain(fn: Callable[[jax.Array], jax.Array]) -> float:
   """1 / sqrt(E[f(z)^2]), z ~ N(0, 1), by Gaussian quadrature in float64:
   the gain of an activation without a closed form."""
+  # Imported here: the tracer reads the registry, and needs no quadrature.
+  from jaxrelu import selu_theory
+
   # A Python constant even when called inside jit (e.g. an init under
   # trace): evaluate eagerly rather than staging the quadrature.
   with jax.ensure_compile_time_eval(), jax.enable_x64(True):

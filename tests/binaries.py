@@ -391,3 +391,18 @@ def fuzz_flags(test, binary, *, accepted=()) -> int:
   test.assertEqual(sorted(set(passed) - set(accepted)), [])
   test.assertEqual(os.listdir(never), ['a_file'])  # nothing written
   return tried
+
+
+def figures_written(test, figure_log: str, directory: str) -> dict[str, bool]:
+  """Asserts that no figure a binary drew has a problem (its log,
+  `plots.FIGURE_LOG_ENV`); returns, for the figures of `directory`,
+  file name -> whether it was written."""
+  from experiments import plots
+
+  entries = plots.read_figure_log(figure_log)
+  test.assertEqual([e for e in entries if e['problems']], [])
+  return {
+    os.path.basename(e['path']): e['written']
+    for e in entries
+    if os.path.dirname(e['path']) == directory
+  }

@@ -615,13 +615,9 @@ class CompareVariantsBinaryTest(parameterized.TestCase):
     )
 
   def test_figures_tell_activations_apart_and_none_is_empty(self):
-    entries = plots.read_figure_log(self.figure_log)
-    self.assertEqual([e for e in entries if e['problems']], [])
-    whole = {
-      os.path.basename(e['path']): e['written']
-      for e in entries
-      if os.path.dirname(e['path']) == self.sweep['whole_dir']
-    }
+    whole = binaries.figures_written(
+      self, self.figure_log, self.sweep['whole_dir']
+    )
     self.assertEqual(
       whole,
       {

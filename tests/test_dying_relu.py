@@ -49,6 +49,22 @@ _ENV = dict(
 _UNTREATED = (1.0, 0.0, False)
 
 
+def _claim_cell(dead, finite: bool) -> dict:
+  """A stored dying_relu cell of three seeds, as the claims read it: one
+  hidden layer per value of `dead`, all seeds finite or all diverged."""
+  per_layer = [[[0.0], [d]] for d in dead]
+  return {
+    'finite_seeds': [finite] * 3,
+    'dead_per_layer': per_layer,
+    'starved_per_layer': per_layer,
+    'ever_dead': [[1]] * 3,
+    'recovered': [[0]] * 3,
+    'accuracy': [[0.3, 0.7]] * 3,
+    'train_accuracy': [[0.3, 0.7]] * 3,
+    'diverged': 0 if finite else 3,
+  }
+
+
 def _treated(cell: dict) -> tuple[str, ...]:
   """The treatments a stored cell has (empty: a baseline cell)."""
   return tuple(
@@ -128,13 +144,9 @@ class DyingReluTest(parameterized.TestCase):
       self.assertIn(claim, report)
 
   def test_figures_tell_series_apart_and_none_is_empty(self):
-    entries = plots.read_figure_log(self.figure_log)
-    self.assertEqual([e for e in entries if e['problems']], [])
-    whole = {
-      os.path.basename(e['path']): e['written']
-      for e in entries
-      if os.path.dirname(e['path']) == self.sweep['whole_dir']
-    }
+    whole = binaries.figures_written(
+      self, self.figure_log, self.sweep['whole_dir']
+    )
     self.assertEqual(
       whole,
       {
@@ -668,17 +680,7 @@ class ReportTest(absltest.TestCase):
     from experiments import dying_claims, stats
 
     def cell(dead, finite):
-      per_layer = [[[0.0], [d]] for d in dead]
-      return {
-        'finite_seeds': [finite] * 3,
-        'dead_per_layer': per_layer,
-        'starved_per_layer': per_layer,
-        'ever_dead': [[1]] * 3,
-        'recovered': [[0]] * 3,
-        'accuracy': [[0.3, 0.7]] * 3,
-        'train_accuracy': [[0.3, 0.7]] * 3,
-        'diverged': 0 if finite else 3,
-      }
+      return _claim_cell(dead, finite)
 
     cells = {}
     for lr in (0.01, 0.1, 1.0):
@@ -716,17 +718,9 @@ class ReportTest(absltest.TestCase):
     from experiments import dying_claims
 
     def cell(dead, finite=True):
-      per_layer = [[[0.0], [d]] for d in dead]
       return {
-        'finite_seeds': [finite] * 3,
-        'dead_per_layer': per_layer,
-        'starved_per_layer': per_layer,
-        'ever_dead': [[1]] * 3,
-        'recovered': [[0]] * 3,
-        'accuracy': [[0.3, 0.7]] * 3,
-        'train_accuracy': [[0.3, 0.7]] * 3,
+        **_claim_cell(dead, finite),
         'final_dead_mean': float(np.mean(dead)),
-        'diverged': 0 if finite else 3,
       }
 
     cells = {}
