@@ -1,13 +1,15 @@
-"""The experiments' MLP and its trainer, their activations, and born_dead's
-networks.
+"""The experiments' MLP and its trainer, and their activations.
+
+The engine's model core, shared by `experiments.dying_relu` and
+`experiments.compare_variants`; each binary's own task and cells live in
+its package.
 
 `VARIANTS` are the activations the experiments run: every activation of
 `jaxrelu.registry` by its name, then the controls (fixed-slope leaky
 ReLUs, per-channel PReLU, SELU without dropout).
 
 `train_seed` trains a plain MLP (no normalization, no skip connections)
-and records curves of every metric; `experiments.compare_variants` and
-`experiments.dying_relu` both use it. One compiled program trains every
+and records curves of every metric. One compiled program trains every
 activation of a run (cfg['activations'], default all of ACTIVATIONS): the
 activation is an unbatched index into `lax.switch` over them, so the
 program runs one branch and compiles once per depth. A cell's results do
@@ -15,15 +17,6 @@ not depend on the run's other activations (`branches`).
 The learning rate and the hidden-bias init are traced arguments, so every
 cell of a grid runs the same program, each cell on its own (`by_cell`:
 the same bits whatever the grid around it and the device count).
-
-`dead_by_depth` is `experiments.born_dead`'s: a deep, narrow ReLU network
-on a 1-D input grid, and whether each of its layers is constant.
-
-`dense_mlp_loss` is the benchmarks' MLP (Dense + activation layers and a
-squared loss), whose training step `experiments.benchmark_unit_stats` times.
-
-SELU's deep stack (random Dense + activation layers, statistics per layer
-and the backward pass) is in `experiments.selu_stack`, with its criterion.
 """
 
 from __future__ import annotations
@@ -31,8 +24,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
-import zlib
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +31,7 @@ import numpy as np
 import optax
 
 import jaxrelu
-from experiments import cli, data, stats
+from experiments import cli
 from jaxrelu import diagnostics, initializers, registry
 
 
@@ -350,8 +341,8 @@ def branches(cfg: dict) -> tuple[str, ...]:
   switch, and XLA then fuses the activation with its neighbours and
   rounds differently. As a conditional, a branch has computed the same
   bits whatever the other branches (measured, not guaranteed by XLA:
-  tests/test_dying_units.py, BranchSetTest), so a cell's numbers do not
-  depend on the run's other activations.
+  tests/experiments/dying_relu/test_dying_units.py, BranchSetTest), so
+  a cell's numbers do not depend on the run's other activations.
   """
   chosen = set(cfg.get('activations', ACTIVATIONS))
   if len(chosen) == 1:
@@ -398,8 +389,9 @@ def train_seed(
 
   Args:
     key: the seed's key (init noise, minibatches, RReLU/dropout noise).
-    data: one dataset as `experiments.data` makes it: training rows and the
-      evaluation rows, each tagged with its part (an index into
+    data: one dataset as `experiments.compare_variants.datasets` makes
+      it: training rows and the evaluation rows, each tagged with its
+      part (an index into
       cfg['parts']).
     act_index: index into `branches(cfg)` (unbatched: one branch runs).
     gain: the hidden weights' init gain.
@@ -599,10 +591,16 @@ def _revive(params, opt_state, dead, key, data, gain, bias_init):
 
 # Per-cell settings `train_grid` takes as traced arguments, and the value
 # of each that leaves the training as it is (a baseline cell).
+# A cell's treatment settings (model.KNOBS but the learning rate and bias),
+# as they key stored cells, and their baseline values.
+TREATMENTS = ('init_scale', 'input_shift', 'revive')
+UNTREATED = (1.0, 0.0, False)
+
+
 KNOBS = {
   'learning_rate': None,
   'bias_init': 0.0,
-  **dict(zip(stats.TREATMENTS, stats.UNTREATED, strict=True)),
+  **dict(zip(TREATMENTS, UNTREATED, strict=True)),
 }
 
 
@@ -673,8 +671,9 @@ def by_cell(program, own, shared, *, lower: str = 'the sizes'):
   in waves of k = min(local devices, cells) cells (the last padded with
   copies of the last cell, whose results are dropped). Its numbers are
   therefore the same bits whatever other cells its group holds and
-  however many devices run it (tests/test_dying_units.py, CellTest); on
-  2 cores, as fast as vectorizing the cells (dying_relu's 24-cell relu
+  however many devices run it
+  (tests/experiments/dying_relu/test_dying_units.py, CellTest); on 2
+  cores, as fast as vectorizing the cells (dying_relu's 24-cell relu
   group: 42.9 s against 44.6 s, BUILD_NOTES.md).
   """
   cells = len(jax.tree.leaves(own)[0])
@@ -712,7 +711,8 @@ def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
       required): `train_seed`'s traced per-cell settings. Which knobs are
       traced is part of the program (a constant rounds differently from
       a traced value): a caller picks them from a cell's own settings.
-    dataset: one dataset (`experiments.data` layout), shared by all cells.
+    dataset: one dataset (`experiments.compare_variants.datasets`
+      layout), shared by all cells.
     activation: one of ACTIVATIONS (its weight gain from `gains`).
     depth: hidden layers.
     cfg: as `train_seed` takes it.
@@ -733,240 +733,3 @@ def train_grid(keys, knobs, dataset, *, activation, depth, cfg):
     shared,
     lower='--seeds, --batch, --widths or --depths',
   )
-
-
-def teacher_cells(flag: dict, activation: str, depth: int) -> list[list]:
-  """dying_relu's cells of one (optimizer, activation, depth): settings
-  (KNOBS) per cell, in groups that each run as one `train_grid`.
-
-  ReLU: the learning rates x bias inits; any other activation: the
-  learning rates x its bias inits (flag['variant_bias_inits'], default
-  all). ReLU also gets, in a
-  group of its own (the treatment knobs are traced only there), the
-  treatments at the reference bias: revival at every learning rate, and
-  with SGD, each bad init scale and each input shift at the reference
-  learning rate (`stats.reference_lr`). At a cause depth (not one of
-  flag['depths']), ReLU with SGD only, at the reference learning rate and
-  bias: the one cell the depth claim reads.
-  """
-  base = {k: v for k, v in KNOBS.items() if k != 'learning_rate'}
-  lrs, biases = flag['learning_rates'], flag['bias_inits']
-  b0, lr0 = stats.reference_bias(biases), stats.reference_lr(lrs)
-  if activation != 'relu':
-    biases = flag.get('variant_bias_inits', biases)
-  if depth not in flag['depths']:
-    if activation != 'relu' or flag['optimizer'] != 'sgd':
-      return []
-    return [[{**base, 'learning_rate': lr0, 'bias_init': b0}]]
-  groups = [
-    [
-      {**base, 'learning_rate': lr, 'bias_init': b}
-      for lr in lrs
-      for b in biases
-    ]
-  ]
-  if activation != 'relu':
-    return groups
-  at = {**base, 'bias_init': b0}
-  treated = [{**at, 'learning_rate': lr, 'revive': True} for lr in lrs]
-  if flag['optimizer'] == 'sgd':
-    treated += [
-      {**at, 'learning_rate': lr0, 'init_scale': v} for v in flag['init_scales']
-    ]
-    treated += [
-      {**at, 'learning_rate': lr0, 'input_shift': v}
-      for v in flag['input_shifts']
-    ]
-  return [*groups, treated]
-
-
-def teacher_groups(flag: dict, version: int) -> list[tuple]:
-  """experiments.dying_relu's groups: (label, settings, compute).
-
-  The groups of `teacher_cells` for every (optimizer, activation, depth,
-  width), computed by `train_teacher`. A cell's settings hold the flags
-  that shape it, the teacher task's sizes, its KNOBS and `version`.
-  """
-  shared = {
-    k: flag[k] for k in ('steps', 'seeds', 'batch', 'record_every', 'seed')
-  }
-  shared['data'] = [
-    data.TEACHER_INPUTS,
-    data.TEACHER_CLASSES,
-    data.TEACHER_TRAIN,
-    data.TEACHER_PROBE,
-  ]
-  shared['version'] = version
-  out = []
-  for opt in flag['optimizers']:
-    grid = optimizer_flag(flag, opt)
-    for act in flag['activations']:
-      for depth in sorted({*flag['depths'], *flag['cause_depths']}):
-        for width in flag['widths']:
-          for n, cells in enumerate(teacher_cells(grid, act, depth)):
-            at = {
-              'optimizer': opt,
-              'activation': act,
-              **source_settings(act),
-              'depth': depth,
-            }
-            settings = [{**shared, **at, 'width': width, **c} for c in cells]
-            compute = functools.partial(
-              train_teacher, grid, act, depth, width, cells
-            )
-            label = f'{opt} {act} depth {depth} width {width}'
-            out.append((label + (' treated' if n else ''), settings, compute))
-  return out
-
-
-def optimizer_flag(flag: dict, optimizer: str) -> dict:
-  """dying_relu's flags as one optimizer sees them: its own learning rates,
-  bias inits and variants' bias inits (default: all) under the plain
-  names."""
-  biases = flag[f'{optimizer}_bias_inits']
-  return {
-    **flag,
-    'optimizer': optimizer,
-    'learning_rates': flag[f'{optimizer}_learning_rates'],
-    'bias_inits': biases,
-    'variant_bias_inits': flag.get(f'{optimizer}_variant_bias_inits', biases),
-  }
-
-
-def teacher_keys(seed: int, depth: int, width: int, seeds: int) -> jax.Array:
-  """dying_relu's per-seed keys: paired by construction.
-
-  They depend on the base seed and the network's shape only, so seed s has
-  the same weight noise, minibatch order and RReLU noise in every cell a
-  claim compares: across learning rates, bias inits, treatments,
-  optimizers and activations (which scale the same noise by their gain).
-  """
-  tag = zlib.crc32(json.dumps(['teacher', depth, width]).encode())
-  return jax.random.split(jax.random.fold_in(jax.random.key(seed), tag), seeds)
-
-
-def train_teacher(
-  flag: dict, activation: str, depth: int, width: int, cells: list[dict]
-):
-  """One group of `teacher_groups`: a record per cell (`train_grid`).
-
-  Each cell (KNOBS settings) trains flag['seeds'] seeds, whose keys come
-  from `teacher_keys` (the same in every cell), on
-  `data.teacher_dataset(flag['seed'])`, with plain SGD (no momentum) or
-  Adam, no dropout; units are judged on the whole training set.
-
-  Returns:
-    `stats.dead_cell` of each cell, in order.
-  """
-  seed_keys = teacher_keys(flag['seed'], depth, width, flag['seeds'])
-  cfg = {
-    'width': width,
-    'steps': flag['steps'],
-    'batch': flag['batch'],
-    'record_every': flag['record_every'],
-    'optimizer': flag['optimizer'],
-    'momentum': 0.0,  # plain SGD
-    'alpha_dropout_rate': 0.0,
-    'celu_alpha': 1.0,
-    # The switch's branches: the run's activations (or, for a caller
-    # without that flag, such as a test, this one; see `branches`).
-    'activations': flag.get('activations', [activation]),
-    'parts': data.TEACHER_PARTS,
-    'dead_part': 1,  # units are judged on the whole training set
-    'unit_stats': True,
-  }
-  # The learning rate and bias are always traced; a treatment only in a
-  # cell that moves it (it costs nothing elsewhere). Each cell's program
-  # follows from its own settings, never from the cells beside it.
-  traced = lambda c: (
-    'learning_rate',
-    'bias_init',
-    *(k for k in stats.TREATMENTS if c[k] != KNOBS[k]),
-  )
-  dataset = data.teacher_dataset(flag['seed'])
-  curves = [None] * len(cells)
-  for names in dict.fromkeys(map(traced, cells)):
-    at = [i for i, c in enumerate(cells) if traced(c) == names]
-    out = train_grid(
-      jnp.stack([seed_keys] * len(at)),
-      {k: [float(cells[i][k]) for i in at] for k in names},
-      dataset,
-      activation=activation,
-      depth=depth,
-      cfg=cfg,
-    )
-    for j, i in enumerate(at):
-      curves[i] = jax.tree.map(lambda a, j=j: a[j : j + 1], out)
-  curves = jax.tree.map(lambda *a: np.concatenate(a), *curves)
-  return [stats.dead_cell(curves, i, activation) for i in range(len(cells))]
-
-
-def _born_dead_layer(key, fan_in: int, fan_out: int, init: str):
-  """Weight (fan_in, fan_out) and bias (fan_out,) for one Dense layer."""
-  if init == 'rai':
-    return initializers.rai(key, fan_in, fan_out)
-  k_w, k_b = jax.random.split(key)
-  std = math.sqrt(2.0 / fan_in)
-  w = std * jax.random.normal(k_w, (fan_in, fan_out))
-  if init == 'he_zero_bias':
-    b = jnp.zeros(fan_out)
-  elif init == 'he_random_bias':
-    b = std * jax.random.normal(k_b, (fan_out,))
-  else:  # bias_0.01
-    b = jnp.full(fan_out, 0.01)
-  return w, b
-
-
-def dead_by_depth(
-  key: jax.Array, grid: jax.Array, width: int, depth: int, init: str
-) -> jax.Array:
-  """Bool (depth,): whether hidden layer l (1-based l = i + 1) is constant."""
-  k_first, k_rest = jax.random.split(key)
-  w, b = _born_dead_layer(k_first, 1, width, init)
-  h = jax.nn.relu(grid[:, None] @ w + b)
-
-  def step(h, k):
-    w, b = _born_dead_layer(k, width, width, init)
-    h = jax.nn.relu(h @ w + b)
-    return h, jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
-
-  first = jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
-  _, rest = jax.lax.scan(step, h, jax.random.split(k_rest, depth - 1))
-  return jnp.concatenate([first[None], rest])
-
-
-# ----------------------------------------------------------------------------
-# The MLP of the benchmarks (`jaxrelu._residuals.mlp_temp_bytes`).
-
-
-def dense_mlp_loss(act, params, x: jax.Array, y: jax.Array) -> jax.Array:
-  """The MLP of benchmark_activations (`_residuals.mlp_temp_bytes`).
-
-  Hidden Dense(width) + act layers, a linear head to 10 outputs, squared
-  loss.
-  """
-  h = x
-  for w, b in params[:-1]:
-    h = act(h @ w + b)
-  w, b = params[-1]
-  return jnp.mean((h @ w + b - y) ** 2)
-
-
-def dense_mlp_params(key: jax.Array, layers: int, width: int):
-  """`dense_mlp_loss`'s parameters: He-normal weights, zero biases."""
-  keys = jax.random.split(key, layers + 1)
-  scale = jnp.sqrt(2.0 / width)
-  params = [
-    (jax.random.normal(k, (width, width)) * scale, jnp.zeros(width))
-    for k in keys[:-1]
-  ]
-  params.append(
-    (jax.random.normal(keys[-1], (width, 10)) * scale, jnp.zeros(10))
-  )
-  return params
-
-
-def temp_bytes(fn, *args) -> int:
-  """Compiled temporary memory of the jitted fn at args."""
-  compiled = fn.lower(*args).compile()
-  return int(compiled.memory_analysis().temp_size_in_bytes)

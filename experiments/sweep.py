@@ -84,8 +84,10 @@ KEY_PACKAGES = (
 )
 # How often a writer looks again at groups another writer is computing.
 CLAIM_POLL_SECONDS = 2.0
-# Modules that only present stored numbers: editing them reuses cells.
-PRESENTATION_MODULES = ('experiments/plots.py', 'experiments/report.py')
+# Modules that only present stored numbers: editing them reuses cells. The
+# engine's plots.py and report.py, and each binary's figures.py and
+# tables.py.
+PRESENTATION_MODULES = ('plots.py', 'report.py', 'figures.py', 'tables.py')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,8 +201,9 @@ def report_only() -> bool:
 def source_digest(root: str | None = None) -> str:
   """A hash of the source of every module a cell's computation can run.
 
-  Every .py file of the jaxrelu and experiments packages but the
-  presentation modules: a changed constant, formula or default anywhere in
+  Every .py file of the jaxrelu and experiments packages (subpackages
+  included) but the presentation modules: a changed constant, formula or
+  default anywhere in
   them gives new keys, so no cell computed by other code is reused. A
   hand-bumped VERSION is not needed for that (binaries keep theirs for
   readers of the cells). Computed once per process.
@@ -212,13 +215,14 @@ def source_digest(root: str | None = None) -> str:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   digest = hashlib.sha256()
   for package in ('jaxrelu', 'experiments'):
-    folder = os.path.join(root, package)
-    for name in sorted(os.listdir(folder)):
-      path = f'{package}/{name}'
-      if not name.endswith('.py') or path in PRESENTATION_MODULES:
-        continue
-      with open(os.path.join(folder, name), 'rb') as f:
-        digest.update(path.encode() + b'\0' + f.read() + b'\0')
+    for folder, dirs, names in sorted(os.walk(os.path.join(root, package))):
+      dirs.sort()
+      for name in sorted(names):
+        if not name.endswith('.py') or name in PRESENTATION_MODULES:
+          continue
+        path = os.path.relpath(os.path.join(folder, name), root)
+        with open(os.path.join(folder, name), 'rb') as f:
+          digest.update(path.encode() + b'\0' + f.read() + b'\0')
   return digest.hexdigest()
 
 

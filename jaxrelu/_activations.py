@@ -13,7 +13,7 @@ one contract:
   expm1(x) + 1. Value and derivative stay within 4 ulp of mpmath down to the
   smallest normal number, for alpha up to e^32 (about 8e13), in float32
   and float64
-  (tests/test_exponential_tails.py).
+  (tests/jaxrelu/test_exponential_tails.py).
 * A NaN is never hidden: NaN in gives NaN out, a NaN cotangent stays NaN
   (rules multiply by the derivative instead of selecting zero), and the
   exponential units' derivatives at a NaN input are NaN at every order.
@@ -693,8 +693,8 @@ def _elu_core(xc, m, pos_slope):
   fusions as its own array; with the exp itself as that value, the
   backward pass read it and the pre-activation, and a training step held
   three arrays per layer instead of two (an MLP step at 16 x 2048, batch
-  1024: 264 MiB, jax.nn's figure, instead of 136; tests/test_residuals.py
-  pins it).
+  1024: 264 MiB, jax.nn's figure, instead of 136;
+  tests/experiments/benchmark_activations/test_residual_memory.py pins it).
   """
   pos = xc > 0
   xneg = _neg_part(xc, pos)

@@ -374,7 +374,7 @@ def activation_moments(
   elementwise activation, by Gauss-Legendre quadrature of order `order` on
   each smooth piece of [m - 12 s, m + 12 s], split at `kinks` (pass
   (0.0, 6.0) for relu6), so kinks cost no accuracy: relu's moments come out
-  exact to ~1e-12 in float64 (tests/test_selu_theory.py).
+  exact to ~1e-12 in float64 (tests/jaxrelu/test_selu_theory.py).
   """
   z, w = _quadrature(mean, var, omega, tau, kinks, order)
   y = fn(z)

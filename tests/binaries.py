@@ -227,8 +227,9 @@ def serve(module_name: str) -> None:
   would be of a fresh process's.
   """
   replies = os.fdopen(os.dup(1), 'w')
+  # A binary is a package run by `python -m`; its flags live in main.py.
   module, first_out, first_err = _captured(
-    lambda: importlib.import_module(module_name)
+    lambda: importlib.import_module(f'{module_name}.main')
   )
   for line in sys.stdin:
     run = functools.partial(_exit_status, module, json.loads(line))

@@ -32,7 +32,7 @@ from test_activations import SCALE as SELU_SCALE
 import jaxrelu
 
 # name -> (jaxrelu's function, jax.nn's or None, the float64 reference of
-# tests/test_activations.py: (value, derivative)).
+# tests/jaxrelu/test_activations.py: (value, derivative)).
 FUNCTIONS = {
   'relu': (jaxrelu.relu, jax.nn.relu, ref_relu),
   'relu6': (jaxrelu.relu6, jax.nn.relu6, ref_relu6),

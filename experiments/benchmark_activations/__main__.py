@@ -1,0 +1,5 @@
+"""python -m experiments.benchmark_activations: runs the binary."""
+
+from experiments.benchmark_activations import main
+
+main.cli_main()

@@ -1,0 +1,90 @@
+"""born_dead's networks and their rates: how often a deep, narrow ReLU
+network is dead at initialisation, measured and in closed form."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jaxrelu import initializers
+
+
+def _born_dead_layer(key, fan_in: int, fan_out: int, init: str):
+  """Weight (fan_in, fan_out) and bias (fan_out,) for one Dense layer."""
+  if init == 'rai':
+    return initializers.rai(key, fan_in, fan_out)
+  k_w, k_b = jax.random.split(key)
+  std = math.sqrt(2.0 / fan_in)
+  w = std * jax.random.normal(k_w, (fan_in, fan_out))
+  if init == 'he_zero_bias':
+    b = jnp.zeros(fan_out)
+  elif init == 'he_random_bias':
+    b = std * jax.random.normal(k_b, (fan_out,))
+  else:  # bias_0.01
+    b = jnp.full(fan_out, 0.01)
+  return w, b
+
+
+def dead_by_depth(
+  key: jax.Array, grid: jax.Array, width: int, depth: int, init: str
+) -> jax.Array:
+  """Bool (depth,): whether hidden layer l (1-based l = i + 1) is constant."""
+  k_first, k_rest = jax.random.split(key)
+  w, b = _born_dead_layer(k_first, 1, width, init)
+  h = jax.nn.relu(grid[:, None] @ w + b)
+
+  def step(h, k):
+    w, b = _born_dead_layer(k, width, width, init)
+    h = jax.nn.relu(h @ w + b)
+    return h, jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
+
+  first = jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
+  _, rest = jax.lax.scan(step, h, jax.random.split(k_rest, depth - 1))
+  return jnp.concatenate([first[None], rest])
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+  """95% Wilson score interval for a binomial proportion."""
+  p = successes / n
+  denom = 1 + z * z / n
+  center = (p + z * z / (2 * n)) / denom
+  half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+  return max(0.0, center - half), min(1.0, center + half)
+
+
+def born_dead_bound(width: int, depth: int) -> float:
+  """1 - (1 - 2^-N)^L: some layer of N units dead, each with chance 1/2."""
+  return 1.0 - (1.0 - 2.0**-width) ** depth
+
+
+def born_dead_rows(cells: Sequence[dict], depths: Sequence[int]) -> list[dict]:
+  """One row per stored (init, width) cell and depth, with a Wilson CI.
+
+  Args:
+    cells: `sweep.Outcome.results()` of `experiments.born_dead`.
+    depths: the depths to report.
+  """
+  rows = []
+  for cell in cells:
+    trials = cell['trials']
+    for depth in depths:
+      count = cell['dead_counts'][depth - 1]
+      low, high = wilson(count, trials)
+      rows.append(
+        {
+          'init': cell['init'],
+          'width': cell['width'],
+          'depth': depth,
+          'trials': trials,
+          'born_dead': count,
+          'probability': count / trials,
+          'ci95_low': low,
+          'ci95_high': high,
+          'closed_form': born_dead_bound(cell['width'], depth),
+          'seconds_for_all_depths': cell['seconds'],
+        }
+      )
+  return rows

@@ -1,0 +1,184 @@
+"""experiments.born_dead: a small run end to end, and bad flags."""
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+
+import binaries
+import report_check
+from absl.testing import absltest, parameterized
+
+from experiments import plots
+from experiments.born_dead import network as born_dead_network
+
+
+class BornDeadTest(parameterized.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    # Every figure its runs write is checked (plots.FIGURE_LOG_ENV).
+    figures = tempfile.mkdtemp()
+    cls.addClassCleanup(shutil.rmtree, figures)
+    cls.figure_log = os.path.join(figures, 'figures.jsonl')
+    cls.binary = binaries.Binary(
+      'experiments.born_dead',
+      env={**os.environ, plots.FIGURE_LOG_ENV: cls.figure_log},
+    )
+    cls.addClassCleanup(cls.binary.close)
+
+  def setUp(self):
+    super().setUp()
+    self.out = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.out)
+
+  def test_small_run(self):
+    result = self.binary.run(
+      '--depths=2,10,30',
+      '--widths=3,10',
+      '--trials=400',
+      '--grid_points=21',
+      f'--output_dir={self.out}',
+    )
+    with open(os.path.join(self.out, 'results.json')) as f:
+      data = json.load(f)
+    # Exit status 0 only when every claim held.
+    held = all(data['verdicts'].values())
+    self.assertEqual(result.returncode, 0 if held else 1, result.stderr[-3000:])
+    rows = data['results']
+    self.assertLen(rows, 4 * 2 * 3)
+    cell = {(r['init'], r['width'], r['depth']): r for r in rows}
+    for init in ('he_zero_bias', 'he_random_bias', 'bias_0.01', 'rai'):
+      for width in (3, 10):
+        p = [cell[(init, width, d)]['probability'] for d in (2, 10, 30)]
+        # Prefixes of one network: born dead at depth L stays dead deeper.
+        self.assertEqual(p, sorted(p))
+    # Width 3, depth 10, He with zero bias: Lu et al. report ~60%.
+    r = cell[('he_zero_bias', 3, 10)]
+    self.assertTrue(0.5 <= r['probability'] <= 0.78, r)
+    self.assertLessEqual(r['ci95_low'], r['probability'])
+    self.assertGreaterEqual(r['ci95_high'], r['probability'])
+    with open(os.path.join(self.out, 'results.csv')) as f:
+      self.assertLen(list(csv.DictReader(f)), len(rows))
+    with open(os.path.join(self.out, 'born_dead.png'), 'rb') as f:
+      self.assertEqual(f.read(4), b'\x89PNG')
+    (figure,) = [
+      e
+      for e in plots.read_figure_log(self.figure_log)
+      if os.path.dirname(e['path']) == self.out
+    ]
+    self.assertEqual((figure['written'], figure['problems']), (True, []))
+
+  def test_report_only_reads_a_read_only_directory(self):
+    # A finished sweep on read-only media (issue 28 item 6): --report_only
+    # reads it and writes the report to --report_dir, touching nothing in
+    # it (tests/read_only_run.py fails every write there with EROFS).
+    small = ('--depths=2,10', '--widths=3', '--trials=40', '--grid_points=5')
+    stored = f'{self.out}/stored'
+    first = self.binary.run(*small, f'--output_dir={stored}')
+    self.assertIn(first.returncode, (0, 1), first.stderr[-3000:])
+    before = binaries.snapshot(stored)
+    run = lambda *flags: binaries.run(
+      'experiments.born_dead',
+      *small,
+      '--report_only',
+      f'--output_dir={stored}',
+      *flags,
+      read_only=stored,
+    )
+    refused = run()
+    binaries.assert_one_line_error(
+      self, refused, '--output_dir=', never=f'{self.out}/report'
+    )
+    self.assertIn('is read-only: pass --report_dir', refused.stderr)
+    reported = run(f'--report_dir={self.out}/report')
+    self.assertEqual(
+      reported.returncode, first.returncode, reported.stderr[-3000:]
+    )
+    with open(f'{stored}/results.json') as f:
+      computed = json.load(f)
+    with open(f'{self.out}/report/results.json') as f:
+      read = json.load(f)
+    self.assertEqual(read['verdicts'], computed['verdicts'])
+    self.assertEqual(read['results'], computed['results'])
+    self.assertEqual(binaries.snapshot(stored), before)
+    # The guard is real: a computing run there fails to write.
+    computing = binaries.run(
+      'experiments.born_dead',
+      *small,
+      f'--output_dir={stored}',
+      read_only=stored,
+    )
+    self.assertEqual(computing.returncode, 2, computing.stderr[-3000:])
+    self.assertIn('not writable', computing.stderr)
+    # Without --report_only, --report_dir is a usage error.
+    binaries.assert_one_line_error(
+      self,
+      self.binary.run(*small, f'--output_dir={self.out}/x', '--report_dir=y'),
+      '--report_dir=y needs --report_only',
+      never=f'{self.out}/x',
+    )
+
+  def test_stdout_and_report_say_why(self):
+    # Issue 28 item 7: a summary of at most 100 columns on stdout, each
+    # claim with its reason; the table and the provenance in results.md.
+    result = self.binary.run(
+      '--depths=2,10',
+      '--widths=3,10',
+      '--trials=40',
+      '--grid_points=5',
+      f'--output_dir={self.out}',
+    )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+    with open(os.path.join(self.out, 'results.md')) as f:
+      text = f.read()
+    flags = ('depths', 'widths', 'inits', 'trials', 'grid_points', 'seed')
+    report_check.assert_report(self, result.stdout, text, flags)
+    self.assertNotIn('| he_zero_bias |', result.stdout)  # the table
+    self.assertIn('| he_zero_bias | 3 | 10 |', text)
+    self.assertIn(f'full table: {self.out}/results.md', result.stdout)
+    # Width 10 at depth 10 against Lu et al.'s 0-1%, with the numbers.
+    self.assertRegex(
+      result.stdout,
+      r'- lu_et_al_width_10: (NOT )?SUPPORTED: width 10, depth 10: '
+      r'measured 0\.\d{3} \(95% CI',
+    )
+
+  def test_wilson_interval(self):
+    # Known values: 0 of 100 -> [0, 0.037]; 50 of 100 -> [0.404, 0.596].
+    low, high = born_dead_network.wilson(0, 100)
+    self.assertEqual(low, 0.0)
+    self.assertAlmostEqual(high, 0.0370, places=4)
+    low, high = born_dead_network.wilson(50, 100)
+    self.assertAlmostEqual(low, 0.4038, places=4)
+    self.assertAlmostEqual(high, 0.5962, places=4)
+
+  def test_flag_fuzz(self):
+    self.assertGreater(binaries.fuzz_flags(self, self.binary), 100)
+
+  @parameterized.parameters(
+    ('--depths=0', '--depths: 0 is not an integer >= 1'),
+    ('--widths=a,b', "--widths: 'a' is not an integer"),
+    ('--inits=xavier', 'unknown xavier'),
+    ('--inits=', '--inits must not be empty'),
+    ('--depths=5,5', '--depths repeats 5'),
+    ('--trials=5', '--trials: 5 is not >= 10'),
+    ('--input_range=inf', '--input_range: inf is not in (0, 1000]'),
+    ('--input_range=2000', '--input_range: 2000 is not in (0, 1000]'),
+    # Were an OverflowError / a TypeError inside jax, exit 1.
+    ('--seed=99999999999999999999', '--seed: 99999999999999999999 is not'),
+    ('--trials=99999999999999999999', '--trials: 99999999999999999999 is'),
+    ('--widths=99999999999999999999', '--widths: 99999999999999999999 is'),
+    ('--depths=3,2147483648', '--depths: 2147483648 is not an integer <='),
+    # Was accepted, overflowed float32 and reported 0 born dead.
+    ('--input_range=1e300', '--input_range: 1e+300 is not in (0, 1000]'),
+    ('--task_index=3', '--task_index: 3 is not in [0, 1)'),
+  )
+  def test_bad_flags(self, flag, message):
+    result = self.binary.run(flag, f'--output_dir={self.out}/never')
+    binaries.assert_one_line_error(self, result, message, f'{self.out}/never')
+
+
+if __name__ == '__main__':
+  absltest.main()
