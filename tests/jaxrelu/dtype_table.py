@@ -9,7 +9,7 @@ excluded; a NaN where the rounded reference is a number counts as a
 difference; float32 subnormals, which XLA on CPU flushes to zero, excluded:
 they concern bfloat16 only, whose exponent range is float32's).
 
-  python tests/dtype_table.py
+  python tests/jaxrelu/dtype_table.py
 """
 
 from __future__ import annotations
