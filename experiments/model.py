@@ -360,15 +360,124 @@ def branch_index(cfg: dict, activation: str) -> jax.Array:
   return jnp.int32(names.index(activation))
 
 
-def _direction(name: str, momentum: float):
-  """The optimizer's update direction; the step is -learning_rate times it.
+def optimizer(
+  name: str, learning_rate, momentum: float = 0.0
+) -> optax.GradientTransformation:
+  """optax's own optimizer, its learning rate injected as a hyperparameter.
 
-  With the learning rate applied outside, it can be traced (and vmapped);
-  the arithmetic is optax.adam's and optax.sgd's exactly.
+  The learning rate may then be traced (and vmapped over cells): the
+  update is optax.adam's, or optax.sgd's (plain without momentum),
+  unchanged. Only the learning rate is injected: Adam's b1, b2 and eps
+  stay Python floats, as in optax.adam itself (as float32 arrays, 1 - b1
+  rounds differently and the updates move in the last bits).
   """
   if name == 'adam':
-    return optax.scale_by_adam()
-  return optax.trace(decay=momentum) if momentum else optax.identity()
+    adam = optax.inject_hyperparams(
+      optax.adam, static_args=('b1', 'b2', 'eps', 'eps_root')
+    )
+    return adam(learning_rate=learning_rate)
+  sgd = optax.inject_hyperparams(optax.sgd, static_args=('momentum',))
+  return sgd(learning_rate=learning_rate, momentum=momentum or None)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seed:
+  """What one seed's training reads: its data, activation and settings.
+
+  The pieces of `train_seed`: `metrics` (one record), `loss` (one
+  minibatch), `step` (one optimizer update) and `records` (record, revive,
+  train, over the whole run).
+  """
+
+  data: dict
+  act_index: jax.Array
+  cfg: dict
+  input_shift: jax.Array | None
+
+  @property
+  def units(self) -> bool:
+    return self.cfg.get('unit_stats', False)
+
+  @property
+  def act_means(self) -> bool:
+    return self.cfg.get('act_means', False) and not self.units
+
+  def forward_args(self) -> dict:
+    return dict(
+      rate=self.cfg['alpha_dropout_rate'],
+      celu_alpha=self.cfg['celu_alpha'],
+      activations=branches(self.cfg),
+    )
+
+  def shift(self, x):
+    return x if self.input_shift is None else x + self.input_shift
+
+  def xent(self, logits, labels):
+    """Per-row cross-entropy and correctness, padded classes masked."""
+    logits = jnp.where(self.data['class_mask'], logits, -1e9)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels), (
+      jnp.argmax(logits, -1) == labels
+    )
+
+  def metrics(self, params) -> dict:
+    """One record: every metric of `train_seed` at these parameters."""
+    data, cfg = self.data, self.cfg
+    part = data['part_eval']
+    judged = part == cfg['dead_part']
+    x, model = self.shift(data['x_eval']), self.forward_args()
+    if self.units:
+      logits, top, slope = forward(
+        params, x, judged, self.act_index, derivative=True, **model
+      )
+    elif self.act_means:
+      logits, top, act_mean = forward(
+        params, x, judged, self.act_index, means=True, **model
+      )
+    else:
+      logits, top = forward(params, x, judged, self.act_index, **model)
+    loss, correct = self.xent(logits, data['y_eval'])
+    out = {}
+    for i, name in enumerate(cfg['parts']):
+      weight = (part == i) / jnp.sum(part == i)
+      out[f'{name}_loss'] = jnp.sum(weight * loss)
+      out[f'{name}_acc'] = jnp.sum(weight * correct)
+    # Never positive on the whole judged part: dead for relu and relu6.
+    out['dead'] = jnp.mean(top <= 0.0, axis=-1)  # (depth,)
+    if self.units:
+      out['dead_units'] = top <= 0.0
+      out['unit_slope'] = slope
+    if self.act_means:
+      out['act_mean'] = act_mean
+    first = logits[jnp.argmax(judged)]
+    out['born_dead'] = jnp.all(
+      jnp.where(judged[:, None], logits == first, True)
+    )
+    out['slope_mean'] = params['slopes'].mean(-1)
+    out['slope_std'] = params['slopes'].std(-1)
+    out['slope_shared'] = params['slopes'][:, 0]  # what prelu reads
+    return out
+
+  def loss(self, params, xb, yb, key):
+    """The mean training loss of one minibatch (training mode)."""
+    every_row = jnp.ones(xb.shape[:1], bool)
+    logits, _ = forward(
+      params, xb, every_row, self.act_index, key=key, **self.forward_args()
+    )
+    return self.xent(logits, yb)[0].mean()
+
+  def step(self, tx, carry, key):
+    """One update of (params, opt_state) on a random minibatch."""
+    params, opt_state = carry
+    data = self.data
+    k_batch, k_noise = jax.random.split(key)
+    idx = jax.random.randint(
+      k_batch, (self.cfg['batch'],), 0, data['train_size']
+    )
+    grads = jax.grad(self.loss)(
+      params, self.shift(data['x_train'][idx]), data['y_train'][idx], k_noise
+    )
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), None
 
 
 def train_seed(
@@ -423,94 +532,28 @@ def train_seed(
     |unit mean| over its RMS activation there ('act_mean', (depth,); see
     `forward`). Each of shape (records + 1, ...).
   """
-  model = dict(
-    rate=cfg['alpha_dropout_rate'],
-    celu_alpha=cfg['celu_alpha'],
-    activations=branches(cfg),
-  )
-  mask = data['class_mask']
-  units = cfg.get('unit_stats', False)
-  act_means = cfg.get('act_means', False) and not units
+  seed = _Seed(data, act_index, cfg, input_shift)
   k_init, k_train = jax.random.split(key)
   # Revival's own stream: fold_in(key, 2) is neither split above.
   k_revive = jax.random.fold_in(key, 2)
   if init_scale is not None:
     gain = gain * init_scale
-  shift = (lambda x: x) if input_shift is None else (lambda x: x + input_shift)
   params = init_params(
     k_init, data, gain, bias_init, depth=depth, width=cfg['width']
   )
-  tx = _direction(cfg['optimizer'], cfg.get('momentum', 0.0))
-
-  def xent(logits, labels):
-    logits = jnp.where(mask, logits, -1e9)  # padded classes
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels), (
-      jnp.argmax(logits, -1) == labels
-    )
-
-  def evaluate(params):
-    part = data['part_eval']
-    judged = part == cfg['dead_part']
-    x = shift(data['x_eval'])
-    if units:
-      logits, top, slope = forward(
-        params, x, judged, act_index, derivative=True, **model
-      )
-    elif act_means:
-      logits, top, act_mean = forward(
-        params, x, judged, act_index, means=True, **model
-      )
-    else:
-      logits, top = forward(params, x, judged, act_index, **model)
-    loss, correct = xent(logits, data['y_eval'])
-    out = {}
-    for i, name in enumerate(cfg['parts']):
-      weight = (part == i) / jnp.sum(part == i)
-      out[f'{name}_loss'] = jnp.sum(weight * loss)
-      out[f'{name}_acc'] = jnp.sum(weight * correct)
-    # Never positive on the whole judged part: dead for relu and relu6.
-    out['dead'] = jnp.mean(top <= 0.0, axis=-1)  # (depth,)
-    if units:
-      out['dead_units'] = top <= 0.0
-      out['unit_slope'] = slope
-    if act_means:
-      out['act_mean'] = act_mean
-    first = logits[jnp.argmax(judged)]
-    out['born_dead'] = jnp.all(
-      jnp.where(judged[:, None], logits == first, True)
-    )
-    out['slope_mean'] = params['slopes'].mean(-1)
-    out['slope_std'] = params['slopes'].std(-1)
-    out['slope_shared'] = params['slopes'][:, 0]  # what prelu reads
-    return out
-
-  def loss_fn(params, xb, yb, k):
-    every_row = jnp.ones(xb.shape[:1], bool)
-    logits, _ = forward(params, xb, every_row, act_index, key=k, **model)
-    return xent(logits, yb)[0].mean()
-
-  def step(carry, k):
-    params, opt_state = carry
-    k_batch, k_noise = jax.random.split(k)
-    idx = jax.random.randint(k_batch, (cfg['batch'],), 0, data['train_size'])
-    grads = jax.grad(loss_fn)(
-      params, shift(data['x_train'][idx]), data['y_train'][idx], k_noise
-    )
-    direction, opt_state = tx.update(grads, opt_state, params)
-    params = jax.tree.map(lambda p, d: p - learning_rate * d, params, direction)
-    return (params, opt_state), None
-
+  tx = optimizer(cfg['optimizer'], learning_rate, cfg.get('momentum', 0.0))
   records = cfg['steps'] // cfg['record_every']
+  step = functools.partial(seed.step, tx)
 
-  def chunk(carry, xs):
+  def record_then_train(carry, xs):
     index, k = xs
-    metrics = evaluate(carry[0])
+    metrics = seed.metrics(carry[0])
     if revive is not None:
       dead = metrics['dead_units'] & (revive > 0)
       # The training keys are the same with or without revival.
       k_units = jax.random.fold_in(k_revive, index)
       carry = _revive(*carry, dead, k_units, data, gain, bias_init)
-    # Record, then train; after the last record there is nothing to train.
+    # After the last record there is nothing to train.
     carry = jax.lax.cond(
       index < records,
       lambda c: jax.lax.scan(step, c, jax.random.split(k, cfg['record_every']))[
@@ -522,7 +565,7 @@ def train_seed(
     return carry, metrics
 
   _, curves = jax.lax.scan(
-    chunk,
+    record_then_train,
     (params, tx.init(params)),
     (jnp.arange(records + 1), jax.random.split(k_train, records + 1)),
   )

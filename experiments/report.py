@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import functools
 import io
@@ -213,6 +214,15 @@ def _flag_text(value) -> str:
     return str(value).lower()
   if isinstance(value, float):
     return f'{value:g}'
+  if isinstance(value, list | tuple) and any(
+    isinstance(v, dict) for v in value
+  ):
+    # Settings made of parts (dying_relu's grid per optimizer): one
+    # parenthesis each, its own values separated by semicolons.
+    return ' '.join(
+      '(' + '; '.join(f'{k}: {_flag_text(x)}' for k, x in v.items()) + ')'
+      for v in value
+    )
   if isinstance(value, list | tuple):
     return ','.join(map(_flag_text, value)) or '(empty)'
   if isinstance(value, dict):
@@ -317,6 +327,25 @@ def claims_summary(
   ]
 
 
-def flag_values(flag: dict, *leave_out: str) -> dict[str, Any]:
-  """The flags to store beside results: all but the task and `leave_out`."""
-  return {k: v for k, v in flag.items() if k not in ('task', *leave_out)}
+def flag_values(settings, *leave_out: str) -> dict[str, Any]:
+  """A binary's settings to store beside results: every field but
+  `leave_out`, its placement as the two directories (not the task)."""
+  out = {}
+  for field in dataclasses.fields(settings):
+    value = getattr(settings, field.name)
+    if field.name == 'placement':
+      out.update(store_dir=value.store_dir, output_dir=value.output_dir)
+    elif field.name not in leave_out:
+      out[field.name] = _plain(value)
+  return out
+
+
+def _plain(value):
+  """Tuples as lists and dataclasses as dicts, as JSON stores them."""
+  if dataclasses.is_dataclass(value):
+    return {
+      f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+    }
+  if isinstance(value, tuple | list):
+    return [_plain(v) for v in value]
+  return value

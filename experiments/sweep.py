@@ -99,6 +99,22 @@ class Task:
     return group_index % self.count == self.index
 
 
+@dataclasses.dataclass(frozen=True)
+class Placement:
+  """Where a run keeps its cells and writes its report, and its task.
+
+  Attributes:
+    task: this process's share of the sweep.
+    store_dir: the store (--output_dir).
+    output_dir: the report's directory: --output_dir, or --report_dir
+      under --report_only.
+  """
+
+  task: Task
+  store_dir: str
+  output_dir: str
+
+
 def _slurm_task(env) -> tuple[int | None, int | None]:
   """(count, index) of this task in a SLURM job array, or None each.
 
@@ -390,10 +406,10 @@ def run(
   return Outcome(cells, missing, done_groups, stopped)
 
 
-def placement(output_dir: str) -> dict:
-  """This process's task and its checked directories, as flag entries.
+def placement(output_dir: str) -> Placement:
+  """This process's task and its checked directories.
 
-  'store_dir' holds the cells (--output_dir); 'output_dir' takes the
+  `store_dir` holds the cells (--output_dir); `output_dir` takes the
   report: --output_dir, or with --report_only, --report_dir when given (the
   store is then only read, so it may be on read-only media). Checked last
   among a binary's flags: creating a directory is the first thing a run
@@ -408,7 +424,7 @@ def placement(output_dir: str) -> dict:
       'writes its report beside its cells, in --output_dir)',
     )
     path = cli.output_dir(output_dir)
-    return {'task': task, 'store_dir': path, 'output_dir': path}
+    return Placement(task, path, path)
   cli.require(
     not os.path.exists(output_dir) or os.path.isdir(output_dir),
     f'--output_dir={output_dir} is an existing file, not a directory',
@@ -420,12 +436,8 @@ def placement(output_dir: str) -> dict:
       'the report (the cells are read from --output_dir)',
     )
     path = cli.output_dir(output_dir)
-    return {'task': task, 'store_dir': path, 'output_dir': path}
-  return {
-    'task': task,
-    'store_dir': output_dir,
-    'output_dir': cli.output_dir(report_dir, 'report_dir'),
-  }
+    return Placement(task, path, path)
+  return Placement(task, output_dir, cli.output_dir(report_dir, 'report_dir'))
 
 
 def _writable(directory: str) -> bool:
@@ -440,61 +452,61 @@ def _writable(directory: str) -> bool:
 
 def run_binary(
   binary: str,
-  flag: dict,
+  placement: Placement,
   groups: Sequence[Group],
   *,
   distributed: bool = False,
   writer: bool = True,
 ) -> Outcome | None:
-  """A binary's sweep into flag['store_dir']; the outcome when it reports.
+  """A binary's sweep into placement.store_dir; the outcome when it reports.
 
   None when this run builds no report: it stopped early
   (--max_new_groups) or it is one task of several (the report comes from a
   --report_only run).
   """
   store = Store(
-    flag.get('store_dir', flag['output_dir']),
-    binary,
-    writer=writer,
-    read_only=report_only(),
+    placement.store_dir, binary, writer=writer, read_only=report_only()
   )
   outcome = run(
     store,
     groups,
-    task=flag['task'],
+    task=placement.task,
     compute=not report_only(),
     distributed=distributed,
   )
-  return outcome if should_report(outcome, flag['task']) else None
+  return outcome if should_report(outcome, placement.task) else None
 
 
 def run_and_report(
   argv: Sequence[str],
   binary: str,
-  check_flags: Callable[[], dict],
-  groups: Callable[[dict], Sequence[tuple]],
-  write: Callable[[dict, Outcome], Any],
+  check_flags: Callable[[], Any],
+  groups: Callable[[Any], Sequence[tuple]],
+  write: Callable[[Any, Outcome], Any],
 ) -> Any:
   """A sweep binary's main: flags checked, its sweep run, then its report.
 
   Args:
     argv: what is left of the command line after the flags (nothing).
     binary: the name of the binary (it owns the store).
-    check_flags: the checked flags; raises UsageError before any compute.
-    groups: groups(flag) is the sweep, each a `Group` or its fields.
-    write: write(flag, outcome) writes the report, returns the verdicts.
+    check_flags: the binary's settings (a frozen dataclass with a
+      `placement`), checked; raises UsageError before any compute.
+    groups: groups(settings) is the sweep, each a `Group` or its fields.
+    write: write(settings, outcome) writes the report, returns the
+      verdicts.
 
   Returns:
     write's verdicts, or None when this run builds no report (see
     `run_binary`).
   """
   cli.no_arguments(argv)
-  flag = check_flags()
-  outcome = run_binary(binary, flag, [Group(*g) for g in groups(flag)])
+  settings = check_flags()
+  placement = settings.placement
+  outcome = run_binary(binary, placement, [Group(*g) for g in groups(settings)])
   if outcome is None:
     return None
-  verdicts = write(flag, outcome)
-  require_evidence(outcome, flag.get('store_dir', flag['output_dir']))
+  verdicts = write(settings, outcome)
+  require_evidence(outcome, placement.store_dir)
   return verdicts
 
 

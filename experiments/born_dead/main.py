@@ -50,6 +50,7 @@ from absl import flags
 from experiments import cli, sweep
 from experiments import report as report_lib
 from experiments.born_dead import figures, network
+from experiments.born_dead.settings import Settings
 
 INITS = ('he_zero_bias', 'he_random_bias', 'bias_0.01', 'rai')
 # Lu et al. (2020), depth 10, symmetric init: width -> (low, high) bounds of
@@ -76,7 +77,13 @@ _WIDTHS = flags.DEFINE_list('widths', ['2', '3', '5', '10'], 'Widths.')
 
 
 def run_cell(init: str, width: int, settings: dict) -> list[dict]:
-  """Born-dead counts at every depth up to max_depth for one (init, width)."""
+  """Born-dead counts at every depth up to max_depth for one (init, width).
+
+  Args:
+    init: the initialisation.
+    width: the network's width.
+    settings: `Settings.cell`: the trials, grid and seed, and max_depth.
+  """
   grid = jnp.linspace(
     -settings['input_range'], settings['input_range'], settings['grid_points']
   )
@@ -204,54 +211,53 @@ def report(rows: list[dict]) -> tuple[str, dict, dict]:
   return text, verdicts, {k: why for k, (_, why) in found.items()}
 
 
-def check_flags() -> dict:
+def check_flags() -> Settings:
   """Every flag, checked before any compute; UsageError on the first bad."""
-  flag = {
-    'depths': sorted(cli.integers('depths', _DEPTHS.value)),
-    'widths': sorted(cli.integers('widths', _WIDTHS.value)),
-    'inits': cli.choices('inits', _INITS.value, INITS),
-    'trials': _TRIALS.value,
-    'grid_points': _GRID.value,
-    'input_range': cli.number(
-      'input_range', _RANGE.value, low=0, high=MAX_INPUT_RANGE, low_open=True
-    ),
-    'seed': _SEED.value,
-  }
-  cli.require(flag['trials'] >= 10, f'--trials: {flag["trials"]} is not >= 10')
-  cli.require(
-    flag['grid_points'] >= 2,
-    f'--grid_points: {flag["grid_points"]} is not >= 2',
+  depths = tuple(sorted(cli.integers('depths', _DEPTHS.value)))
+  widths = tuple(sorted(cli.integers('widths', _WIDTHS.value)))
+  inits = tuple(cli.choices('inits', _INITS.value, INITS))
+  input_range = cli.number(
+    'input_range', _RANGE.value, low=0, high=MAX_INPUT_RANGE, low_open=True
   )
-  return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
+  trials, grid_points = _TRIALS.value, _GRID.value
+  cli.require(trials >= 10, f'--trials: {trials} is not >= 10')
+  cli.require(grid_points >= 2, f'--grid_points: {grid_points} is not >= 2')
+  return Settings(
+    depths=depths,
+    widths=widths,
+    inits=inits,
+    trials=trials,
+    grid_points=grid_points,
+    input_range=input_range,
+    seed=_SEED.value,
+    placement=sweep.placement(_OUTPUT_DIR.value),
+  )
 
 
-def groups(flag: dict) -> list[sweep.Group]:
+def groups(settings: Settings) -> list[sweep.Group]:
   """One cell per (init, width): every depth up to the deepest at once."""
-  settings = {
-    k: flag[k] for k in ('trials', 'grid_points', 'input_range', 'seed')
-  }
-  settings['max_depth'] = max(flag['depths'])
+  cell = settings.cell()
   return [
     sweep.Group(
       f'{init} width {width}',
-      [{**settings, 'init': init, 'width': width, 'version': VERSION}],
-      functools.partial(run_cell, init, width, settings),
+      [{**cell, 'init': init, 'width': width, 'version': VERSION}],
+      functools.partial(run_cell, init, width, cell),
     )
-    for init in flag['inits']
-    for width in flag['widths']
+    for init in settings.inits
+    for width in settings.widths
   ]
 
 
-def write(flag: dict, outcome: sweep.Outcome) -> dict:
+def write(settings: Settings, outcome: sweep.Outcome) -> dict:
   """results.json, .csv and .md and the figure; the verdicts.
 
   stdout gets the claims with their reasons; the table is in results.md.
   """
-  rows = network.born_dead_rows(outcome.results(), flag['depths'])
+  rows = network.born_dead_rows(outcome.results(), settings.depths)
   text, verdicts, reasons = report(rows)
   text = report_lib.missing_text(outcome) + text
-  out = flag['output_dir']
-  meta = report_lib.provenance(report_lib.flag_values(flag))
+  out = settings.placement.output_dir
+  meta = report_lib.provenance(report_lib.flag_values(settings))
   report_lib.write_json(
     f'{out}/results.json',
     {
@@ -277,7 +283,7 @@ def write(flag: dict, outcome: sweep.Outcome) -> dict:
     [
       *report_lib.missing_line(outcome, f'{out}/results.md'),
       f'Born dead: {len(rows)} (init, width, depth) estimates of '
-      f'{flag["trials"]} networks each, inits {", ".join(inits) or "none"}.',
+      f'{settings.trials} networks each, inits {", ".join(inits) or "none"}.',
       *(judged or ['No claim could be judged: its cells are not stored.']),
       f'full table: {out}/results.md',
       f'Wrote {out}/results.json, results.csv, results.md'

@@ -34,6 +34,7 @@ table at the end).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import zlib
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ from absl import flags
 
 from experiments import cli, report, stats, sweep
 from experiments.calibrate_self_normalization import rates, tables
+from experiments.calibrate_self_normalization.settings import Settings
 from jaxrelu import self_normalization as sn
 
 _BATCH = flags.DEFINE_integer('batch', 256, 'Samples per stack (>= 1).')
@@ -88,21 +90,21 @@ SIMULATE = ('width', 'batch', 'depth', 'seeds', 'scale', 'weight_variance')
 SIMULATE += ('dropout_rate',)
 
 
-def setups(flag: dict) -> list[tuple[str, dict]]:
+def setups(settings: Settings) -> list[tuple[str, dict]]:
   """(name, simulate settings): the correct stacks, then the wrong SELUs."""
   base = {'scale': 1.0, 'weight_variance': 1.0, 'dropout_rate': 0.0}
   out = [
     (f'correct, dropout {r:g}' if r else 'correct', {**base, 'dropout_rate': r})
-    for r in flag['dropout_rates']
+    for r in settings.dropout_rates
   ]
   for sign in (1, -1):
     for name, label in (('scale', 'lambda'), ('weight_variance', 'w. var')):
-      error = sign * flag['error']
+      error = sign * settings.error
       out.append((f'{label} {error:+.0%}', {**base, name: 1 + error}))
   return out
 
 
-def check_flags() -> dict:
+def check_flags() -> Settings:
   """Every flag, checked before any compute; UsageError on the first bad."""
   widths = cli.integers('widths', _WIDTHS.value)
   runs = cli.integers('runs', _RUNS.value, unique=False)
@@ -136,7 +138,9 @@ def check_flags() -> dict:
   cli.at_least(flag, ('batch', 'seeds_per_run'))
   cli.at_least(flag, ('power_runs',), 0)
   cli.check_every_number_flag()  # before the sizes below are multiplied
-  cells = cell_count(flag)
+  flag = {k: tuple(v) if isinstance(v, list) else v for k, v in flag.items()}
+  settings = Settings(**flag)
+  cells = cell_count(settings)
   cli.require(
     cells <= sweep.MAX_CELLS,
     f'--runs and --power_runs give {cells} cells, more than the '
@@ -149,61 +153,64 @@ def check_flags() -> dict:
     f'{flag["seeds_per_run"]} stacks of width {max(widths)} at once',
     '--seeds_per_run, --batch or --widths',
   )
-  return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
+  return dataclasses.replace(
+    settings, placement=sweep.placement(_OUTPUT_DIR.value)
+  )
 
 
-def cell_count(flag: dict) -> int:
+def cell_count(settings: Settings) -> int:
   """The sweep's cells (`groups`' count, without building them)."""
   out = 0
-  for name, _ in setups(flag):
-    for width, runs in zip(flag['widths'], flag['runs'], strict=True):
+  for name, _ in setups(settings):
+    for width, runs in zip(settings.widths, settings.runs, strict=True):
       if name.startswith('correct'):
         out += runs
-      elif width in flag['power_widths']:
-        out += flag['power_runs']
+      elif width in settings.power_widths:
+        out += settings.power_runs
   return out
 
 
-def _simulate(settings: dict) -> list[dict]:
-  key = jax.random.fold_in(jax.random.key(settings['seed']), settings['run_id'])
-  means, stds = sn.simulate(key, **{k: settings[k] for k in SIMULATE})
+def _simulate(cell: dict) -> list[dict]:
+  key = jax.random.fold_in(jax.random.key(cell['seed']), cell['run_id'])
+  means, stds = sn.simulate(key, **{k: cell[k] for k in SIMULATE})
   # float32 values: 9 significant digits keep them exactly.
   as_text = np.vectorize(lambda v: float(f'{v:.9g}'))
   return [{'means': as_text(means).tolist(), 'stds': as_text(stds).tolist()}]
 
 
-def groups(flag: dict) -> list[sweep.Group]:
+def groups(settings: Settings) -> list[sweep.Group]:
   """One cell per run. A run's key folds (setup, width, run) into --seed,
   so runs are independent and other flags' runs stay valid when resumed."""
   out = []
-  for name, setting in setups(flag):
+  for name, setting in setups(settings):
     correct = name.startswith('correct')
-    for width, runs in zip(flag['widths'], flag['runs'], strict=True):
-      if not (correct or width in flag['power_widths']):
+    for width, runs in zip(settings.widths, settings.runs, strict=True):
+      if not (correct or width in settings.power_widths):
         continue
-      for run in range(runs if correct else flag['power_runs']):
-        settings = {
+      for run in range(runs if correct else settings.power_runs):
+        cell = {
           'version': VERSION,
           'setup': name,
           **setting,
           'width': width,
-          'depth': max(flag['depths']),
-          'seeds': flag['seeds_per_run'],
+          'depth': max(settings.depths),
+          'seeds': settings.seeds_per_run,
           'run_id': zlib.crc32(f'{name}|{width}|{run}'.encode()) >> 1,
-          **{k: flag[k] for k in ('batch', 'seed')},
+          'batch': settings.batch,
+          'seed': settings.seed,
         }
         out.append(
           sweep.Group(
             f'{name}, width {width}, run {run}',
-            [settings],
-            functools.partial(_simulate, settings),
+            [cell],
+            functools.partial(_simulate, cell),
           )
         )
   return out
 
 
 def claims(
-  flag: dict, rows: list[dict], bias: list[dict]
+  settings: Settings, rows: list[dict], bias: list[dict]
 ) -> tuple[list[str], dict]:
   """The three claims: the report's lines and each claim's verdict."""
   cells: dict[tuple, list[dict]] = {}
@@ -214,7 +221,7 @@ def claims(
     return sum(r['verdict'] == verdict for r in rs)
 
   tests = {}  # name -> (kind, k, n, claimed rate, direction)
-  for depth in flag['depths']:
+  for depth in settings.depths:
     for setup in dict.fromkeys(r['setup'] for r in rows):
       rs = [
         r
@@ -223,12 +230,12 @@ def claims(
         for r in group
       ]
       if setup.startswith('correct') and rs:
-        name = f'false alarms <= {flag["level"]:g}: {setup}, depth {depth}'
+        name = f'false alarms <= {settings.level:g}: {setup}, depth {depth}'
         k = count(rs, sn.FAIL)
-        tests[name] = ('calibration', k, len(rs), flag['level'], 'at_most')
+        tests[name] = ('calibration', k, len(rs), settings.level, 'at_most')
   for (setup, width, depth), rs in cells.items():
     worst = [max(r[f'detectable_{p}'] for p in sn.PARAMETERS) for r in rs]
-    if not setup.startswith('correct') and np.mean(worst) < flag['detectable']:
+    if not setup.startswith('correct') and np.mean(worst) < settings.detectable:
       name = f'detected >= {POWER:g}: {setup}, width {width}, '
       name += f'depth {depth}'
       k = count(rs, sn.FAIL)
@@ -238,7 +245,7 @@ def claims(
     v['reason'] = rate_reason(v, *tests[name][3:])
   # Claim 3: no PASS where the test has no power (narrow, shallow runs).
   for (setup, width, depth), rs in cells.items():
-    if width < CALIBRATED_FROM and depth == min(flag['depths']):
+    if width < CALIBRATED_FROM and depth == min(settings.depths):
       k = count(rs, sn.PASS)
       out[f'never PASS: {setup}, width {width}, depth {depth}'] = {
         'verdict': 'CONTRADICTED' if k else 'SUPPORTED',
@@ -246,9 +253,9 @@ def claims(
         **stats.clopper_pearson(k, len(rs)),
       }
   lines = [
-    f'Test: jaxrelu.self_normalization.check at level {flag["level"]:g}, '
-    f'detectable {flag["detectable"]:.0%}; {flag["seeds_per_run"]} stacks '
-    f'per run, batch {flag["batch"]}.',
+    f'Test: jaxrelu.self_normalization.check at level {settings.level:g}, '
+    f'detectable {settings.detectable:.0%}; {settings.seeds_per_run} stacks '
+    f'per run, batch {settings.batch}.',
     '',
     *tables.selu_test_tables(cells, out, bias),
   ]
@@ -271,10 +278,10 @@ def rate_reason(v: dict, claimed: float, direction: str) -> str | None:
   return f'{seen}; a rate of {v["detectable"]:.3f} would have been caught'
 
 
-def write(flag: dict, outcome: sweep.Outcome) -> dict:
-  rows = rates.selu_test_rows(outcome.results(), flag)
+def write(settings: Settings, outcome: sweep.Outcome) -> dict:
+  rows = rates.selu_test_rows(outcome.results(), settings)
   bias = rates.selu_bias_rows(outcome.results())
-  lines, verdict = claims(flag, rows, bias)
+  lines, verdict = claims(settings, rows, bias)
   text = report.missing_text(outcome) + '\n'.join(lines) + '\n'
   summary = [
     lines[0],
@@ -284,7 +291,7 @@ def write(flag: dict, outcome: sweep.Outcome) -> dict:
     ),
   ]
   tables.write_results(
-    flag, outcome, text, summary, claims=verdict, bias=bias, runs=rows
+    settings, outcome, text, summary, claims=verdict, bias=bias, runs=rows
   )
   return verdict
 

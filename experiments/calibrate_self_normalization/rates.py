@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from experiments import stats
+from experiments.calibrate_self_normalization.settings import Settings
 from jaxrelu import self_normalization
 
 
@@ -89,19 +90,20 @@ def rate_claims(tests: Mapping[str, tuple], alpha: float = 0.05) -> dict:
   return out
 
 
-def selu_test_rows(results: Sequence[dict], flag: dict) -> list[dict]:
-  """Each stored run's self-normalization verdict at every depth of flag."""
+def selu_test_rows(results: Sequence[dict], settings: Settings) -> list[dict]:
+  """Each stored run's self-normalization verdict at every depth of
+  settings.depths."""
   rows = []
   for c in results:
-    for depth in flag['depths']:
+    for depth in settings.depths:
       v = self_normalization.check(
         np.asarray(c['means'])[:, :depth],
         np.asarray(c['stds'])[:, :depth],
         width=c['width'],
         batch=c['batch'],
         dropout_rate=c['dropout_rate'],
-        level=flag['level'],
-        detectable=flag['detectable'],
+        level=settings.level,
+        detectable=settings.detectable,
       )
       rows.append(
         {

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from experiments import report, stats
+from experiments.calibrate_self_normalization.settings import Settings
 from experiments.report import fmt
 
 
@@ -74,13 +75,13 @@ def selu_test_tables(
 
 
 def write_results(
-  flag: dict, outcome, text: str, summary: Sequence[str], **results
+  settings: Settings, outcome, text: str, summary: Sequence[str], **results
 ) -> None:
   """results.json (provenance + `results`), results.md (text, then the
   provenance) and, from results['runs'], results.csv; prints the summary
   (lines of prose) and what it wrote."""
-  out = flag['output_dir']
-  meta = report.provenance(report.flag_values(flag))
+  out = settings.placement.output_dir
+  meta = report.provenance(report.flag_values(settings))
   report.write_json(
     f'{out}/results.json',
     {'meta': meta, **results, 'missing_cells': len(outcome.missing)},

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from experiments import model, report, stats
+from experiments.compare_variants.settings import Settings
 
 # Claim 3 is about small data: training sets under this many examples.
 SMALL_TRAIN = 1000
@@ -85,16 +86,21 @@ class Results:
   Args:
     cells: `sweep.Outcome.by('dataset', 'activation', 'depth',
       'optimizer', 'learning_rate')` of compare_variants.
-    flag: its checked flags.
+    settings: its settings.
+    train_sizes: the training rows of each dataset (None: not needed, as
+      in a test of the figures).
   """
 
-  def __init__(self, cells: dict, flag: dict):
-    self.flag = flag
+  def __init__(
+    self, cells: dict, settings: Settings, train_sizes: dict | None = None
+  ):
+    self.settings = settings
+    self.train_sizes = train_sizes
     self.all = {
-      k: split_metrics(c, flag['target_loss']) for k, c in cells.items()
+      k: split_metrics(c, settings.target_loss) for k, c in cells.items()
     }
-    opt, lr = flag['optimizer'], flag['learning_rate']
-    ours = [k for k in cells if k[3:] == (opt, lr) and k[2] in flag['depths']]
+    opt, lr = settings.optimizer, settings.learning_rate
+    ours = [k for k in cells if k[3:] == (opt, lr) and k[2] in settings.depths]
     main = {k[:3]: cells[k] for k in ours}
     self.split_metrics = {k[:3]: self.all[k] for k in ours}
     # The report's tables and figures read one value per network.
@@ -111,7 +117,7 @@ class Results:
       for k, c in main.items()
     }
     self.datasets = [
-      d for d in flag['datasets'] if any(k[0] == d for k in main)
+      d for d in settings.datasets if any(k[0] == d for k in main)
     ]
     self.depths = sorted({k[2] for k in main})
 
@@ -127,7 +133,7 @@ class Results:
     return stats.nanmean(m['final_slopes'], axis=0)
 
   def smaller_than(self, train_size: int) -> list[str]:
-    sizes = self.flag['train_sizes']
+    sizes = self.train_sizes
     return [d for d in self.datasets if sizes[d] < train_size]
 
   def chosen(self, dataset: str, arm: str) -> dict | None:
@@ -139,12 +145,12 @@ class Results:
     An arm is an activation (its learning rate chosen) or one of
     SELU_ARMS (the dropout rate chosen too). 'choice' holds the pick.
     """
-    f = self.flag
+    f = self.settings
     acts = SELU_ARMS.get(arm, (arm,))
     keys = [
-      (dataset, a, f['sgd_depth'], 'sgd', lr)
+      (dataset, a, f.sgd_depth, 'sgd', lr)
       for a in acts
-      for lr in f['sgd_learning_rates']
+      for lr in f.sgd_learning_rates
     ]
     if any(k not in self.all for k in keys):
       return None
@@ -259,7 +265,7 @@ def _main_tests(r: Results, t: _Tests) -> None:
     'relu',
     'steps_to_target',
     -1,
-    f'Steps to training loss {r.flag["target_loss"]:g}, ELU - ReLU '
+    f'Steps to training loss {r.settings.target_loss:g}, ELU - ReLU '
     '(never reached: one record past the budget, so a difference against '
     'a miss is a bound; pairs where neither reached it left out)',
   )
@@ -385,18 +391,20 @@ def _slope_test(r: Results, t: _Tests, v: str) -> None:
   )
 
 
-def selu_others(flag: dict) -> list[str]:
+def selu_others(settings: Settings) -> list[str]:
   """The activations SELU's arms are compared with: all but SELU's own,
   and CELU where it is ELU (alpha 1, ELU in the run): counted once."""
-  out = [a for a in flag['activations'] if a not in ('selu', 'selu_no_dropout')]
-  if flag['celu_alpha'] == 1.0 and 'elu' in out and 'celu' in out:
+  out = [
+    a for a in settings.activations if a not in ('selu', 'selu_no_dropout')
+  ]
+  if settings.celu_alpha == 1.0 and 'elu' in out and 'celu' in out:
     out.remove('celu')
   return out
 
 
 def _selu_tests(r: Results, t: _Tests) -> None:
-  f = r.flag
-  if not f['sgd_learning_rates']:
+  f = r.settings
+  if not f.sgd_learning_rates:
     return
   for arm in SELU_ARMS:
     for other in selu_others(f):
@@ -404,7 +412,7 @@ def _selu_tests(r: Results, t: _Tests) -> None:
       for ds in r.datasets:
         a, b = r.chosen(ds, arm), r.chosen(ds, other)
         if a is not None and b is not None:
-          strata[ds, f['sgd_depth']] = differences(a, b, 'test_acc')
+          strata[ds, f.sgd_depth] = differences(a, b, 'test_acc')
       if strata:
         held = arm == SELU_VALIDATED
         t.add((arm, other), strata, +1, f'{arm} - {other}', held=held)
@@ -578,26 +586,26 @@ def claims(r: Results) -> tuple[list[str], dict, list[str]]:
       **{k: item['test'][k] for k in keys},
       'p_holm': holm[name],
     }
-  f = r.flag
-  if f['sgd_learning_rates']:
+  f = r.settings
+  if f.sgd_learning_rates:
     lines += _selu_lines(r, items, holm, verdicts)
   return lines, verdicts, _strata_table(items)
 
 
 def _selu_lines(r: Results, items, holm, verdicts) -> list[str]:
   """Claim 4's lines; its verdicts into `verdicts`."""
-  f = r.flag
+  f = r.settings
   others = selu_others(f)
   lines = [
     f"\n### SELU in its paper's protocol, reduced (Klambauer et al. "
-    f'2017), depth {f["sgd_depth"]}\n\nPlain SGD, {f["steps"]} steps, '
+    f'2017), depth {f.sgd_depth}\n\nPlain SGD, {f.steps} steps, '
     "every activation's learning rate chosen per split on validation loss "
-    f'from {", ".join(f"{v:g}" for v in f["sgd_learning_rates"])}, and for '
+    f'from {", ".join(f"{v:g}" for v in f.sgd_learning_rates)}, and for '
     '**selu_validated** the alpha-dropout rate too (0 or '
-    f'{f["alpha_dropout_rate"]:g}). Depth and width are fixed, not chosen '
+    f'{f.alpha_dropout_rate:g}). Depth and width are fixed, not chosen '
     'as in the paper. Companions: **selu_no_dropout** (learning rate '
     'chosen, like every other activation) and **selu_dropout_always** '
-    f'(alpha dropout {f["alpha_dropout_rate"]:g} after every layer, only '
+    f'(alpha dropout {f.alpha_dropout_rate:g} after every layer, only '
     "the learning rate chosen: a fixed regularizer, not the paper's "
     'setup). Only selu_validated decides the exit status.\n'
   ]
@@ -668,12 +676,12 @@ def _strata_table(items: dict) -> list[str]:
 def selu_table(r: Results) -> list[str]:
   """The SELU protocol's chosen test accuracy per dataset and arm, and
   what was chosen."""
-  f = r.flag
-  if not f['sgd_learning_rates']:
+  f = r.settings
+  if not f.sgd_learning_rates:
     return []
   arms = [*SELU_ARMS, *selu_others(f)]
   lines = report.grid(
-    f'SELU protocol: early-stopped test accuracy at depth {f["sgd_depth"]}, '
+    f'SELU protocol: early-stopped test accuracy at depth {f.sgd_depth}, '
     'learning rate (and dropout) chosen on validation per split (mean +- '
     'std over splits)',
     [(ds,) for ds in r.datasets],
@@ -692,7 +700,7 @@ def selu_table(r: Results) -> list[str]:
   # Divergence: what a learning rate's networks did, chosen or not.
   gone = {}
   for (_, _act, depth, opt, lr), m in r.all.items():
-    if opt == 'sgd' and depth == f['sgd_depth']:
+    if opt == 'sgd' and depth == f.sgd_depth:
       n, d = gone.get(lr, (0, 0))
       gone[lr] = (n + m['diverged'].size, d + int(m['diverged'].sum()))
   lines.append(

@@ -16,8 +16,8 @@ def variant_figures(table) -> None:
 
   from experiments.model import PRELU_INIT
 
-  flag, out = table.flag, table.flag['output_dir']
-  acts, datasets, depths = flag['activations'], table.datasets, table.depths
+  settings, out = table.settings, table.settings.placement.output_dir
+  acts, datasets, depths = settings.activations, table.datasets, table.depths
   if not datasets:  # nothing stored yet (a --report_only before any task)
     return
   panels = []
@@ -63,7 +63,7 @@ def variant_figures(table) -> None:
           title=f'{ds}, depth {depth}',
           xlabel='step',
           ylabel='train loss (x: a seed diverged)',
-          hline=flag['target_loss'],
+          hline=settings.target_loss,
           ylog=True,
         )
       )

@@ -74,55 +74,75 @@ from experiments.compare_variants import claims as variants_claims
 from experiments.compare_variants import datasets as data
 from experiments.compare_variants import figures, tables
 from experiments.compare_variants import training as variants
+from experiments.compare_variants.settings import Settings
 from experiments.model import ACTIVATIONS, OPTIMIZERS
 
 # Bumped when the computation of a cell changes, so old cells are not reused.
 VERSION = 4
-DEFAULT_ACTIVATIONS = [a for a in ACTIVATIONS if a != 'celu']
 
 _ACTS = flags.DEFINE_list(
   'activations',
-  DEFAULT_ACTIVATIONS,
+  list(Settings.activations),
   f'Any of {",".join(ACTIVATIONS)} (celu off by default: ELU at alpha 1).',
 )
 _DROPOUT = flags.DEFINE_float(
-  'alpha_dropout_rate', 0.05, 'Alpha dropout rate for selu, in [0, 1).'
+  'alpha_dropout_rate',
+  Settings.alpha_dropout_rate,
+  'Alpha dropout rate for selu, in [0, 1).',
 )
-_BATCH = flags.DEFINE_integer('batch', 64, 'Minibatch size.')
-_CELU_ALPHA = flags.DEFINE_float('celu_alpha', 1.0, 'CELU alpha, > 0.')
+_BATCH = flags.DEFINE_integer('batch', Settings.batch, 'Minibatch size.')
+_CELU_ALPHA = flags.DEFINE_float(
+  'celu_alpha', Settings.celu_alpha, 'CELU alpha, > 0.'
+)
 _DATASETS = flags.DEFINE_list(
-  'datasets', list(data.DATASETS), f'Any of {",".join(data.DATASETS)}.'
+  'datasets', list(Settings.datasets), f'Any of {",".join(data.DATASETS)}.'
 )
-_DEPTHS = flags.DEFINE_list('depths', ['2', '16'], 'Main block hidden layers.')
+_DEPTHS = flags.DEFINE_list(
+  'depths', [str(d) for d in Settings.depths], 'Main block hidden layers.'
+)
 _FULL = flags.DEFINE_bool(
   'full', False, 'The larger protocol (FULL) for the flags not given.'
 )
-_LR = flags.DEFINE_float('learning_rate', 0.001, 'Main block learning rate.')
+_LR = flags.DEFINE_float(
+  'learning_rate', Settings.learning_rate, 'Main block learning rate.'
+)
 _OPTIMIZER = flags.DEFINE_string(
   'optimizer',
-  'adam',
+  Settings.optimizer,
   f'Main block optimizer, one of {OPTIMIZERS} (sgd: plain).',
 )
 _OUTPUT_DIR = cli.output_dir_flag('compare_variants', __name__)
-_RECORD_EVERY = flags.DEFINE_integer('record_every', 20, 'Steps per record.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Base PRNG seed for training.')
-_SEEDS = flags.DEFINE_integer('seeds', 1, 'Seeds per split (vectorized).')
+_RECORD_EVERY = flags.DEFINE_integer(
+  'record_every', Settings.record_every, 'Steps per record.'
+)
+_SEED = flags.DEFINE_integer(
+  'seed', Settings.seed, 'Base PRNG seed for training.'
+)
+_SEEDS = flags.DEFINE_integer(
+  'seeds', Settings.seeds, 'Seeds per split (vectorized).'
+)
 _SGD_DEPTH = flags.DEFINE_integer(
   'sgd_depth', None, 'SELU protocol depth (default: the deepest --depths).'
 )
 _SGD_LRS = flags.DEFINE_list(
   'sgd_learning_rates',
-  ['0.01', '0.1', '1'],
+  [f'{v:g}' for v in Settings.sgd_learning_rates],
   'SELU protocol: plain-SGD learning rates to choose from (default: '
   "Klambauer et al.'s grid; empty: no block).",
 )
-_SPLITS = flags.DEFINE_integer('splits', 5, 'Repeated splits per dataset.')
-_SPLIT_SEED = flags.DEFINE_integer('split_seed', 0, 'Seed of the first split.')
-_STEPS = flags.DEFINE_integer('steps', 400, 'Training steps.')
-_TARGET = flags.DEFINE_float(
-  'target_loss', 0.1, 'Training loss that counts as converged.'
+_SPLITS = flags.DEFINE_integer(
+  'splits', Settings.splits, 'Repeated splits per dataset.'
 )
-_WIDTH = flags.DEFINE_integer('width', 32, 'Units per hidden layer.')
+_SPLIT_SEED = flags.DEFINE_integer(
+  'split_seed', Settings.split_seed, 'Seed of the first split.'
+)
+_STEPS = flags.DEFINE_integer('steps', Settings.steps, 'Training steps.')
+_TARGET = flags.DEFINE_float(
+  'target_loss', Settings.target_loss, 'Training loss that counts as converged.'
+)
+_WIDTH = flags.DEFINE_integer(
+  'width', Settings.width, 'Units per hidden layer.'
+)
 
 # --full: twice the splits and seeds (4x the networks: the detectable effect
 # about halves), the depths up to Klambauer et al.'s 32 and 2.5x the steps
@@ -141,7 +161,7 @@ def _given(holder: flags.FlagHolder):
   return cli.full_or_given(holder, _FULL.value, FULL)
 
 
-def check_flags() -> dict:
+def check_flags() -> Settings:
   """Every flag, checked before any compute; UsageError on the first bad."""
   flag = {
     'datasets': cli.choices('datasets', _DATASETS.value, data.DATASETS),
@@ -182,14 +202,15 @@ def check_flags() -> dict:
       f'--datasets: {ds} needs the {package} package: pip install '
       "'jaxrelu[experiments]'",
     )
-  return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
+  flag = {k: tuple(v) if isinstance(v, list) else v for k, v in flag.items()}
+  return Settings(**flag, placement=sweep.placement(_OUTPUT_DIR.value))
 
 
-def write(flag: dict, outcome: sweep.Outcome) -> dict:
+def write(settings: Settings, outcome: sweep.Outcome) -> dict:
   """Report, CSV, summary and figures of the stored cells; the verdicts."""
-  flag['train_sizes'] = data.train_sizes(flag['datasets'], flag['split_seed'])
+  train_sizes = data.train_sizes(settings.datasets, settings.split_seed)
   key = ('dataset', 'activation', 'depth', 'optimizer', 'learning_rate')
-  results = variants_claims.Results(outcome.by(*key), flag)
+  results = variants_claims.Results(outcome.by(*key), settings, train_sizes)
   lines, verdicts, strata = variants_claims.claims(results)
   extra = [*variants_claims.selu_table(results), *strata]
   tables.write_variants(outcome, results, lines, verdicts, extra)
@@ -199,7 +220,7 @@ def write(flag: dict, outcome: sweep.Outcome) -> dict:
       'ReLU variants',
       outcome,
       verdicts,
-      f'{flag["output_dir"]}/report.md',
+      f'{settings.placement.output_dir}/report.md',
     )
   )
   return verdicts

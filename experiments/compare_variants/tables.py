@@ -11,27 +11,27 @@ def variant_tables(table) -> list[str]:
   """The report's lines before the claims: setup, tables and notes.
 
   Args:
-    table: a `claims.Results` (its main block); its flag also
+    table: a `claims.Results` (its main block); its settings also
       holds the datasets' training-set sizes ('train_sizes').
   """
   from experiments.model import PRELU_INIT
 
-  flag = table.flag
-  acts = list(flag['activations'])
-  seeds, steps = flag['splits'] * flag['seeds'], flag['steps']
+  settings = table.settings
+  acts = list(settings.activations)
+  seeds, steps = settings.splits * settings.seeds, settings.steps
   lines = [
-    f'Plain MLPs of width {flag["width"]}. Main block: {flag["optimizer"]} '
-    f'(lr {flag["learning_rate"]:g}), {steps} steps of batch '
-    f'{flag["batch"]}, depths {", ".join(map(str, table.depths))}. '
-    f'{flag["splits"]} repeated stratified 60/20/20 splits (split seeds '
-    f'{flag["split_seed"]} to {flag["split_seed"] + flag["splits"] - 1}) x '
-    f'{flag["seeds"]} seed(s), paired across activations. Accuracy is mean '
+    f'Plain MLPs of width {settings.width}. Main block: {settings.optimizer} '
+    f'(lr {settings.learning_rate:g}), {steps} steps of batch '
+    f'{settings.batch}, depths {", ".join(map(str, table.depths))}. '
+    f'{settings.splits} repeated stratified 60/20/20 splits (split seeds '
+    f'{settings.split_seed} to {settings.split_seed + settings.splits - 1}) x '
+    f'{settings.seeds} seed(s), paired across activations. Accuracy is mean '
     '+- std over every network. Data: '
     + ', '.join(
-      f'{ds} ({flag["train_sizes"][ds]} train)' for ds in table.datasets
+      f'{ds} ({table.train_sizes[ds]} train)' for ds in table.datasets
     )
     + '; standardized with training statistics (MNIST-5k: pixels / 255, '
-    f'one mean and std). selu: alpha dropout {flag["alpha_dropout_rate"]:g} '
+    f'one mean and std). selu: alpha dropout {settings.alpha_dropout_rate:g} '
     'after every hidden layer in training; selu_no_dropout: without.\n',
   ]
   rows = [(ds, depth) for ds in table.datasets for depth in table.depths]
@@ -59,7 +59,7 @@ def variant_tables(table) -> list[str]:
     'Early-stopped test accuracy', lambda m: stats.mean_std(m['test_acc'])
   )
   by_activation(
-    f'Steps to training loss {flag["target_loss"]:g} (median; seeds '
+    f'Steps to training loss {settings.target_loss:g} (median; seeds '
     'reaching it)',
     steps_cell,
   )
@@ -104,7 +104,7 @@ def variant_tables(table) -> list[str]:
       else 'No run of the main block diverged.'
     ),
   ]
-  if {'elu', 'celu'} <= set(acts) and flag['celu_alpha'] == 1.0:
+  if {'elu', 'celu'} <= set(acts) and settings.celu_alpha == 1.0:
     same = [
       np.array_equal(table.get(ds, 'elu', d)['test_acc'], m['test_acc'])
       for (ds, a, d), m in table.metrics.items()
@@ -191,8 +191,8 @@ def write_variants(
   Returns:
     The report's text (without its title).
   """
-  flag = table.flag
-  out = flag['output_dir']
+  settings = table.settings
+  out = settings.placement.output_dir
   text = '\n'.join(
     [
       *variant_tables(table),
@@ -203,7 +203,7 @@ def write_variants(
     ]
   )
   text = report.missing_text(outcome) + text + '\n'
-  meta = report.provenance(report.flag_values(flag, 'train_sizes'))
+  meta = report.provenance(report.flag_values(settings))
   report.write_text(
     f'{out}/report.md',
     f'# ReLU variants on real data\n\n{text}\n'
@@ -216,7 +216,7 @@ def write_variants(
     {
       'meta': meta,
       'missing_cells': len(outcome.missing),
-      'train_sizes': flag['train_sizes'],
+      'train_sizes': table.train_sizes,
       'verdicts': verdicts,
       'groups': rows,
     },

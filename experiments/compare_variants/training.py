@@ -32,41 +32,27 @@ import numpy as np
 
 from experiments import model
 from experiments.compare_variants import datasets as data
-
-# The flags that shape every cell's numbers (with its own dataset,
-# activation, depth, optimizer and learning rate).
-CONFIG = (
-  'width',
-  'seeds',
-  'splits',
-  'steps',
-  'batch',
-  'record_every',
-  'alpha_dropout_rate',
-  'celu_alpha',
-  'split_seed',
-  'seed',
-)
+from experiments.compare_variants.settings import Settings
 
 
-def blocks(flag: dict) -> list[dict]:
+def blocks(settings: Settings) -> list[dict]:
   """The training protocols of a run: name, optimizer, learning rates,
   depths. The SELU block is absent when --sgd_learning_rates is empty."""
   out = [
     {
       'name': 'main',
-      'optimizer': flag['optimizer'],
-      'learning_rates': [flag['learning_rate']],
-      'depths': flag['depths'],
+      'optimizer': settings.optimizer,
+      'learning_rates': [settings.learning_rate],
+      'depths': settings.depths,
     }
   ]
-  if flag['sgd_learning_rates']:
+  if settings.sgd_learning_rates:
     out.append(
       {
         'name': 'selu_protocol',
         'optimizer': 'sgd',
-        'learning_rates': flag['sgd_learning_rates'],
-        'depths': [flag['sgd_depth']],
+        'learning_rates': settings.sgd_learning_rates,
+        'depths': [settings.sgd_depth],
       }
     )
   return out
@@ -109,7 +95,7 @@ def _program(depth: int, cfg_json: str):
 
 
 def train_cells(
-  flag: dict, optimizer: str, activation: str, depth: int, cells: list
+  settings: Settings, optimizer: str, activation: str, depth: int, cells: list
 ) -> list[dict]:
   """One group: its cells, (dataset, learning rate) pairs of one pad group.
 
@@ -117,29 +103,29 @@ def train_cells(
     Per cell: its training-set size and each curve of `model.train_seed`,
     of shape (splits, seeds, records + 1, ...), rounded to 6 decimals.
   """
-  splits = data.split_seeds(flag['split_seed'], flag['splits'])
-  seeds = flag['seeds']
+  splits = data.split_seeds(settings.split_seed, settings.splits)
+  seeds = settings.seeds
   datasets = list(dict.fromkeys(d for d, _ in cells))
   by_split = [data.padded(tuple(datasets), s) for s in splits]
   rows, key_list = [], []
   for ds, _ in cells:
     for i, split in enumerate(splits):
-      key_list.append(keys(flag['seed'], ds, depth, split, seeds))
+      key_list.append(keys(settings.seed, ds, depth, split, seeds))
       rows += [(i, datasets.index(ds))] * seeds
   n = len(rows)
   batch = {
     k: np.stack([by_split[i][k][d] for i, d in rows]) for k in by_split[0]
   }
   cfg = {
-    'width': flag['width'],
-    'steps': flag['steps'],
-    'batch': flag['batch'],
-    'record_every': flag['record_every'],
+    'width': settings.width,
+    'steps': settings.steps,
+    'batch': settings.batch,
+    'record_every': settings.record_every,
     'optimizer': optimizer,
     'momentum': 0.0,  # plain SGD
-    'alpha_dropout_rate': flag['alpha_dropout_rate'],
-    'celu_alpha': flag['celu_alpha'],
-    'activations': flag['activations'],  # the switch's branches
+    'alpha_dropout_rate': settings.alpha_dropout_rate,
+    'celu_alpha': settings.celu_alpha,
+    'activations': settings.activations,  # the switch's branches
   }
   per_cell = len(splits) * seeds
   own = (
@@ -152,7 +138,7 @@ def train_cells(
   program = _program(depth, json.dumps(cfg, sort_keys=True))
   shared = (
     model.branch_index(cfg, activation),
-    jnp.float32(model.gains(flag['celu_alpha'])[activation]),
+    jnp.float32(model.gains(settings.celu_alpha)[activation]),
   )
   # (cells, networks, ...) -> (cells * networks, ...), as before.
   out = jax.tree.map(
@@ -181,31 +167,31 @@ def train_cells(
   return records
 
 
-def groups(flag: dict, version: int) -> list[tuple]:
+def groups(settings: Settings, version: int) -> list[tuple]:
   """compare_variants' groups: (label, settings, compute).
 
   One group per (block, depth, activation, pad group), computed by
-  `train_cells`. A cell's settings hold CONFIG of flag, its dataset,
+  `train_cells`. A cell's settings hold `Settings.config`, its dataset,
   activation, depth, optimizer and learning rate, the versions of
   scikit-learn (it splits every dataset) and of the package that carries
   the dataset, and `version`. A cell two blocks both name (the same
   optimizer, rate and depth) is trained once, in the first.
   """
-  config = {k: flag[k] for k in CONFIG}
+  config = settings.config()
   shared = {
     'config': config,
     'sklearn': importlib.metadata.version('scikit-learn'),
     'version': version,
   }
   seen, out = set(), []
-  for block in blocks(flag):
+  for block in blocks(settings):
     opt = block['optimizer']
     for depth in block['depths']:
-      for act in flag['activations']:
+      for act in settings.activations:
         for pad, members in data.PAD_GROUPS.items():
           cells = [
             (ds, lr)
-            for ds in flag['datasets']
+            for ds in settings.datasets
             if ds in members
             for lr in block['learning_rates']
             if (ds, act, depth, opt, lr) not in seen
@@ -213,7 +199,7 @@ def groups(flag: dict, version: int) -> list[tuple]:
           if not cells:
             continue
           seen.update((ds, act, depth, opt, lr) for ds, lr in cells)
-          settings = [
+          keyed = [
             {
               **shared,
               'dataset': ds,
@@ -230,7 +216,9 @@ def groups(flag: dict, version: int) -> list[tuple]:
             }
             for ds, lr in cells
           ]
-          compute = functools.partial(train_cells, flag, opt, act, depth, cells)
+          compute = functools.partial(
+            train_cells, settings, opt, act, depth, cells
+          )
           label = f'{block["name"]} {opt} {act} depth {depth} {pad}'
-          out.append((label, settings, compute))
+          out.append((label, keyed, compute))
   return out

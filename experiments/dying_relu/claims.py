@@ -13,37 +13,39 @@ import math
 
 from experiments import stats
 from experiments.dying_relu import effects, teacher
+from experiments.dying_relu.settings import Settings
 from experiments.report import number, verdict_text
 
 # Paired one-sample tests: (name, its stats function's output) -> line.
 _KEYS = ('n', 'mean', 'ci', 'p', 'wilcoxon_p', 'detectable')
 
 
-def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
+def report(cells: dict[tuple, dict], settings: Settings) -> tuple[str, dict]:
   """Markdown report: each claim with its numbers, and plain verdicts.
 
   Args:
     cells: stored cells by (optimizer, activation, depth, width, lr, bias,
       *model.TREATMENTS).
-    flag: the checked flags.
+    settings: the checked flags.
 
   Claims on the dead fraction after training use every seed that stayed
   finite (seeds paired by construction, `teacher.teacher_keys`); every test
   of the run is one Holm family (untestable ones, p NaN, left out).
   """
-  blocks = []  # (DeadCells, its optimizer's flags, tag), optimizers outermost
-  for opt in flag['optimizers']:
+  # (DeadCells, its optimizer's settings, tag), optimizers outermost.
+  blocks = []
+  for opt in settings.optimizers:
     mine = {k[1:]: c for k, c in cells.items() if k[0] == opt}
-    grid = teacher.optimizer_flag(flag, opt)
-    for at in effects.DeadCells.each(mine, grid):
-      blocks.append((at, grid, f'depth {at.depth}, width {at.width}, {opt}'))
+    part = settings.for_optimizer(opt)
+    for at in effects.DeadCells.each(mine, part):
+      blocks.append((at, part, f'depth {at.depth}, width {at.width}, {opt}'))
   # Keyed (block tag, test name); the run-wide tests by name alone.
   tests = {
     (tag, name): test
-    for at, grid, tag in blocks
-    for name, test in _block_tests(at, grid).items()
+    for at, part, tag in blocks
+    for name, test in _block_tests(at, part).items()
   }
-  chance = teacher.teacher_majority_rate(flag['seed'], 'train')
+  chance = teacher.teacher_majority_rate(settings.seed, 'train')
   tests['half'] = effects.dead_accuracy(cells, 'relu', chance)
   tests['threshold'] = tests['half']['threshold']
   # Untestable claims (p NaN) and descriptive tests are left out.
@@ -64,7 +66,7 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
     'their companions; descriptive ones are marked "not corrected").\n'
   ]
   verdicts = {}
-  for at, grid, tag in blocks:
+  for at, part, tag in blocks:
     names = [k for k in tests if isinstance(k, tuple) and k[0] == tag]
     block = _Block(
       {k[1]: tests[k] for k in names}, {k[1]: holm[k] for k in names}
@@ -77,7 +79,7 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
         + ', '.join(f'{a} lr {lr:g} bias {b:g}' for a, lr, b in diverged)
         + '.\n'
       )
-    _block_lines(block, at, grid)
+    _block_lines(block, at, part)
     lines += [*block.lines, '']
     verdicts.update({f'{tag}: {k}': v for k, v in block.verdicts.items()})
   line, verdicts['more than 50% dead cannot fit'] = half_dead_claim(
@@ -87,11 +89,11 @@ def report(cells: dict[tuple, dict], flag: dict) -> tuple[str, dict]:
   return '\n'.join(lines) + '\n', verdicts
 
 
-def _block_tests(at: effects.DeadCells, flag: dict) -> dict:
+def _block_tests(at: effects.DeadCells, settings: Settings) -> dict:
   """Every test of one (optimizer, depth, width) block, by name."""
   b0, lr0 = effects.reference_bias(at.biases), effects.reference_lr(at.lrs)
   out = {'lr': effects.lr_trend(at, 'relu', b0)}
-  if flag['optimizer'] == 'sgd':
+  if settings.grid.optimizer == 'sgd':
     # SGD's grid starts a decade below where units start dying; Adam's
     # starts inside its rising part, so "lowest vs next" there would
     # measure the high-rate effect, not a too-low one.
@@ -103,17 +105,17 @@ def _block_tests(at: effects.DeadCells, flag: dict) -> dict:
   # is (ReLU is positively homogeneous), so at bias 0 a bad scale changes
   # nothing at init: it is tested after training.
   # The other causes run with SGD only (teacher.teacher_cells).
-  shifts = [0.0, *flag['input_shifts']]
-  depths = sorted({*flag['depths'], *flag['cause_depths']})
-  for scale in flag['init_scales'] if flag['optimizer'] == 'sgd' else ():
+  shifts = [0.0, *settings.input_shifts]
+  depths = sorted({*settings.depths, *settings.cause_depths})
+  for scale in settings.init_scales if settings.grid.optimizer == 'sgd' else ():
     out['init', scale] = effects.treatment_effect(at, -1, init_scale=scale)
-  for record in (0, -1) if flag['optimizer'] == 'sgd' else ():
+  for record in (0, -1) if settings.grid.optimizer == 'sgd' else ():
     if len(shifts) >= 3:  # a dose-response needs 3 doses
       out['shift', record] = effects.cause_trend(
         at, 'input_shift', shifts, record
       )
     # Once per (optimizer, width): in the block of the first depth.
-    if len(depths) >= 3 and at.depth == flag['depths'][0]:
+    if len(depths) >= 3 and at.depth == settings.depths[0]:
       out['depth', record] = effects.cause_trend(at, 'depth', depths, record)
   out['lower lr'] = effects.lower_lr_effect(at, 'relu', b0)
   if {0.0, 0.01} <= set(at.biases):
@@ -200,7 +202,7 @@ def _doses(trend: dict, key: str) -> str:
   return '; '.join(map(dose, trend['rows']))
 
 
-def _block_lines(b: _Block, at: effects.DeadCells, flag: dict) -> None:
+def _block_lines(b: _Block, at: effects.DeadCells, settings: Settings) -> None:
   """The block's claims in order: causes, remedies, recovery."""
   t = b.tests
   finite = 'fewer than 2 seeds finite in both cells'
@@ -335,7 +337,7 @@ def _block_lines(b: _Block, at: effects.DeadCells, flag: dict) -> None:
       'the benefit unclear; this decides no exit status).'
     )
   variant_biases = ', '.join(
-    f'{v:g}' for v in sorted(at.flag.get('variant_bias_inits', at.biases))
+    f'{v:g}' for v in sorted(at.settings.grid.variant_bias_inits)
   )
   for act in at.activations:
     if ('variant', act) not in t:
@@ -375,7 +377,7 @@ def _block_lines(b: _Block, at: effects.DeadCells, flag: dict) -> None:
     "revived entries' moments restart while its step count does not, as in "
     'ReDo: their first steps are larger than a fresh init would take.)'
   )
-  _recovery_lines(b, at, flag['optimizer'])
+  _recovery_lines(b, at, settings.grid.optimizer)
 
 
 def _recovery_lines(b: _Block, at: effects.DeadCells, optimizer: str) -> None:

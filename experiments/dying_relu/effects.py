@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from experiments import model, stats
+from experiments.dying_relu.settings import Settings
 
 # A unit whose mean derivative on the probe set is below this passes (on
 # average) less than 1/1000 of the gradient: gradient-starved. A dead ReLU
@@ -95,26 +96,26 @@ class DeadCells:
   otherwise its dead fraction measures divergence, not dying units.
   """
 
-  def __init__(self, cells: dict, flag: dict, depth: int, width: int):
+  def __init__(self, cells: dict, settings: Settings, depth: int, width: int):
     self.cells, self.depth, self.width = cells, depth, width
-    self.activations = flag['activations']
-    self.lrs = sorted(float(v) for v in flag['learning_rates'])
-    self.biases = sorted(float(v) for v in flag['bias_inits'])
-    self.flag = flag
+    self.activations = settings.activations
+    self.lrs = sorted(float(v) for v in settings.grid.learning_rates)
+    self.biases = sorted(float(v) for v in settings.grid.bias_inits)
+    self.settings = settings
 
   @classmethod
-  def each(cls, cells: dict, flag: dict) -> list[DeadCells]:
+  def each(cls, cells: dict, settings: Settings) -> list[DeadCells]:
     """One per (depth, width) of the flags, depths outermost.
 
     Args:
       cells: stored cells by (activation, depth, width, lr, bias,
         *TREATMENTS).
-      flag: the binary's checked flags.
+      settings: the binary's checked flags.
     """
     return [
-      cls(cells, flag, int(depth), int(width))
-      for depth in flag['depths']
-      for width in flag['widths']
+      cls(cells, settings, int(depth), int(width))
+      for depth in settings.depths
+      for width in settings.widths
     ]
 
   def get(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from experiments import plots
 from experiments.dying_relu import effects as dying_effects
+from experiments.dying_relu.settings import Settings
 
 
 def heatmaps(
@@ -97,10 +98,10 @@ def heatmaps(
   return plots.save_figure(fig, path, why_empty=why_empty)
 
 
-def dead_fraction_figures(cells: dict, flag: dict) -> None:
-  """dying_relu's figures, into flag['output_dir'].
+def dead_fraction_figures(cells: dict, settings: Settings) -> None:
+  """dying_relu's figures, into settings.placement.output_dir.
 
-  For flag['optimizer'] (a suffix of every file name): dead_heatmaps: the
+  For settings.grid.optimizer (a suffix of every file name): dead_heatmaps: the
   final dead fraction over (learning rate, bias init) per activation;
   dead_vs_step: ReLU's dead fraction in training, a cross where a seed
   diverged; dead_vs_lr: the final dead fraction against the learning rate
@@ -109,15 +110,18 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
 
   Args:
     cells: stored cells by (activation, depth, width, lr, bias).
-    flag: the binary's checked flags; the first depth and width are drawn.
+    settings: the binary's checked flags; the first depth and width are drawn.
   """
   import numpy as np
 
-  out = flag['output_dir']
-  lrs, biases = sorted(flag['learning_rates']), sorted(flag['bias_inits'])
-  depth, width = flag['depths'][0], flag['widths'][0]
+  out = settings.placement.output_dir
+  lrs, biases = (
+    sorted(settings.grid.learning_rates),
+    sorted(settings.grid.bias_inits),
+  )
+  depth, width = settings.depths[0], settings.widths[0]
   grids, diverged = {}, {}
-  for act in flag['activations']:
+  for act in settings.activations:
     grids[act] = np.full((len(biases), len(lrs)), np.nan)
     diverged[act] = np.zeros((len(biases), len(lrs)), bool)
     for i, b in enumerate(biases):
@@ -130,7 +134,7 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
     grids,
     [f'{v:g}' for v in lrs],
     [f'{v:g}' for v in biases],
-    f'{out}/dead_heatmaps_{flag["optimizer"]}.png',
+    f'{out}/dead_heatmaps_{settings.grid.optimizer}.png',
     xlabel='learning rate',
     ylabel='bias init',
     label='final dead fraction',
@@ -167,7 +171,7 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
   )
   plots.figure(
     [panel],
-    f'{out}/dead_vs_step_{flag["optimizer"]}.png',
+    f'{out}/dead_vs_step_{settings.grid.optimizer}.png',
     size=(6, 4),
     why_empty='no ReLU cell stored',
   )
@@ -176,7 +180,7 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
 
   b0 = dying_effects.reference_bias(biases)
   dead_lines, diverged_lines = [], []
-  for act in flag['activations']:
+  for act in settings.activations:
     found = [
       (lr, c) for lr in lrs if (c := cells.get((act, depth, width, lr, b0)))
     ]
@@ -206,7 +210,7 @@ def dead_fraction_figures(cells: dict, flag: dict) -> None:
         ylim=(-0.05, 1.05),
       ),
     ],
-    f'{out}/dead_vs_lr_{flag["optimizer"]}.png',
+    f'{out}/dead_vs_lr_{settings.grid.optimizer}.png',
     size=(5.5, 4),
     why_empty=f'no cell stored at bias {b0:g}',
   )
@@ -235,7 +239,7 @@ def dead_accuracy_figure(test: dict, path: str) -> str | None:
   )
 
 
-def recovery_figure(cells: dict, flag: dict) -> str | None:
+def recovery_figure(cells: dict, settings: Settings) -> str | None:
   """dying_relu's per-layer recovery figure, recovery_{optimizer}.png:
   of ReLU's units ever dead before the last record, the fraction alive at
   the last, per layer (pooled over every cell and finite seed, with its
@@ -246,11 +250,11 @@ def recovery_figure(cells: dict, flag: dict) -> str | None:
   Args:
     cells: stored cells by (activation, depth, width, lr, bias,
       *model.TREATMENTS).
-    flag: the binary's checked flags, for one optimizer.
+    settings: the binary's checked flags, for one optimizer.
   """
 
   grid = dying_effects.DeadCells(
-    cells, flag, flag['depths'][0], flag['widths'][0]
+    cells, settings, settings.depths[0], settings.widths[0]
   )
   lines = []
   for i, revive in enumerate((False, True)):
@@ -275,7 +279,9 @@ def recovery_figure(cells: dict, flag: dict) -> str | None:
     ylabel='recovered fraction of ever-dead units',
     ylim=(-0.02, 1.02),
   )
-  path = f'{flag["output_dir"]}/recovery_{flag["optimizer"]}.png'
+  path = (
+    f'{settings.placement.output_dir}/recovery_{settings.grid.optimizer}.png'
+  )
   return plots.figure(
     [panel], path, size=(5, 4), why_empty='no ReLU unit was ever dead'
   )

@@ -57,6 +57,7 @@ from experiments import cli, model, sweep
 from experiments import report as report_lib
 from experiments.dying_relu import claims as dying_claims
 from experiments.dying_relu import figures, tables, teacher
+from experiments.dying_relu.settings import Grid, Settings
 from jaxrelu import registry
 
 # Every activation of the library (jaxrelu.registry).
@@ -145,23 +146,24 @@ def _given(holder: flags.FlagHolder):
   return cli.full_or_given(holder, _FULL.value, FULL)
 
 
-def check_flags() -> dict:
+def check_flags() -> Settings:
   """Every flag, checked before any compute; UsageError on the first bad."""
+  activations = cli.choices(
+    'activations',
+    model.activation_names('activations', _ACTS.value),
+    (*ACTIVATIONS, *model.user_activations()),
+  )
+  optimizers = cli.choices('optimizers', _OPTIMIZERS.value, OPTIMIZERS)
+  # -0 is 0: one cell key.
+  sgd_lrs = cli.floats('learning_rates', _given(_LRS), low=0, low_open=True)
+  sgd_biases = [b + 0.0 for b in cli.floats('bias_inits', _BIASES.value)]
+  adam_lrs = cli.floats(
+    'adam_learning_rates', _given(_ADAM_LRS), low=0, low_open=True
+  )
+  adam_biases = [
+    b + 0.0 for b in cli.floats('adam_bias_inits', _ADAM_BIASES.value)
+  ]
   flag = {
-    'activations': cli.choices(
-      'activations',
-      model.activation_names('activations', _ACTS.value),
-      (*ACTIVATIONS, *model.user_activations()),
-    ),
-    'optimizers': cli.choices('optimizers', _OPTIMIZERS.value, OPTIMIZERS),
-    'sgd_learning_rates': cli.floats(
-      'learning_rates', _given(_LRS), low=0, low_open=True
-    ),
-    'sgd_bias_inits': cli.floats('bias_inits', _BIASES.value),
-    'adam_learning_rates': cli.floats(
-      'adam_learning_rates', _given(_ADAM_LRS), low=0, low_open=True
-    ),
-    'adam_bias_inits': cli.floats('adam_bias_inits', _ADAM_BIASES.value),
     'depths': cli.integers('depths', _DEPTHS.value),
     'cause_depths': cli.integers(
       'cause_depths', _given(_CAUSE_DEPTHS), nonempty=False
@@ -178,18 +180,16 @@ def check_flags() -> dict:
   }
   cli.record_schedule(flag, 'seeds', 'batch')
   if (given := _given(_VARIANT_BIASES)) is None:  # the default
-    variant = [b for b in flag['sgd_bias_inits'] if b in VARIANT_BIASES]
+    variant = [b for b in sgd_biases if b in VARIANT_BIASES]
   else:
     variant = cli.floats('variant_bias_inits', given, nonempty=False)
-  extra = sorted(set(variant) - set(flag['sgd_bias_inits']))
+  extra = sorted(set(variant) - set(sgd_biases))
   cli.require(
     not extra,
     f'--variant_bias_inits: {",".join(f"{v:g}" for v in extra)} not in '
     '--bias_inits; accepted: some of --bias_inits, or empty (all)',
   )
-  flag['sgd_variant_bias_inits'] = variant or flag['sgd_bias_inits']
-  for name in ('sgd_bias_inits', 'sgd_variant_bias_inits', 'adam_bias_inits'):
-    flag[name] = [b + 0.0 for b in flag[name]]  # -0 is 0: one cell key
+  variant = [b + 0.0 for b in variant or sgd_biases]
   # The untreated values are every cell's baseline, not a treatment.
   cli.require(
     1.0 not in flag['init_scales'],
@@ -199,29 +199,40 @@ def check_flags() -> dict:
     0.0 not in flag['input_shifts'],
     '--input_shifts: 0 is the baseline; give nonzero shifts',
   )
-  return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
+  grids = {
+    'sgd': Grid('sgd', tuple(sgd_lrs), tuple(sgd_biases), tuple(variant)),
+    'adam': Grid(
+      'adam', tuple(adam_lrs), tuple(adam_biases), tuple(adam_biases)
+    ),
+  }
+  flag = {k: tuple(v) if isinstance(v, list) else v for k, v in flag.items()}
+  return Settings(
+    activations=tuple(activations),
+    grids=tuple(grids[o] for o in optimizers),
+    **flag,
+    placement=sweep.placement(_OUTPUT_DIR.value),
+  )
 
 
-def write(flag: dict, outcome: sweep.Outcome) -> dict:
+def write(settings: Settings, outcome: sweep.Outcome) -> dict:
   """Report, CSV, summary and figures of the stored cells; the verdicts."""
   key = ('optimizer', 'activation', 'depth', 'width', 'learning_rate')
   cells = outcome.by(*key, 'bias_init', *model.TREATMENTS)
-  text, verdicts = dying_claims.report(cells, flag)
+  text, verdicts = dying_claims.report(cells, settings)
   text = report_lib.missing_text(outcome) + text
-  tables.write_dying(outcome, cells, flag, text, verdicts)
-  for opt in flag['optimizers']:
-    grid = teacher.optimizer_flag(flag, opt)
+  tables.write_dying(outcome, cells, settings, text, verdicts)
+  out = settings.placement.output_dir
+  for opt in settings.optimizers:
+    part = settings.for_optimizer(opt)
     mine = {k[1:]: c for k, c in cells.items() if k[0] == opt}
-    figures.recovery_figure(mine, grid)
+    figures.recovery_figure(mine, part)
     untreated = {k[:5]: c for k, c in mine.items() if k[5:] == model.UNTREATED}
-    figures.dead_fraction_figures(untreated, grid)
+    figures.dead_fraction_figures(untreated, part)
   half = verdicts['more than 50% dead cannot fit']
-  figures.dead_accuracy_figure(
-    half, f'{flag["output_dir"]}/dead_vs_accuracy.png'
-  )
+  figures.dead_accuracy_figure(half, f'{out}/dead_vs_accuracy.png')
   report_lib.echo(
     report_lib.claims_summary(
-      'Dying ReLU', outcome, verdicts, f'{flag["output_dir"]}/report.md'
+      'Dying ReLU', outcome, verdicts, f'{out}/report.md'
     )
   )
   return verdicts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from experiments import report
+from experiments.dying_relu.settings import Settings
 
 DYING_FIELDS = (
   'activation',
@@ -25,18 +26,20 @@ DYING_FIELDS = (
 )
 
 
-def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
+def write_dying(
+  outcome, cells: dict, settings: Settings, text: str, verdicts: dict
+):
   """report.md, cells.csv and summary.json of dying_relu.
 
   Args:
     outcome: the sweep's `sweep.Outcome`.
     cells: its stored cells, by (optimizer, activation, depth, width, lr,
       bias).
-    flag: the binary's checked flags.
+    settings: the binary's checked flags.
     text: the report (without its title).
     verdicts: the claims' verdicts.
   """
-  out = flag['output_dir']
+  out = settings.placement.output_dir
   counts = sorted(
     {len(c['provenance']['devices']) for c in outcome.cells.values()}
   )
@@ -52,7 +55,7 @@ def write_dying(outcome, cells: dict, flag: dict, text: str, verdicts: dict):
       ' other hardware can round chaotic cells differently in the last'
       ' bits.\n\n' + text
     )
-  meta = report.provenance(report.flag_values(flag))
+  meta = report.provenance(report.flag_values(settings, 'grid'))
   # How many devices there were where each stored cell was computed
   # (model.by_cell: a cell's numbers do not depend on it).
   meta['cells_computed_on_devices'] = counts

@@ -13,6 +13,7 @@ import numpy as np
 
 from experiments import model
 from experiments.dying_relu import effects as dying_effects
+from experiments.dying_relu.settings import Settings
 
 # The teacher task of experiments.dying_relu: sizes of its parts.
 TEACHER_INPUTS, TEACHER_CLASSES, TEACHER_TRAIN, TEACHER_PROBE = 16, 4, 4096, 512
@@ -65,30 +66,32 @@ def teacher_majority_rate(seed: int, part: str = 'probe') -> float:
   return float(np.bincount(labels).max() / labels.size)
 
 
-def teacher_cells(flag: dict, activation: str, depth: int) -> list[list]:
+def teacher_cells(
+  settings: Settings, activation: str, depth: int
+) -> list[list]:
   """dying_relu's cells of one (optimizer, activation, depth): settings
   (KNOBS) per cell, in groups that each run as one `train_grid`.
 
   ReLU: the learning rates x bias inits; any other activation: the
-  learning rates x its bias inits (flag['variant_bias_inits'], default
+  learning rates x its bias inits (settings.grid.variant_bias_inits, default
   all). ReLU also gets, in a
   group of its own (the treatment knobs are traced only there), the
   treatments at the reference bias: revival at every learning rate, and
   with SGD, each bad init scale and each input shift at the reference
   learning rate (`dying_effects.reference_lr`). At a cause depth (not one of
-  flag['depths']), ReLU with SGD only, at the reference learning rate and
+  settings.depths), ReLU with SGD only, at the reference learning rate and
   bias: the one cell the depth claim reads.
   """
   base = {k: v for k, v in model.KNOBS.items() if k != 'learning_rate'}
-  lrs, biases = flag['learning_rates'], flag['bias_inits']
+  lrs, biases = settings.grid.learning_rates, settings.grid.bias_inits
   b0, lr0 = (
     dying_effects.reference_bias(biases),
     dying_effects.reference_lr(lrs),
   )
   if activation != 'relu':
-    biases = flag.get('variant_bias_inits', biases)
-  if depth not in flag['depths']:
-    if activation != 'relu' or flag['optimizer'] != 'sgd':
+    biases = settings.grid.variant_bias_inits
+  if depth not in settings.depths:
+    if activation != 'relu' or settings.grid.optimizer != 'sgd':
       return []
     return [[{**base, 'learning_rate': lr0, 'bias_init': b0}]]
   groups = [
@@ -102,68 +105,54 @@ def teacher_cells(flag: dict, activation: str, depth: int) -> list[list]:
     return groups
   at = {**base, 'bias_init': b0}
   treated = [{**at, 'learning_rate': lr, 'revive': True} for lr in lrs]
-  if flag['optimizer'] == 'sgd':
+  if settings.grid.optimizer == 'sgd':
     treated += [
-      {**at, 'learning_rate': lr0, 'init_scale': v} for v in flag['init_scales']
+      {**at, 'learning_rate': lr0, 'init_scale': v}
+      for v in settings.init_scales
     ]
     treated += [
       {**at, 'learning_rate': lr0, 'input_shift': v}
-      for v in flag['input_shifts']
+      for v in settings.input_shifts
     ]
   return [*groups, treated]
 
 
-def teacher_groups(flag: dict, version: int) -> list[tuple]:
-  """experiments.dying_relu's groups: (label, settings, compute).
+def teacher_groups(settings: Settings, version: int) -> list[tuple]:
+  """experiments.dying_relu's groups: (label, cell settings, compute).
 
   The groups of `teacher_cells` for every (optimizer, activation, depth,
-  width), computed by `train_teacher`. A cell's settings hold the flags
+  width), computed by `train_teacher`. A cell's key holds the settings
   that shape it, the teacher task's sizes, its KNOBS and `version`.
   """
   shared = {
-    k: flag[k] for k in ('steps', 'seeds', 'batch', 'record_every', 'seed')
+    'steps': settings.steps,
+    'seeds': settings.seeds,
+    'batch': settings.batch,
+    'record_every': settings.record_every,
+    'seed': settings.seed,
+    'data': [TEACHER_INPUTS, TEACHER_CLASSES, TEACHER_TRAIN, TEACHER_PROBE],
+    'version': version,
   }
-  shared['data'] = [
-    TEACHER_INPUTS,
-    TEACHER_CLASSES,
-    TEACHER_TRAIN,
-    TEACHER_PROBE,
-  ]
-  shared['version'] = version
   out = []
-  for opt in flag['optimizers']:
-    grid = optimizer_flag(flag, opt)
-    for act in flag['activations']:
-      for depth in sorted({*flag['depths'], *flag['cause_depths']}):
-        for width in flag['widths']:
-          for n, cells in enumerate(teacher_cells(grid, act, depth)):
+  for opt in settings.optimizers:
+    part = settings.for_optimizer(opt)
+    for act in settings.activations:
+      for depth in sorted({*settings.depths, *settings.cause_depths}):
+        for width in settings.widths:
+          for n, cells in enumerate(teacher_cells(part, act, depth)):
             at = {
               'optimizer': opt,
               'activation': act,
               **model.source_settings(act),
               'depth': depth,
             }
-            settings = [{**shared, **at, 'width': width, **c} for c in cells]
+            keyed = [{**shared, **at, 'width': width, **c} for c in cells]
             compute = functools.partial(
-              train_teacher, grid, act, depth, width, cells
+              train_teacher, part, act, depth, width, cells
             )
             label = f'{opt} {act} depth {depth} width {width}'
-            out.append((label + (' treated' if n else ''), settings, compute))
+            out.append((label + (' treated' if n else ''), keyed, compute))
   return out
-
-
-def optimizer_flag(flag: dict, optimizer: str) -> dict:
-  """dying_relu's flags as one optimizer sees them: its own learning rates,
-  bias inits and variants' bias inits (default: all) under the plain
-  names."""
-  biases = flag[f'{optimizer}_bias_inits']
-  return {
-    **flag,
-    'optimizer': optimizer,
-    'learning_rates': flag[f'{optimizer}_learning_rates'],
-    'bias_inits': biases,
-    'variant_bias_inits': flag.get(f'{optimizer}_variant_bias_inits', biases),
-  }
 
 
 def teacher_keys(seed: int, depth: int, width: int, seeds: int) -> jax.Array:
@@ -179,31 +168,31 @@ def teacher_keys(seed: int, depth: int, width: int, seeds: int) -> jax.Array:
 
 
 def train_teacher(
-  flag: dict, activation: str, depth: int, width: int, cells: list[dict]
+  settings: Settings, activation: str, depth: int, width: int, cells: list[dict]
 ):
   """One group of `teacher_groups`: a record per cell (`train_grid`).
 
-  Each cell (KNOBS settings) trains flag['seeds'] seeds, whose keys come
+  Each cell (KNOBS settings) trains settings.seeds seeds, whose keys come
   from `teacher_keys` (the same in every cell), on
-  `teacher_dataset(flag['seed'])`, with plain SGD (no momentum) or
+  `teacher_dataset(settings.seed)`, with plain SGD (no momentum) or
   Adam, no dropout; units are judged on the whole training set.
 
   Returns:
     `dying_effects.dead_cell` of each cell, in order.
   """
-  seed_keys = teacher_keys(flag['seed'], depth, width, flag['seeds'])
+  seed_keys = teacher_keys(settings.seed, depth, width, settings.seeds)
   cfg = {
     'width': width,
-    'steps': flag['steps'],
-    'batch': flag['batch'],
-    'record_every': flag['record_every'],
-    'optimizer': flag['optimizer'],
+    'steps': settings.steps,
+    'batch': settings.batch,
+    'record_every': settings.record_every,
+    'optimizer': settings.grid.optimizer,
     'momentum': 0.0,  # plain SGD
     'alpha_dropout_rate': 0.0,
     'celu_alpha': 1.0,
     # The switch's branches: the run's activations (or, for a caller
-    # without that flag, such as a test, this one; see `branches`).
-    'activations': flag.get('activations', [activation]),
+    # without that settings, such as a test, this one; see `branches`).
+    'activations': settings.activations,
     'parts': TEACHER_PARTS,
     'dead_part': 1,  # units are judged on the whole training set
     'unit_stats': True,
@@ -216,7 +205,7 @@ def train_teacher(
     'bias_init',
     *(k for k in model.TREATMENTS if c[k] != model.KNOBS[k]),
   )
-  dataset = teacher_dataset(flag['seed'])
+  dataset = teacher_dataset(settings.seed)
   curves = [None] * len(cells)
   for names in dict.fromkeys(map(traced, cells)):
     at = [i for i, c in enumerate(cells) if traced(c) == names]

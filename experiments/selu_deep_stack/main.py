@@ -44,6 +44,7 @@ from absl import flags
 
 from experiments import cli, sweep
 from experiments.selu_deep_stack import stack as selu_stack
+from experiments.selu_deep_stack.settings import Settings
 from experiments.selu_deep_stack.stack import (
   ACTIVATIONS,
   DROPOUTS,
@@ -121,23 +122,23 @@ VERSION = 2
 # Scenarios, flags, reporting.
 
 
-def scenarios(flag: dict) -> list[Config]:
+def scenarios(settings: Settings) -> list[Config]:
   configs = []
-  for name in flag['activations']:
-    init = USUAL_INIT[name] if flag['init'] == 'auto' else flag['init']
+  for name in settings.activations:
+    init = USUAL_INIT[name] if settings.init == 'auto' else settings.init
     configs.append(
       Config(
         name=f'{name} ({init})',
         activation=name,
         init=init,
-        weight_var_scale=flag['weight_var_scale'],
-        input_mean=flag['input_mean'],
-        input_var=flag['input_var'],
-        dropout=flag['dropout'],
-        dropout_rate=flag['dropout_rate'],
+        weight_var_scale=settings.weight_var_scale,
+        input_mean=settings.input_mean,
+        input_var=settings.input_var,
+        dropout=settings.dropout,
+        dropout_rate=settings.dropout_rate,
       )
     )
-  if not flag['scenarios']:
+  if not settings.scenarios:
     return configs
   selu = functools.partial(Config, activation='selu', init='lecun_normal')
   configs += [
@@ -152,18 +153,18 @@ def scenarios(flag: dict) -> list[Config]:
     selu(
       'selu, alpha dropout',
       dropout='alpha',
-      dropout_rate=flag['dropout_rate'],
+      dropout_rate=settings.dropout_rate,
       role='dropout',
     ),
     selu(
       'selu, standard dropout',
       dropout='standard',
-      dropout_rate=flag['dropout_rate'],
+      dropout_rate=settings.dropout_rate,
       role='dropout',
     ),
   ]
   for name in ('elu', 'relu', 'tanh'):
-    if name not in flag['activations']:
+    if name not in settings.activations:
       configs.append(
         Config(
           f'{name} ({USUAL_INIT[name]})', name, USUAL_INIT[name], role='control'
@@ -172,7 +173,7 @@ def scenarios(flag: dict) -> list[Config]:
   return configs
 
 
-def check_flags() -> dict:
+def check_flags() -> Settings:
   """Every flag, checked before any compute; UsageError on the first bad."""
   flag = {
     'activations': cli.choices(
@@ -211,13 +212,21 @@ def check_flags() -> dict:
   cli.at_least(flag, ('depth',), 8)
   cluster = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   sweep.check_cluster(flag['distributed'], *cluster)
-  return {**flag, **sweep.placement(_OUTPUT_DIR.value)}
+  flag = {k: tuple(v) if isinstance(v, list) else v for k, v in flag.items()}
+  return Settings(**flag, placement=sweep.placement(_OUTPUT_DIR.value))
 
 
-def groups(flag: dict, programs: selu_stack.Programs) -> list[sweep.Group]:
+def groups(
+  settings: Settings, programs: selu_stack.Programs
+) -> list[sweep.Group]:
   """One cell per configuration, all seeds in one vectorized run."""
   shared = {
-    k: flag[k] for k in ('depth', 'width', 'batch', 'seeds', 'dtype', 'seed')
+    'depth': settings.depth,
+    'width': settings.width,
+    'batch': settings.batch,
+    'seeds': settings.seeds,
+    'dtype': settings.dtype,
+    'seed': settings.seed,
   }
   shared['version'] = VERSION
   return [
@@ -232,36 +241,36 @@ def groups(flag: dict, programs: selu_stack.Programs) -> list[sweep.Group]:
       ],
       functools.partial(programs.run_config, cfg),
     )
-    for cfg in scenarios(flag)
+    for cfg in scenarios(settings)
   ]
 
 
 def main(argv: Sequence[str]) -> int:
   cli.no_arguments(argv)
-  flag = check_flags()
-  if flag['distributed']:
+  settings = check_flags()
+  if settings.distributed:
     jax.distributed.initialize(
       coordinator_address=_COORDINATOR.value,
       num_processes=_NUM_PROCESSES.value,
       process_id=_PROCESS_ID.value,
     )
-  if flag['dtype'] == 'float64':
+  if settings.dtype == 'float64':
     jax.config.update('jax_enable_x64', True)
-  sharding = selu_stack.batch_sharding(flag['batch'])
+  sharding = selu_stack.batch_sharding(settings.batch)
   writer = jax.process_index() == 0
   outcome = sweep.run_binary(
     'selu_deep_stack',
-    flag,
-    groups(flag, selu_stack.Programs(flag, sharding)),
-    distributed=flag['distributed'],
+    settings.placement,
+    groups(settings, selu_stack.Programs(settings, sharding)),
+    distributed=settings.distributed,
     writer=writer,
   )
   if outcome is None or not writer:
     return cli.EXIT_HELD
   results = [c['result'] for c in outcome.cells.values()]
-  verdict, summary = selu_stack.claim(results, flag)
-  selu_stack.write_results(outcome, flag, summary, verdict, sharding)
-  sweep.require_evidence(outcome, flag['store_dir'])
+  verdict, summary = selu_stack.claim(results, settings)
+  selu_stack.write_results(outcome, settings, summary, verdict, sharding)
+  sweep.require_evidence(outcome, settings.placement.store_dir)
   return cli.close(
     'selu_deep_stack',
     {

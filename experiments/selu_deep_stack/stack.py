@@ -32,6 +32,7 @@ from experiments import cli
 from experiments.report import fmt as _fmt
 from experiments.report import verdict_text
 from experiments.selu_deep_stack import figures
+from experiments.selu_deep_stack.settings import Settings
 from jaxrelu import registry, self_normalization, selu_theory
 
 # SELU first, then every activation of the library a stack of fixed
@@ -501,12 +502,7 @@ def batch_sharding(batch: int) -> NamedSharding | None:
   return None
 
 
-def criterion(flag: dict) -> dict:
-  """The settings `evaluate` passes to `self_normalization.check`."""
-  return {k: flag[k] for k in ('width', 'batch', 'level', 'detectable')}
-
-
-def claim(results: list[dict], flag: dict) -> tuple[str, str]:
+def claim(results: list[dict], settings: Settings) -> tuple[str, str]:
   """The verdict on SELU under the paper's conditions, and its summary.
 
   SUPPORTED when every such row passes, CONTRADICTED when one fails, else
@@ -537,13 +533,13 @@ def claim(results: list[dict], flag: dict) -> tuple[str, str]:
   else:
     verdict = 'NOT TESTABLE'
     reason = (
-      f' (the run could not detect a {100 * flag["detectable"]:g}% error '
+      f' (the run could not detect a {100 * settings.detectable:g}% error '
       'in lambda or the weight variance)'
     )
   lines = [
     "Claim: SELU under the paper's conditions keeps mean 0 / std 1 through "
-    f'{flag["depth"]} layers (width {flag["width"]}, batch {flag["batch"]}, '
-    f'{flag["seeds"]} seeds).',
+    f'{settings.depth} layers (width {settings.width}, batch {settings.batch}, '
+    f'{settings.seeds} seeds).',
     f'Verdict: {verdict}{reason}.',
   ]
   for r in paper:
@@ -559,7 +555,7 @@ def claim(results: list[dict], flag: dict) -> tuple[str, str]:
 
 def write_results(
   outcome,
-  flag: dict,
+  settings: Settings,
   summary: str,
   verdict: str,
   sharding: NamedSharding | None,
@@ -572,7 +568,7 @@ def write_results(
 
   Args:
     outcome: the sweep's `sweep.Outcome`.
-    flag: the binary's checked flags.
+    settings: the binary's checked flags.
     summary: the claim and its verdict, in words (`claim`).
     verdict: SUPPORTED, CONTRADICTED or NOT TESTABLE.
     sharding: `batch_sharding` of the run.
@@ -580,18 +576,18 @@ def write_results(
   from experiments import report
 
   results = [c['result'] for c in outcome.cells.values()]
-  table = verdict_table(results, flag)
-  out = flag['output_dir']
-  meta = report.provenance(report.flag_values(flag))
+  table = verdict_table(results, settings.criterion())
+  out = settings.placement.output_dir
+  meta = report.provenance(report.flag_values(settings))
   meta['devices_used'] = len(jax.devices()) if sharding is not None else 1
   meta['processes'] = jax.process_count()
-  model = self_normalization.finite_size_model(flag['width'], flag['batch'])
+  model = self_normalization.finite_size_model(settings.width, settings.batch)
   report.write_json(
     f'{out}/results.json',
     {
       'meta': meta,
       'criterion': {
-        **criterion(flag),
+        **settings.criterion(),
         'finite_size_model': model,
         'test': 'jaxrelu/self_normalization.py:check',
       },
@@ -628,15 +624,15 @@ def write_results(
 class Programs:
   """Compiled stacks by (activation, dropout): numbers alone never recompile."""
 
-  def __init__(self, flag: dict, sharding: NamedSharding | None):
-    self.flag, self.sharding, self.cache = flag, sharding, {}
+  def __init__(self, settings: Settings, sharding: NamedSharding | None):
+    self.settings, self.sharding, self.cache = settings, sharding, {}
     self.seed_keys = jax.random.split(
-      jax.random.key(flag['seed']), flag['seeds']
+      jax.random.key(settings.seed), settings.seeds
     )
 
   def run_config(self, cfg: Config) -> list[dict]:
-    flag, program_key = self.flag, (cfg.activation, cfg.dropout)
-    params = jax.tree.map(jnp.float32, stack_params(cfg, flag['width']))
+    settings, program_key = self.settings, (cfg.activation, cfg.dropout)
+    params = jax.tree.map(jnp.float32, stack_params(cfg, settings.width))
     compile_s = 0.0
     if program_key not in self.cache:
       replicated = (
@@ -650,10 +646,10 @@ class Programs:
             run_stack,
             activation=cfg.activation,
             dropout=cfg.dropout,
-            depth=flag['depth'],
-            width=flag['width'],
-            batch=flag['batch'],
-            dtype=DTYPES[flag['dtype']],
+            depth=settings.depth,
+            width=settings.width,
+            batch=settings.batch,
+            dtype=DTYPES[settings.dtype],
             sharding=self.sharding,
           ),
           in_axes=(0, None),
@@ -666,7 +662,7 @@ class Programs:
       self.cache[program_key] = cli.compile_within_memory(
         fn.lower(self.seed_keys, params),
         devices,
-        f'{cfg.name}: {flag["seeds"]} stacks',
+        f'{cfg.name}: {settings.seeds} stacks',
         '--seeds, --batch, --width or --depth',
       )
       compile_s = time.perf_counter() - start
@@ -676,7 +672,7 @@ class Programs:
     )
     run_s = time.perf_counter() - start
     logging.info('%s: compile %.1fs, run %.1fs', cfg.name, compile_s, run_s)
-    pred = predict(cfg, flag['depth'], flag['width'])
-    result = evaluate(cfg, runs, pred, criterion(flag))
+    pred = predict(cfg, settings.depth, settings.width)
+    result = evaluate(cfg, runs, pred, settings.criterion())
     result['timing'] = {'compile_seconds': compile_s, 'run_seconds': run_s}
     return [result]

@@ -17,11 +17,13 @@ from unittest import mock
 import numpy as np
 from absl.testing import absltest
 
-from experiments import plots
+from experiments import plots, sweep
 from experiments.born_dead import figures as born_dead_figures
 from experiments.compare_variants import claims
 from experiments.compare_variants import figures as variants_figures
+from experiments.compare_variants import settings as variants_settings
 from experiments.dying_relu import figures as dying_figures
+from experiments.dying_relu import settings as dying_settings
 from experiments.selu_deep_stack import stack
 
 # selu_deep_stack's configurations (`selu_deep_stack.scenarios` with
@@ -320,24 +322,23 @@ class BuildersTest(absltest.TestCase):
     )
 
   def _variant_table(self, acts, diverged=None, datasets=('iris', 'wine')):
-    flag = {
-      'activations': list(acts),
-      'datasets': list(datasets),
-      'depths': [2, 4] if len(datasets) > 1 else [2],
-      'optimizer': 'adam',
-      'learning_rate': 0.01,
-      'target_loss': 0.5,
-      'output_dir': self.out,
-    }
+    settings = variants_settings.Settings(
+      activations=tuple(acts),
+      datasets=tuple(datasets),
+      depths=(2, 4) if len(datasets) > 1 else (2,),
+      learning_rate=0.01,
+      target_loss=0.5,
+      placement=sweep.Placement(sweep.Task(), self.out, self.out),
+    )
     cells = {
       (ds, a, d, 'adam', 0.01): _variant_cell(
         a, d, (diverged or {}).get((ds, a, d), 'none')
       )
-      for ds in flag['datasets']
+      for ds in settings.datasets
       for a in acts
-      for d in flag['depths']
+      for d in settings.depths
     }
-    return claims.Results(cells, flag)
+    return claims.Results(cells, settings)
 
   def test_variant_figures(self):
     acts = (
@@ -372,25 +373,31 @@ class BuildersTest(absltest.TestCase):
       '\n'.join(logs.output),
     )
 
+  def _dying_settings(self, lrs, biases, optimizer, activations):
+    grid = dying_settings.Grid(optimizer, lrs, biases, biases)
+    return dying_settings.Settings(
+      activations=activations,
+      grids=(grid,),
+      grid=grid,
+      depths=(4,),
+      widths=(16,),
+      placement=sweep.Placement(sweep.Task(), self.out, self.out),
+    )
+
   def test_dying_figures_tell_not_run_from_diverged(self):
-    flag = {
-      'output_dir': self.out,
-      'learning_rates': [0.01, 0.1, 0.5],
-      'bias_inits': [-1.0, 0.0, 0.1],
-      'depths': [4],
-      'widths': [16],
-      'activations': ['relu', 'prelu', 'elu'],
-      'optimizer': 'sgd',
-    }
+    lrs, biases = (0.01, 0.1, 0.5), (-1.0, 0.0, 0.1)
+    settings = self._dying_settings(
+      lrs, biases, 'sgd', ('relu', 'prelu', 'elu')
+    )
     cells = {}
-    for lr in flag['learning_rates']:
-      for b in flag['bias_inits']:
+    for lr in lrs:
+      for b in biases:
         gone = 2 if lr == 0.5 and b == 0.0 else 1 if lr == 0.5 else 0
         cells['relu', 4, 16, lr, b] = _dying_cell(gone, 0.2 - b / 10)
         if b <= 0 and lr < 0.5:  # PReLU at some cells; ELU at none
           cells['prelu', 4, 16, lr, b] = _dying_cell(0, 0.05)
     del cells['relu', 4, 16, 0.1, -1.0]  # not run
-    dying_figures.dead_fraction_figures(cells, flag)
+    dying_figures.dead_fraction_figures(cells, settings)
     self.assert_figures(
       ('dead_heatmaps_sgd.png', 'dead_vs_step_sgd.png', 'dead_vs_lr_sgd.png')
     )
@@ -415,16 +422,8 @@ class BuildersTest(absltest.TestCase):
     self.assertIn('x', [ln.get_marker() for ln in dead_vs_lr.get_lines()])
 
   def test_a_heatmap_of_nothing_is_not_written(self):
-    flag = {
-      'output_dir': self.out,
-      'learning_rates': [0.1],
-      'bias_inits': [0.0],
-      'depths': [4],
-      'widths': [16],
-      'activations': ['relu'],
-      'optimizer': 'adam',
-    }
-    dying_figures.dead_fraction_figures({}, flag)
+    settings = self._dying_settings((0.1,), (0.0,), 'adam', ('relu',))
+    dying_figures.dead_fraction_figures({}, settings)
     self.assert_figures(
       (),
       (

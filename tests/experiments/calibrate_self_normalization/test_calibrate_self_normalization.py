@@ -88,7 +88,7 @@ class RateClaimsTest(absltest.TestCase):
     self.assertStartsWith(why['enough runs'], '19 of 20 runs were detected')
 
 
-class BenchmarkSeluTestTest(parameterized.TestCase):
+class CalibrateSelfNormalizationTest(parameterized.TestCase):
   def test_flag_fuzz(self):
     self.assertGreater(binaries.fuzz_flags(self, self.binary), 100)
 

@@ -1,6 +1,7 @@
 """experiments.compare_variants: its binary, datasets, training and claims,
 and the engine's model and statistics they use."""
 
+import dataclasses
 import itertools
 import json
 import math
@@ -19,6 +20,7 @@ from experiments import model, plots, stats
 from experiments.compare_variants import claims as variants_claims
 from experiments.compare_variants import datasets as data
 from experiments.compare_variants import training as variants
+from experiments.compare_variants.settings import Settings
 
 # What a cell computes; then which cells: the main block (Adam) and the
 # SELU protocol (SGD) at the same depth, two datasets of one pad group.
@@ -397,16 +399,12 @@ class ResultsTest(absltest.TestCase):
     np.testing.assert_allclose(d, [-20.0, 20.0])
 
   def test_validation_chooses_per_split_and_dropout_for_selu(self):
-    flag = {
-      'optimizer': 'adam',
-      'learning_rate': 0.001,
-      'datasets': ['iris'],
-      'activations': ['selu', 'selu_no_dropout', 'relu'],
-      'sgd_learning_rates': [0.01, 0.1],
-      'sgd_depth': 4,
-      'target_loss': 0.1,
-      'celu_alpha': 1.0,
-    }
+    settings = Settings(
+      datasets=('iris',),
+      activations=('selu', 'selu_no_dropout', 'relu'),
+      sgd_learning_rates=(0.01, 0.1),
+      sgd_depth=4,
+    )
     ones = np.ones((2, 1, 4))
 
     def cell(val, acc):  # per split (2), one seed
@@ -425,7 +423,7 @@ class ResultsTest(absltest.TestCase):
       ('iris', 'selu_no_dropout', 4, 'sgd', 0.01): cell([0.6, 0.3], [0.5, 0.6]),
       ('iris', 'selu_no_dropout', 4, 'sgd', 0.1): cell([0.3, 0.8], [0.7, 0.8]),
     }
-    r = variants_claims.Results(cells, flag)
+    r = variants_claims.Results(cells, settings)
     chosen = r.chosen('iris', variants_claims.SELU_VALIDATED)
     # Split 0: no dropout at 0.1 (val 0.3); split 1: dropout at 0.01 (0.2).
     self.assertEqual(
@@ -437,7 +435,9 @@ class ResultsTest(absltest.TestCase):
     self.assertIsNone(r.chosen('iris', 'relu'))  # not stored
     self.assertEqual(
       variants_claims.selu_others(
-        {**flag, 'activations': ['elu', 'celu', 'relu', 'selu']}
+        dataclasses.replace(
+          settings, activations=('elu', 'celu', 'relu', 'selu')
+        )
       ),
       ['elu', 'relu'],
     )

@@ -13,6 +13,7 @@ import tempfile
 import warnings
 
 import binaries
+import dying_settings
 import numpy as np
 import report_check
 from absl.testing import absltest, parameterized
@@ -20,6 +21,7 @@ from absl.testing import absltest, parameterized
 from experiments import plots
 from experiments.dying_relu import effects as dying_effects
 from experiments.dying_relu import teacher as dying_teacher
+from experiments.dying_relu.settings import Grid, Settings
 
 _SMALL = (
   '--optimizers=sgd',
@@ -167,7 +169,7 @@ class DyingReluTest(parameterized.TestCase):
     whole = self.sweep['whole']
     with open(f'{self.sweep["whole_dir"]}/report.md') as f:
       text = f.read()
-    flags = ('activations', 'sgd_learning_rates', 'widths', 'steps', 'seeds')
+    flags = ('activations', 'grids', 'widths', 'steps', 'seeds')
     report_check.assert_report(self, whole.stdout, text, flags)
     self.assertIn('\n- cells computed on devices: 1\n', text)
     self.assertIn(
@@ -390,13 +392,14 @@ class DyingReluTest(parameterized.TestCase):
     self.assertNotIn('Traceback', result.stderr)
     with open(f'{out}/summary.json') as f:
       flags = json.load(f)['meta']['flags']
+    sgd, adam = flags['grids']
     self.assertEqual(flags['seeds'], 20)
-    self.assertEqual(flags['sgd_learning_rates'], [0.01, 0.5])  # given
-    self.assertLen(flags['adam_learning_rates'], 7)
+    self.assertEqual(sgd['learning_rates'], [0.01, 0.5])  # given
+    self.assertLen(adam['learning_rates'], 7)
     self.assertEqual(flags['cause_depths'], [2, 8, 16])
     # Every bias init for the variants too, and CELU (ELU at alpha 1 here)
     # only when asked for.
-    self.assertEqual(flags['sgd_variant_bias_inits'], flags['sgd_bias_inits'])
+    self.assertEqual(sgd['variant_bias_inits'], sgd['bias_inits'])
     self.assertNotIn('celu', flags['activations'])
 
   def test_variant_bias_inits_default_and_given(self):
@@ -412,7 +415,9 @@ class DyingReluTest(parameterized.TestCase):
       self.assertNotIn('Traceback', result.stderr)
       with open(f'{out}/summary.json') as f:
         flags = json.load(f)['meta']['flags']
-      self.assertEqual(flags['sgd_variant_bias_inits'], expected, given)
+      sgd = flags['grids'][0]
+      self.assertEqual(sgd['optimizer'], 'sgd')
+      self.assertEqual(sgd['variant_bias_inits'], expected, given)
       shutil.rmtree(out)
 
   @parameterized.parameters(
@@ -495,14 +500,8 @@ class LearningRateTrendTest(absltest.TestCase):
       }
       for j, lr in enumerate(lrs)
     }
-    flag = {
-      'activations': ['relu'],
-      'learning_rates': lrs,
-      'bias_inits': [0.0],
-      'depths': [2],
-      'widths': [8],
-    }
-    (at,) = dying_effects.DeadCells.each(cells, flag)
+    settings = dying_settings.part(lrs, [0.0], depths=(2,), widths=(8,))
+    (at,) = dying_effects.DeadCells.each(cells, settings)
     trend = dying_effects.lr_trend(at, 'relu', 0.0)
     x = np.log10(lrs)
     expected = [
@@ -532,14 +531,8 @@ class LearningRateTrendTest(absltest.TestCase):
       }
       for j, b in enumerate(biases)
     }
-    flag = {
-      'activations': ['relu'],
-      'learning_rates': [0.1],
-      'bias_inits': biases,
-      'depths': [2],
-      'widths': [8],
-    }
-    (at,) = dying_effects.DeadCells.each(cells, flag)
+    settings = dying_settings.part([0.1], biases, depths=(2,), widths=(8,))
+    (at,) = dying_effects.DeadCells.each(cells, settings)
     trend = dying_effects.bias_trend(at, 'relu', 0.1, 0)
     expected = [np.polyfit(biases, row, 1)[0] for row in init]
     np.testing.assert_allclose(trend['slopes'], expected, rtol=1e-12)
@@ -580,14 +573,8 @@ class LearningRateTrendTest(absltest.TestCase):
             ..., None
           ].tolist(),
         }
-    flag = {
-      'activations': ['relu'],
-      'learning_rates': lrs,
-      'bias_inits': [0.0, 0.01],
-      'depths': [2],
-      'widths': [8],
-    }
-    (at,) = dying_effects.DeadCells.each(cells, flag)
+    settings = dying_settings.part(lrs, [0.0, 0.01], depths=(2,), widths=(8,))
+    (at,) = dying_effects.DeadCells.each(cells, settings)
     effect = dying_effects.remedy_effect(at, 'relu', 0.01, 0.0)
     self.assertEqual(effect['lrs'], [0.5, 0.9])
     expected = [-0.1, (0.0 - 0.1) / 2, -0.1]  # seed 2: lr 0.5 only
@@ -683,21 +670,19 @@ class ReportTest(absltest.TestCase):
         dead = np.array([0.1, 0.2, 0.3]) - 0.05 * bias
         key = ('sgd', 'relu', 2, 8, lr, bias, *_UNTREATED)
         cells[key] = cell(dead, finite=lr < 1)
-    flag = {
-      'optimizers': ['sgd'],
-      'activations': ['relu'],
-      'sgd_learning_rates': [0.01, 0.1, 1.0],
-      'sgd_bias_inits': [-1.0, 0.0, 0.01],
-      'depths': [2],
-      'widths': [8],
-      'cause_depths': [],
-      'init_scales': [],
-      'input_shifts': [],
-      'seed': 0,
-    }
+    biases = (-1.0, 0.0, 0.01)
+    settings = Settings(
+      activations=('relu',),
+      grids=(Grid('sgd', (0.01, 0.1, 1.0), biases, biases),),
+      depths=(2,),
+      widths=(8,),
+      cause_depths=(),
+      init_scales=(),
+      input_shifts=(),
+    )
     with warnings.catch_warnings():
       warnings.simplefilter('error')
-      text, verdicts = dying_claims.report(cells, flag)
+      text, verdicts = dying_claims.report(cells, settings)
       # Both arms of a pair diverged in every seed: not a pair where units
       # die, and no warning.
       every = cells['sgd', 'relu', 2, 8, 1.0, 0.0, *_UNTREATED]
@@ -729,21 +714,20 @@ class ReportTest(absltest.TestCase):
     for lr in adam_lrs:  # Adam's cells carry a marker value
       key = ('adam', 'relu', 2, 8, lr, 0.0, *_UNTREATED)
       cells[key] = cell(np.full(3, 0.777))
-    flag = {
-      'optimizers': ['sgd', 'adam'],
-      'activations': ['relu'],
-      'sgd_learning_rates': sgd_lrs,
-      'sgd_bias_inits': [-1.0, 0.0, 0.01],
-      'adam_learning_rates': adam_lrs,
-      'adam_bias_inits': [0.0],
-      'depths': [2],
-      'widths': [8],
-      'cause_depths': [],
-      'init_scales': [],
-      'input_shifts': [],
-      'seed': 0,
-    }
-    text, verdicts = dying_claims.report(cells, flag)
+    biases = (-1.0, 0.0, 0.01)
+    settings = Settings(
+      activations=('relu',),
+      grids=(
+        Grid('sgd', tuple(sgd_lrs), biases, biases),
+        Grid('adam', tuple(adam_lrs), (0.0,), (0.0,)),
+      ),
+      depths=(2,),
+      widths=(8,),
+      cause_depths=(),
+      init_scales=(),
+      input_shifts=(),
+    )
+    text, verdicts = dying_claims.report(cells, settings)
     sgd, adam = text.split('## depth 2, width 8, adam')
     self.assertNotIn('0.777', sgd)
     # Adam's rates only, in order: none of SGD's.
@@ -774,7 +758,7 @@ class ReportTest(absltest.TestCase):
     )
     back = next(c for k, c in cells.items() if k[0] == 'sgd')
     back['recovered'] = [[1], [0], [0]]
-    _, verdicts = dying_claims.report(cells, flag)
+    _, verdicts = dying_claims.report(cells, settings)
     layer1 = verdicts[
       'depth 2, width 8, sgd: dead units not recoverable, layer 1'
     ]

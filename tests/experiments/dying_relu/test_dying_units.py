@@ -7,6 +7,7 @@ made by hand, SciPy's tests on the values the claim should use.
 import json
 import math
 
+import dying_settings
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -282,14 +283,9 @@ class CellTest(absltest.TestCase):
     # neither on their learning rates and biases nor on their treatments
     # (issue 28 item 4: they differed in the last bits when the group was
     # vectorized). Across device counts: test_dying_relu.py.
-    flag = {
-      'seed': 0,
-      'seeds': 2,
-      'steps': 20,
-      'batch': 16,
-      'record_every': 10,
-      'optimizer': 'sgd',
-    }
+    settings = dying_settings.part(
+      (0.05, 0.5), seed=0, seeds=2, steps=20, batch=16, record_every=10
+    )
     base = dict(zip(model.TREATMENTS, _UNTREATED, strict=True))
     cell = {**base, 'learning_rate': 0.5, 'bias_init': 0.0}
     grid = [
@@ -297,8 +293,8 @@ class CellTest(absltest.TestCase):
       cell,
       {**base, 'learning_rate': 0.5, 'bias_init': 0.0, 'revive': True},
     ]
-    alone = dying_teacher.train_teacher(flag, 'relu', 2, 8, [cell])[0]
-    among = dying_teacher.train_teacher(flag, 'relu', 2, 8, grid)
+    alone = dying_teacher.train_teacher(settings, 'relu', 2, 8, [cell])[0]
+    among = dying_teacher.train_teacher(settings, 'relu', 2, 8, grid)
     self.assertEqual(
       json.dumps(among[1], sort_keys=True), json.dumps(alone, sort_keys=True)
     )
@@ -361,14 +357,10 @@ def _cells(per_cell, lrs, biases=(0.0,), act='relu', **treatment):
 
 
 def _block(cells, lrs, biases=(0.0,), activations=('relu',)):
-  flag = {
-    'activations': list(activations),
-    'learning_rates': list(lrs),
-    'bias_inits': list(biases),
-    'depths': [2],
-    'widths': [8],
-  }
-  (at,) = dying_effects.DeadCells.each(cells, flag)
+  settings = dying_settings.part(
+    lrs, biases, activations=activations, depths=(2,), widths=(8,)
+  )
+  (at,) = dying_effects.DeadCells.each(cells, settings)
   return at
 
 
@@ -452,15 +444,14 @@ class CauseTest(absltest.TestCase):
     self.assertEqual(effect['n'], 3)
 
   def test_cause_cells_go_where_the_mechanism_shows(self):
-    flag = {
-      'learning_rates': [0.01, 0.1, 0.5],
-      'bias_inits': [-1.0, 0.0],
-      'optimizer': 'sgd',
-      'depths': [4],
-      'init_scales': [2.0],
-      'input_shifts': [1.0, 3.0],
-    }
-    base, treated = dying_teacher.teacher_cells(flag, 'relu', 4)
+    settings = dying_settings.part(
+      (0.01, 0.1, 0.5),
+      (-1.0, 0.0),
+      depths=(4,),
+      init_scales=(2.0,),
+      input_shifts=(1.0, 3.0),
+    )
+    base, treated = dying_teacher.teacher_cells(settings, 'relu', 4)
     self.assertLen(base, 6)
     untreated = dict(zip(model.TREATMENTS, _UNTREATED, strict=True))
     self.assertTrue(
@@ -483,15 +474,20 @@ class CauseTest(absltest.TestCase):
     )
     self.assertTrue(all(c['bias_init'] == 0.0 for c in treated))
     # A cause depth: ReLU with SGD at lr 0.1 and bias 0, nothing else.
-    (deep,) = dying_teacher.teacher_cells(flag, 'relu', 8)
+    (deep,) = dying_teacher.teacher_cells(settings, 'relu', 8)
     self.assertEqual(
       [(c['learning_rate'], c['bias_init']) for c in deep], [(0.1, 0.0)]
     )
-    self.assertEqual(dying_teacher.teacher_cells(flag, 'elu', 8), [])
+    self.assertEqual(dying_teacher.teacher_cells(settings, 'elu', 8), [])
     self.assertEqual(
-      dying_teacher.teacher_cells({**flag, 'optimizer': 'adam'}, 'relu', 8), []
+      dying_teacher.teacher_cells(
+        dying_settings.part((0.01, 0.1, 0.5), (-1.0, 0.0), optimizer='adam'),
+        'relu',
+        8,
+      ),
+      [],
     )
-    self.assertLen(dying_teacher.teacher_cells(flag, 'elu', 4), 1)
+    self.assertLen(dying_teacher.teacher_cells(settings, 'elu', 4), 1)
 
 
 if __name__ == '__main__':
