@@ -20,11 +20,14 @@ def born_dead_figure(
   """
   present = sorted({r['init'] for r in rows}, key=list(inits).index)
   widths = sorted({r['width'] for r in rows})
+  # A panel per (activation, init) where the run had more than ReLU.
+  activations = list(dict.fromkeys(r.get('activation') for r in rows))
   panels = []
-  for init in present:
+  for act, init in [(a, i) for a in activations for i in present]:
+    mine = [r for r in rows if r.get('activation') == act]
     lines = []
     for i, width in enumerate(widths):
-      sel = [r for r in rows if r['init'] == init and r['width'] == width]
+      sel = [r for r in mine if r['init'] == init and r['width'] == width]
       depth = [r['depth'] for r in sel]
       band = ([r['ci95_low'] for r in sel], [r['ci95_high'] for r in sel])
       p = [r['probability'] for r in sel]
@@ -37,7 +40,7 @@ def born_dead_figure(
     panels.append(
       plots.Panel(
         lines,
-        title=init,
+        title=init if act is None else f'{act}, {init}',
         xlabel='depth',
         ylabel='P(born dead), 95% CI; dotted: 1-(1-2^-N)^L',
         xlog=sorted({r['depth'] for r in rows}),

@@ -39,26 +39,35 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import flags
 
 from experiments import cli, sweep
 from experiments import report as report_lib
-from experiments.born_dead import figures, network
+from experiments.born_dead import claims, figures, network
 from experiments.born_dead.settings import Settings
+from jaxrelu import registry
 
 INITS = ('he_zero_bias', 'he_random_bias', 'bias_0.01', 'rai')
-# Lu et al. (2020), depth 10, symmetric init: width -> (low, high) bounds of
-# the reported born-dead probability.
-LU_ET_AL_DEPTH10 = {3: (0.5, 0.7), 5: (0.1, 1.0), 10: (0.0, 0.01)}
+# The library's activations a born-dead network can have: deterministic,
+# with no hyperparameter that must be given (not prelu, not rrelu).
+ACTIVATIONS = tuple(
+  name
+  for name, spec in registry.ACTIVATIONS.items()
+  if not spec.random
+  and all(h.default is not None for h in spec.hyperparameters)
+)
 # Bumped when the computation of a cell changes, so old cells are not reused.
 VERSION = 1
 
+_ACTIVATIONS = flags.DEFINE_list(
+  'activations',
+  ['relu'],
+  f'Hidden activations: any of {", ".join(ACTIVATIONS)}, or '
+  'package.module:function[label=NAME;HYPERPARAMETER=VALUE] (the claims '
+  'judge the relu rows).',
+)
 _DEPTHS = flags.DEFINE_list('depths', ['2', '5', '10', '20', '50'], 'Depths.')
 _GRID = flags.DEFINE_integer('grid_points', 101, 'Inputs on the grid (>= 2).')
 _INITS = flags.DEFINE_list('inits', list(INITS), f'Of: {", ".join(INITS)}.')
@@ -76,143 +85,27 @@ _TRIALS = flags.DEFINE_integer('trials', 4000, 'Networks per cell (>= 10).')
 _WIDTHS = flags.DEFINE_list('widths', ['2', '3', '5', '10'], 'Widths.')
 
 
-def run_cell(init: str, width: int, settings: dict) -> list[dict]:
-  """Born-dead counts at every depth up to max_depth for one (init, width).
-
-  Args:
-    init: the initialisation.
-    width: the network's width.
-    settings: `Settings.cell`: the trials, grid and seed, and max_depth.
-  """
-  grid = jnp.linspace(
-    -settings['input_range'], settings['input_range'], settings['grid_points']
-  )
-  # The same trial keys for every cell: inits and widths are paired.
-  key = jax.random.key(settings['seed'])
-  # Compiled, and its memory checked, before the keys exist.
-  keys = jax.ShapeDtypeStruct((settings['trials'],), key.dtype)
-  fn = jax.jit(
-    jax.vmap(
-      lambda k: network.dead_by_depth(
-        k, grid, width, settings['max_depth'], init
-      )
-    )
-  ).lower(keys)
-  fn = cli.compile_within_memory(
-    fn,
-    jax.local_devices()[:1],
-    f'{settings["trials"]} networks of width {width}',
-    '--trials, --grid_points or --widths',
-  )
-  start = time.perf_counter()
-  dead = np.asarray(fn(jax.random.split(key, settings['trials'])))
-  return [
-    {
-      'dead_counts': dead.sum(0).astype(int).tolist(),
-      'seconds': time.perf_counter() - start,
-    }
-  ]
-
-
-def _ci(r: dict) -> str:
-  return (
-    f'{r["probability"]:.3f} (95% CI {r["ci95_low"]:.3f}-{r["ci95_high"]:.3f})'
-  )
-
-
-def claims(rows: list[dict]) -> dict[str, tuple[bool, str]]:
-  """Each claim's verdict (True: supported) and its reason in words.
-
-  Lu et al.'s figures at depth 10 (He, zero bias): consistent when the 95%
-  CI overlaps their range. RAI below He: RAI's CI lies wholly below He's
-  in every cell where He is born dead at all. The closed form bounds He:
-  no He cell's CI lies wholly above it.
-  """
-  cell = {(r['init'], r['width'], r['depth']): r for r in rows}
-  out = {}
-  for width, (lo, hi) in LU_ET_AL_DEPTH10.items():
-    r = cell.get(('he_zero_bias', width, 10))
-    if r is None:
-      continue
-    ok = r['ci95_high'] >= lo and r['ci95_low'] <= hi
-    out[f'lu_et_al_width_{width}'] = (
-      ok,
-      f'width {width}, depth 10: measured {_ci(r)} '
-      + ('overlaps' if ok else 'lies outside')
-      + f" Lu et al.'s {lo:.2f}-{hi:.2f}",
-    )
-  below, overlap = [], []
-  for (init, width, depth), r in cell.items():
-    he = cell.get(('he_zero_bias', width, depth))
-    if init == 'rai' and he is not None and he['born_dead'] > 0:
-      where = f'width {width} depth {depth}'
-      (below if r['ci95_high'] < he['ci95_low'] else overlap).append(where)
-  if below or overlap:
-    n = len(below) + len(overlap)
-    reason = (
-      f"RAI's 95% CI lies below He's (zero bias) in {len(below)} of {n} "
-      'cells where He is born dead at all'
-    )
-    if overlap:
-      reason += f'; the CIs overlap in {", ".join(overlap)}'
-    out['rai_below_he_where_he_dies'] = (not overlap, reason)
-  he = [r for r in rows if r['init'] == 'he_zero_bias']
-  if he:
-    above = [r for r in he if r['ci95_low'] > r['closed_form'] + 1e-12]
-    if above:
-      reason = 'the 95% CI lies above 1-(1-2^-N)^L in ' + ', '.join(
-        f'width {r["width"]} depth {r["depth"]} ({r["ci95_low"]:.3f} > '
-        f'{r["closed_form"]:.3f})'
-        for r in above
-      )
-    else:
-      reason = (
-        f'no He (zero bias) cell of {len(he)} has its 95% CI above 1-(1-2^-N)^L'
-      )
-    out['closed_form_bounds_he'] = (not above, reason)
-  return out
-
-
-def claim_lines(found: dict[str, tuple[bool, str]]) -> list[str]:
-  """One line per claim: its name, verdict and reason."""
-  return [
-    f'- {name}: '
-    + report_lib.verdict_text('SUPPORTED' if ok else 'NOT SUPPORTED', why)
-    for name, (ok, why) in found.items()
-  ]
-
-
-def report(rows: list[dict]) -> tuple[str, dict, dict]:
-  """The Markdown table, the claims' lines; verdicts and their reasons."""
-  header = ('init', 'width', 'depth', 'born dead', '95% CI', '1-(1-2^-N)^L')
-  table = [
-    (
-      r['init'],
-      r['width'],
-      r['depth'],
-      f'{r["probability"]:.4f}',
-      f'[{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}]',
-      f'{r["closed_form"]:.4f}',
-    )
-    for r in rows
-  ]
-  found = claims(rows)
-  text = report_lib.markdown_table(header, table)
-  if found:
-    text += (
-      '\n## Claims\n\nLu et al. (2020): depth 10, He init with zero bias, '
-      'against their figures; RAI against He (zero bias) where He is born '
-      'dead at all, by non-overlapping 95% CIs; the closed form as an upper '
-      'bound of every He (zero bias) cell.\n\n'
-      + '\n'.join(claim_lines(found))
-      + '\n'
-    )
-  verdicts = {k: ok for k, (ok, _) in found.items()}
-  return text, verdicts, {k: why for k, (_, why) in found.items()}
-
-
 def check_flags() -> Settings:
   """Every flag, checked before any compute; UsageError on the first bad."""
+  items = cli.activation_items('activations', _ACTIVATIONS.value, ACTIVATIONS)
+  users = [name for name, spec in items if spec is not None]
+  activations = cli.choices(
+    'activations', [name for name, _ in items], (*ACTIVATIONS, *users)
+  )
+  functions = {}
+  for name, spec in items:
+    if spec is None:
+      functions[name] = (registry.get(name).fn, {'activation': name})
+    else:
+      hyper = {h.name: h.default for h in spec.hyperparameters}
+      functions[name] = (
+        functools.partial(spec.fn, **hyper),
+        {
+          'activation': name,
+          **cli.source_hash(spec.fn),
+          'activation_hyperparameters': hyper,
+        },
+      )
   depths = tuple(sorted(cli.integers('depths', _DEPTHS.value)))
   widths = tuple(sorted(cli.integers('widths', _WIDTHS.value)))
   inits = tuple(cli.choices('inits', _INITS.value, INITS))
@@ -223,6 +116,7 @@ def check_flags() -> Settings:
   cli.require(trials >= 10, f'--trials: {trials} is not >= 10')
   cli.require(grid_points >= 2, f'--grid_points: {grid_points} is not >= 2')
   return Settings(
+    activations=tuple(activations),
     depths=depths,
     widths=widths,
     inits=inits,
@@ -231,21 +125,37 @@ def check_flags() -> Settings:
     input_range=input_range,
     seed=_SEED.value,
     placement=sweep.placement(_OUTPUT_DIR.value),
+    functions=functions,
   )
 
 
 def groups(settings: Settings) -> list[sweep.Group]:
-  """One cell per (init, width): every depth up to the deepest at once."""
+  """One cell per (activation, init, width): every depth up to the deepest
+  at once. ReLU's cells are keyed as before activations were a flag."""
   cell = settings.cell()
-  return [
-    sweep.Group(
-      f'{init} width {width}',
-      [{**cell, 'init': init, 'width': width, 'version': VERSION}],
-      functools.partial(run_cell, init, width, cell),
-    )
-    for init in settings.inits
-    for width in settings.widths
-  ]
+  out = []
+  for name in settings.activations:
+    fn, keyed = settings.functions[name]
+    keyed = {} if name == 'relu' else keyed
+    for init in settings.inits:
+      for width in settings.widths:
+        label = f'{init} width {width}'
+        out.append(
+          sweep.Group(
+            label if name == 'relu' else f'{name} {label}',
+            [
+              {
+                **cell,
+                **keyed,
+                'init': init,
+                'width': width,
+                'version': VERSION,
+              }
+            ],
+            functools.partial(network.run_cell, init, width, cell, fn),
+          )
+        )
+  return out
 
 
 def write(settings: Settings, outcome: sweep.Outcome) -> dict:
@@ -254,10 +164,12 @@ def write(settings: Settings, outcome: sweep.Outcome) -> dict:
   stdout gets the claims with their reasons; the table is in results.md.
   """
   rows = network.born_dead_rows(outcome.results(), settings.depths)
-  text, verdicts, reasons = report(rows)
+  if set(settings.activations) == {'relu'}:  # the table as it always was
+    rows = [{k: v for k, v in r.items() if k != 'activation'} for r in rows]
+  text, verdicts, reasons = claims.report(rows)
   text = report_lib.missing_text(outcome) + text
   out = settings.placement.output_dir
-  meta = report_lib.provenance(report_lib.flag_values(settings))
+  meta = report_lib.provenance(report_lib.flag_values(settings, 'functions'))
   report_lib.write_json(
     f'{out}/results.json',
     {
@@ -278,7 +190,7 @@ def write(settings: Settings, outcome: sweep.Outcome) -> dict:
     else None
   )
   inits = sorted({r['init'] for r in rows}, key=list(INITS).index)
-  judged = claim_lines({k: (v, reasons[k]) for k, v in verdicts.items()})
+  judged = claims.claim_lines({k: (v, reasons[k]) for k, v in verdicts.items()})
   report_lib.echo(
     [
       *report_lib.missing_line(outcome, f'{out}/results.md'),

@@ -4,11 +4,14 @@ network is dead at initialisation, measured and in closed form."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from experiments import cli
 from jaxrelu import initializers
 
 
@@ -29,21 +32,68 @@ def _born_dead_layer(key, fan_in: int, fan_out: int, init: str):
 
 
 def dead_by_depth(
-  key: jax.Array, grid: jax.Array, width: int, depth: int, init: str
+  key: jax.Array,
+  grid: jax.Array,
+  width: int,
+  depth: int,
+  init: str,
+  activation=jax.nn.relu,
 ) -> jax.Array:
   """Bool (depth,): whether hidden layer l (1-based l = i + 1) is constant."""
   k_first, k_rest = jax.random.split(key)
   w, b = _born_dead_layer(k_first, 1, width, init)
-  h = jax.nn.relu(grid[:, None] @ w + b)
+  h = activation(grid[:, None] @ w + b)
 
   def step(h, k):
     w, b = _born_dead_layer(k, width, width, init)
-    h = jax.nn.relu(h @ w + b)
+    h = activation(h @ w + b)
     return h, jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
 
   first = jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
   _, rest = jax.lax.scan(step, h, jax.random.split(k_rest, depth - 1))
   return jnp.concatenate([first[None], rest])
+
+
+def run_cell(
+  init: str, width: int, settings: dict, activation=jax.nn.relu
+) -> list[dict]:
+  """Born-dead counts at every depth up to max_depth for one (init, width)
+  and activation.
+
+  Args:
+    init: the initialisation.
+    width: the network's width.
+    settings: `Settings.cell`: the trials, grid and seed, and max_depth.
+    activation: the hidden layers' activation (ReLU by default).
+  """
+  grid = jnp.linspace(
+    -settings['input_range'], settings['input_range'], settings['grid_points']
+  )
+  # The same trial keys for every cell: inits and widths are paired.
+  key = jax.random.key(settings['seed'])
+  # Compiled, and its memory checked, before the keys exist.
+  keys = jax.ShapeDtypeStruct((settings['trials'],), key.dtype)
+  fn = jax.jit(
+    jax.vmap(
+      lambda k: dead_by_depth(
+        k, grid, width, settings['max_depth'], init, activation
+      )
+    )
+  ).lower(keys)
+  fn = cli.compile_within_memory(
+    fn,
+    jax.local_devices()[:1],
+    f'{settings["trials"]} networks of width {width}',
+    '--trials, --grid_points or --widths',
+  )
+  start = time.perf_counter()
+  dead = np.asarray(fn(jax.random.split(key, settings['trials'])))
+  return [
+    {
+      'dead_counts': dead.sum(0).astype(int).tolist(),
+      'seconds': time.perf_counter() - start,
+    }
+  ]
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -61,7 +111,8 @@ def born_dead_bound(width: int, depth: int) -> float:
 
 
 def born_dead_rows(cells: Sequence[dict], depths: Sequence[int]) -> list[dict]:
-  """One row per stored (init, width) cell and depth, with a Wilson CI.
+  """One row per stored (activation, init, width) cell and depth, with a
+  Wilson CI.
 
   Args:
     cells: `sweep.Outcome.results()` of `experiments.born_dead`.
@@ -75,6 +126,7 @@ def born_dead_rows(cells: Sequence[dict], depths: Sequence[int]) -> list[dict]:
       low, high = wilson(count, trials)
       rows.append(
         {
+          'activation': cell.get('activation', 'relu'),
           'init': cell['init'],
           'width': cell['width'],
           'depth': depth,

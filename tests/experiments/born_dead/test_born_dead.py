@@ -70,6 +70,51 @@ class BornDeadTest(parameterized.TestCase):
     ]
     self.assertEqual((figure['written'], figure['problems']), (True, []))
 
+  def test_other_and_users_activations_run_beside_relu(self):
+    # Issue 30 item 2: --activations takes the library's deterministic
+    # activations and a user's package.module:function; their rows are
+    # reported beside ReLU's (with an activation column), the claims judge
+    # ReLU's rows alone, and a user's cells carry its source's hash.
+    result = self.binary.run(
+      '--activations=relu,elu,tests.user_activations:capped[label=capped]',
+      '--depths=2,5',
+      '--widths=3',
+      '--inits=he_zero_bias,rai',
+      '--trials=200',
+      '--grid_points=11',
+      f'--output_dir={self.out}',
+    )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+    with open(os.path.join(self.out, 'results.json')) as f:
+      data = json.load(f)
+    rows = data['results']
+    self.assertLen(rows, 3 * 2 * 2)
+    self.assertEqual(
+      sorted({r['activation'] for r in rows}), ['capped', 'elu', 'relu']
+    )
+    # ELU is strictly increasing: a non-constant input never becomes
+    # constant, so no ELU network is born dead.
+    self.assertTrue(
+      all(r['born_dead'] == 0 for r in rows if r['activation'] == 'elu')
+    )
+    # Lu et al.'s claim reads ReLU at depth 10 only (not run here), and the
+    # closed form bounds ReLU's He rows alone: judged on 2 rows, not 6.
+    self.assertIn('of 2 has its 95% CI above', json.dumps(data['reasons']))
+    with open(os.path.join(self.out, 'results.md')) as f:
+      self.assertIn('| activation | init |', f.read())
+    (cell,) = [
+      c
+      for c in binaries.read_cells(self.out)
+      if 'activation_source' in c and c['init'] == 'rai'
+    ]
+    self.assertEqual(cell['activation_path'], 'tests.user_activations')
+    binaries.assert_one_line_error(
+      self,
+      self.binary.run('--activations=prelu', f'--output_dir={self.out}/x'),
+      '--activations',
+      never=f'{self.out}/x',
+    )
+
   def test_report_only_reads_a_read_only_directory(self):
     # A finished sweep on read-only media (issue 28 item 6): --report_only
     # reads it and writes the report to --report_dir, touching nothing in
