@@ -506,6 +506,9 @@ def markdown(
     ratios = [
       f'{fmt(r["ratio"])} ({fmt(r["aa"])}){" =" if r["same_program"] else ""}'
       + _first(r)
+      # No reference (a user's activation): its own time per call.
+      if r['ratio'] is not None
+      else f'{1e6 * r["seconds"]:.1f} us'
       for r in row
     ]
     table.append([*key, *ratios, fmt(row[0]['vs_copy']), speed_verdict(row)])
@@ -535,7 +538,8 @@ def markdown(
       '',
       'Median over repeats of the per-repeat time ratio jaxrelu / jax.nn'
       ' (below 1 is faster), with the A/A control (a second jit of jax.nn in'
-      ' the same loop) in brackets. Verdicts: ok = at or below 1.00 (1.10 for'
+      " the same loop) in brackets; a user's activation, with no reference,"
+      ' shows its own time per call. Verdicts: ok = at or below 1.00 (1.10 for'
       ' eager calls); noise = above it by no more than the A/A noise band (90th'
       ' percentile of |A/A - 1| over all rows of that dtype and size; for'
       " eager calls, the row's own A/A); = marks the same compiled program as"

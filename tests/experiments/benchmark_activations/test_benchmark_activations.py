@@ -75,6 +75,41 @@ class BenchmarkBinaryTest(absltest.TestCase):
     cls.binary = binaries.Binary('experiments.benchmark_activations')
     cls.addClassCleanup(cls.binary.close)
 
+  def test_a_users_activation_is_timed_and_measured(self):
+    # Issue 30 item 2: package.module:function in --activations: timed in
+    # every mode and its memory measured, with no reference to judge it.
+    out = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, out)
+    result = self.binary.run(
+      '--sizes=1024',
+      '--dtypes=float32',
+      '--repeats=3',
+      '--min_repeat_seconds=0.0005',
+      '--eager_calls=0',
+      '--activations=relu,tests.user_activations:capped[label=capped]',
+      '--paths=',
+      '--mlp_layers=1',
+      '--mlp_width=64',
+      '--mlp_batch=8',
+      f'--output_dir={out}',
+    )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+    with open(os.path.join(out, 'results.json')) as f:
+      data = json.load(f)
+    capped = [r for r in data['speed'] if r['activation'] == 'capped']
+    self.assertEqual(sorted(r['mode'] for r in capped), sorted(timing.MODES))
+    self.assertTrue(all(r['seconds'] > 0 for r in capped))
+    self.assertTrue(all(r['ratio'] is None for r in capped))
+    (memory,) = [r for r in data['memory'] if r['activation'] == 'capped']
+    # jnp.clip saves its input and two comparison masks' worth: more than
+    # relu's 1 byte, measured, not judged.
+    self.assertGreater(memory['residual_bytes']['jaxrelu'], 1)
+    self.assertEqual(memory['verdict'], '-')
+    with open(os.path.join(out, 'results.md')) as f:
+      self.assertRegex(
+        f.read(), r'\| capped \| float32 \| 1024 \| [\d.]+ us \|'
+      )
+
   def test_small_run_writes_json_and_markdown(self):
     out = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, out)
