@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from experiments import plots
+from experiments.model import PRELU_INIT
 
 
 def variant_figures(table) -> None:
@@ -12,10 +15,6 @@ def variant_figures(table) -> None:
   accuracy_vs_depth.png, loss_curves.png (crosses where seeds diverged) and
   prelu_slopes.png (not written when no PReLU cell is stored).
   """
-  import numpy as np
-
-  from experiments.model import PRELU_INIT
-
   settings, out = table.settings, table.settings.placement.output_dir
   acts, datasets, depths = settings.activations, table.datasets, table.depths
   if not datasets:  # nothing stored yet (a --report_only before any task)

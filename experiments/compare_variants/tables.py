@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import report, stats
+from experiments.model import PRELU_INIT
 
 
 def variant_tables(table) -> list[str]:
@@ -14,8 +15,6 @@ def variant_tables(table) -> list[str]:
     table: a `claims.Results` (its main block); its settings also
       holds the datasets' training-set sizes ('train_sizes').
   """
-  from experiments.model import PRELU_INIT
-
   settings = table.settings
   acts = list(settings.activations)
   seeds, steps = settings.splits * settings.seeds, settings.steps

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from experiments import plots
 from experiments.dying_relu import effects as dying_effects
 from experiments.dying_relu.settings import Settings
@@ -30,7 +32,6 @@ def heatmaps(
   names the two kinds of cell without a value. Returns the path, or None
   when no grid has anything to show (nothing written).
   """
-  import numpy as np
   from matplotlib.patches import Patch, Rectangle
 
   plt = plots.pyplot()
@@ -112,8 +113,6 @@ def dead_fraction_figures(cells: dict, settings: Settings) -> None:
     cells: stored cells by (activation, depth, width, lr, bias).
     settings: the binary's checked flags; the first depth and width are drawn.
   """
-  import numpy as np
-
   out = settings.placement.output_dir
   lrs, biases = (
     sorted(settings.grid.learning_rates),

@@ -34,9 +34,6 @@ def teacher_dataset(seed: int) -> dict[str, np.ndarray]:
   (TEACHER_PARTS): a held-out probe set of 512 inputs, then the 4096
   training inputs. Cached: made once per process.
   """
-  import jax
-  import jax.numpy as jnp
-
   k_x, k_p, k_t1, k_t2 = jax.random.split(jax.random.key(seed), 4)
   w1 = jax.random.normal(k_t1, (TEACHER_INPUTS, 64)) / np.sqrt(TEACHER_INPUTS)
   w2 = jax.random.normal(k_t2, (64, TEACHER_CLASSES)) / np.sqrt(64)

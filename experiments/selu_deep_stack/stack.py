@@ -28,7 +28,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jaxrelu
-from experiments import cli
+from experiments import cli, report
 from experiments.report import fmt as _fmt
 from experiments.report import verdict_text
 from experiments.selu_deep_stack import figures
@@ -573,8 +573,6 @@ def write_results(
     verdict: SUPPORTED, CONTRADICTED or NOT TESTABLE.
     sharding: `batch_sharding` of the run.
   """
-  from experiments import report
-
   results = [c['result'] for c in outcome.cells.values()]
   table = verdict_table(results, settings.criterion())
   out = settings.placement.output_dir
