@@ -64,12 +64,14 @@ The Markdown table and plot of a report live in `_unit_report.py`.
 from __future__ import annotations
 
 import collections
+import contextvars
 import dataclasses
 import functools
 import importlib.util
 import math
 import os
 import sysconfig
+import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -108,6 +110,16 @@ _JAXRELU_KINDS = {
 }
 
 
+# Users' own rectifiers of the trace under way (`activation_stats`'
+# rectifiers): the source of each jitted function (as its jaxpr records it)
+# -> (reported kind, number of operands, the function).
+_USER_KINDS: contextvars.ContextVar[Mapping[str, tuple]] = (
+  contextvars.ContextVar(
+    'jaxrelu_user_rectifiers', default=types.MappingProxyType({})
+  )
+)
+
+
 def _names(names) -> str:
   """'a, b and c'."""
   names = list(names)
@@ -124,7 +136,9 @@ _RECOGNISED = (
   f'{_names(n for n in registry.ACTIVATIONS if n not in _JAX_NN_KINDS)}), '
   'and, in your own code, '
   'jnp.maximum(z, 0), jnp.where(z > 0, z, 0), z * (z > 0) and '
-  'jnp.clip(z, 0), also inside jit, scan, cond, while_loop, checkpoint, '
+  'jnp.clip(z, 0), your own jitted rectifiers passed as '
+  'activation_stats(fn, rectifiers=[...]), '
+  'also inside jit, scan, cond, while_loop, checkpoint, '
   'shard_map and pmap; not those forms written in a library (flax, '
   'equinox, optax, ...), nor a rectifier inside another function of jax '
   'or jaxrelu (jax.nn.hard_swish, jax.nn.softplus, ...)'
@@ -348,6 +362,40 @@ def _fn_info(closed: Any) -> tuple[str, str] | None:
     return None
   name, where = src.rsplit(' at ', 1)
   return name, where.rsplit(':', 1)[0]
+
+
+def _src(closed: Any) -> str | None:
+  """'name at file:line' of the function a sub-jaxpr was traced from."""
+  jaxpr = getattr(closed, 'jaxpr', closed)
+  return getattr(getattr(jaxpr, 'debug_info', None), 'func_src_info', None)
+
+
+def _user_kinds(rectifiers: Sequence[Callable]) -> dict[str, tuple]:
+  """`_USER_KINDS`' entries of users' jitted rectifiers; TypeError for
+  anything else."""
+  out = {}
+  for fn in rectifiers:
+    if not (callable(fn) and hasattr(fn, 'lower')):
+      raise TypeError(
+        f'activation_stats: rectifiers: {fn!r} is not a jax.jit-compiled '
+        'function; accepted: functions wrapped in jax.jit, which the tracer '
+        'then recognises wherever they are applied'
+      )
+    try:
+      closed = jax.make_jaxpr(fn)(jnp.zeros((2,), jnp.float32))
+    except Exception as e:
+      raise TypeError(
+        f'activation_stats: rectifiers: {fn!r} failed on a float32 array '
+        f'({type(e).__name__}); accepted: functions of the pre-activation '
+        'alone (fix hyperparameters with functools.partial inside the jit)'
+      ) from None
+    (eqn,) = closed.jaxpr.eqns
+    inner = getattr(fn, '__wrapped__', fn)
+    while isinstance(inner, functools.partial):
+      inner = inner.func
+    name = getattr(inner, '__name__', 'rectifier')
+    out[_src(eqn.params['jaxpr'])] = (name, len(eqn.invars), fn)
+  return out
 
 
 def _is_library(info: tuple[str, str] | None) -> bool:
@@ -620,10 +668,13 @@ def _recognise(
     else:
       site = None
     return site if site is not None and _written_by_user(eqn) else None
+  user = _USER_KINDS.get()
   if path.startswith(_JAX_NN_DIR) and name in _JAX_NN_KINDS:
     kind, (arity, primal) = name, _JAX_NN_KINDS[name]
   elif path.startswith(_JAXRELU_DIR) and name in _JAXRELU_KINDS:
     kind, arity, primal = _JAXRELU_KINDS[name]
+  elif prim is prims.jit_p and _src(body) in user:
+    kind, arity, primal = user[_src(body)]
   else:
     return None
   # The primal structure: the floating pre-activation in, an output of its
@@ -1657,7 +1708,10 @@ def _report(records: Sequence[_Record]) -> Report:
 
 
 def activation_stats(
-  fn: Callable[..., Any], *, unit_axis: int | Sequence[int] = -1
+  fn: Callable[..., Any],
+  *,
+  unit_axis: int | Sequence[int] = -1,
+  rectifiers: Sequence[Callable] = (),
 ) -> Callable[..., tuple[Any, Report]]:
   r"""Transforms `fn` to also return unit statistics for every rectifier.
 
@@ -1745,12 +1799,18 @@ def activation_stats(
       Channels-first convolutions use ``unit_axis=1``. A rectifier applied
       to a 0-d value is one unit seen once; one applied to an integer array
       is not a site (no gradient flows through it).
+    rectifiers: your own rectifiers, each a `jax.jit`-compiled function of
+      the pre-activation alone (hyperparameters fixed inside): wherever
+      `fn` applies one, it is a site whose kind is the function's name,
+      whatever its body (a function not declared here is counted only
+      through the forms above it is written in).
 
   Returns:
     A function with `fn`'s arguments returning ``(outputs, report)``.
 
   Raises:
-    TypeError: if unit_axis is not an int or a tuple of ints; (when called)
+    TypeError: if unit_axis is not an int or a tuple of ints, or one of
+      rectifiers is not a jitted function of one array; (when called)
       if an argument is a NumPy array JAX cannot trace (strings, objects);
       the message names it ('args[0]', "kwargs['x']").
     ValueError: (when called) if unit_axis is out of range for a site's
@@ -1774,6 +1834,7 @@ def activation_stats(
     (Array([False,  True], dtype=bool), Array([1., 0.], dtype=float32))
   """
   axis = _check_unit_axis(unit_axis)
+  user = _user_kinds(rectifiers)
 
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):
@@ -1801,7 +1862,11 @@ def activation_stats(
       outs, _ = _interpret(closed.jaxpr, closed.consts, dynamic, ctx)
       return outs, _report(ctx.records)
 
-    outs, report = jax.jit(run)(args_in, kwargs_in)
+    token = _USER_KINDS.set(user)
+    try:
+      outs, report = jax.jit(run)(args_in, kwargs_in)
+    finally:
+      _USER_KINDS.reset(token)
     if not report:
       name = getattr(fn, '__qualname__', None) or repr(fn)
       warnings.warn(

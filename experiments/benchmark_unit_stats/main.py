@@ -26,6 +26,7 @@ bad flag.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -52,7 +53,10 @@ TARGET = 1.2
 _LR = 0.01
 
 _ACTIVATIONS = flags.DEFINE_list(
-  'activations', ['relu', 'jax.nn.relu'], 'Activations to measure.'
+  'activations',
+  ['relu', 'jax.nn.relu'],
+  "Activations to measure: the rows, or a user's rectifier "
+  'package.module:function[rectifier=true;label=NAME;...].',
 )
 _BATCH = flags.DEFINE_integer('batch', 1024, 'Batch size.', lower_bound=1)
 _LAYERS = flags.DEFINE_integer(
@@ -74,6 +78,34 @@ _TARGET = flags.DEFINE_float(
 _WIDTH = flags.DEFINE_integer('width', 2048, 'MLP width.', lower_bound=1)
 
 
+def _stats(fn, act: Act):
+  """`activation_stats` of fn, with act declared a rectifier when it is a
+  user's (jitted, see `with_users`)."""
+  user = (act,) if hasattr(act, 'lower') else ()
+  return diagnostics.activation_stats(fn, rectifiers=user)
+
+
+def with_users(values) -> tuple[list[str], dict[str, Act]]:
+  """--activations' names, and the activations with users' added: a
+  user's must be declared a rectifier (`rectifier=true`), else the tracer
+  would count none of its units; it is jitted with its hyperparameters
+  fixed, and the tracer counts it by that function."""
+  acts = dict(ACTIVATIONS)
+  items = cli.activation_items('activations', values, tuple(ACTIVATIONS))
+  for name, spec in items:
+    if spec is None:
+      continue
+    cli.require(
+      spec.rectifier,
+      f'--activations: {name} is not declared a rectifier (add '
+      '[rectifier=true]); the tracer counts the units of rectifiers only',
+    )
+    hyper = {h.name: h.default for h in spec.hyperparameters}
+    acts[name] = jax.jit(functools.partial(spec.fn, **hyper))
+  names = [name for name, _ in items]
+  return cli.choices('activations', names, list(acts)), acts
+
+
 def make_steps(act: Act, steps: int):
   """(plain, with_stats): each runs `steps` chained SGD steps, jitted."""
 
@@ -90,9 +122,7 @@ def make_steps(act: Act, steps: int):
   def with_stats(params, total, x, y):
     def body(carry, _):
       params, total = carry
-      loss = diagnostics.activation_stats(
-        lambda p: dense_mlp.loss(act, p, x, y)
-      )
+      loss = _stats(lambda p: dense_mlp.loss(act, p, x, y), act)
       (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(params)
       total = diagnostics.merge_unit_stats(total, stats)
       return (sgd(params, grads), total), None
@@ -116,9 +146,7 @@ def program_bytes(act: Act, layers: int, width: int, batch: int) -> int:
     lambda: dense_mlp.init(jax.random.key(0), layers, width)
   )
   _, report_shape = jax.eval_shape(
-    lambda p, x, y: diagnostics.activation_stats(
-      lambda p: dense_mlp.loss(act, p, x, y)
-    )(p),
+    lambda p, x, y: _stats(lambda p: dense_mlp.loss(act, p, x, y), act)(p),
     params,
     x,
     y,
@@ -144,7 +172,7 @@ def measure(
   params = dense_mlp.init(kp, layers, width)
   plain, with_stats = make_steps(act, steps)
   _, report_shape = jax.eval_shape(
-    diagnostics.activation_stats(lambda p: dense_mlp.loss(act, p, x, y)),
+    _stats(lambda p: dense_mlp.loss(act, p, x, y), act),
     params,
   )
   total = diagnostics.unit_stats_init(report_shape)
@@ -231,16 +259,14 @@ def markdown(rows: dict, header: str, target: float = TARGET) -> str:
 
 def main(argv: Sequence[str]) -> int:
   cli.no_arguments(argv)
-  names = cli.choices('activations', _ACTIVATIONS.value, list(ACTIVATIONS))
+  names, acts = with_users(_ACTIVATIONS.value)
   # absl's lower_bound lets inf and nan through: 'held' against inf
   # would hold whatever the timings.
   target = cli.number('target', _TARGET.value, low=1.0)
   cli.check_every_number_flag()  # before the sizes below are multiplied
   for name in names:
     cli.require_memory(
-      program_bytes(
-        ACTIVATIONS[name], _LAYERS.value, _WIDTH.value, _BATCH.value
-      ),
+      program_bytes(acts[name], _LAYERS.value, _WIDTH.value, _BATCH.value),
       f'the statistics step of {name}',
       '--layers, --width or --batch',
     )
@@ -249,7 +275,7 @@ def main(argv: Sequence[str]) -> int:
   for name in names:
     logging.info('timing %s', name)
     rows[name] = measure(
-      ACTIVATIONS[name],
+      acts[name],
       _LAYERS.value,
       _WIDTH.value,
       _BATCH.value,

@@ -320,6 +320,50 @@ class RecognitionTest(absltest.TestCase):
     self.assertIn('model program unchanged', result.stdout)
 
 
+class UserRectifierTest(absltest.TestCase):
+  """A user's own jitted rectifier, declared with `rectifiers=`."""
+
+  def test_a_declared_rectifier_is_a_site_of_its_own_name(self):
+    @jax.jit
+    def capped_where(z):
+      return jnp.minimum(jnp.where(z > 0, z, 0.0), 3.0)
+
+    w = jnp.array([[1.0, -1.0, 0.5], [0.0, -1.0, 2.0]])
+    x = jnp.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
+
+    def f(x, w):
+      with jax.named_scope('hidden'):
+        h = x @ w
+      return capped_where(h).sum()
+
+    stats = diagnostics.activation_stats(f, rectifiers=[capped_where])
+    out, report = jax.jit(stats)(x, w)
+    # Independent reference: the pre-activations by hand, in float64.
+    h = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
+    self.assertAlmostEqual(float(out), np.minimum(np.maximum(h, 0), 3).sum())
+    (site,) = report.values()
+    self.assertEqual(site.kind, 'capped_where')
+    np.testing.assert_array_equal(site.active, (h > 0).sum(0))
+    np.testing.assert_array_equal(site.dead, (h <= 0).all(0))
+    # Gradients are the model's own.
+    grad = jax.grad(lambda w: stats(x, w)[0])(w)
+    np.testing.assert_allclose(grad, jax.grad(f, argnums=1)(x, w))
+    # Undeclared, the tracer sees only the form inside it.
+    _, plain = diagnostics.activation_stats(f)(x, w)
+    self.assertEqual([s.kind for s in plain.values()], ['where'])
+
+  def test_a_function_that_is_not_jitted_is_refused(self):
+    def swish(z):
+      return z * jax.nn.sigmoid(z)
+
+    with self.assertRaisesRegex(TypeError, 'rectifiers: .* not a jax.jit'):
+      diagnostics.activation_stats(lambda x: swish(x), rectifiers=[swish])
+    with self.assertRaisesRegex(TypeError, 'pre-activation alone'):
+      diagnostics.activation_stats(
+        lambda x: x, rectifiers=[jax.jit(lambda z, b: z * b)]
+      )
+
+
 class ArgumentsTest(absltest.TestCase):
   def test_unit_axis_selects_the_unit_axes(self):
     x = np.asarray(

@@ -64,6 +64,35 @@ class BenchmarkUnitStatsBinaryTest(absltest.TestCase):
     self.assertRegex(table, r'\| ok: stats / plain \d\.\d{3} <= 1e\+09 \|')
     self.assertIn(f'full table: {out}/results.md', result.stdout)
 
+  def test_a_users_declared_rectifier_is_traced(self):
+    # Issue 30 item 2: a user's activation declared a rectifier is counted
+    # by the tracer (one site per hidden layer); one not declared is a
+    # usage error (the tracer would count none of its units).
+    out = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, out)
+    result = _run(
+      '--activations=tests.user_activations:capped[label=capped;rectifier=true]',
+      '--layers=2',
+      '--width=8',
+      '--batch=4',
+      '--steps=1',
+      '--repeats=3',
+      '--target=1e9',
+      f'--output_dir={out}',
+    )
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(out, 'results.json')) as f:
+      self.assertEqual(json.load(f)['results']['capped']['sites'], 2)
+    binaries.assert_one_line_error(
+      self,
+      _run(
+        '--activations=tests.user_activations:swish[label=swish]',
+        f'--output_dir={out}/never',
+      ),
+      'swish is not declared a rectifier',
+      never=f'{out}/never',
+    )
+
   def test_flag_fuzz(self):
     binary = binaries.Binary('experiments.benchmark_unit_stats')
     self.addCleanup(binary.close)
