@@ -105,8 +105,9 @@ class Judged:
     p: the two-sided sign-flip test's p against 0.
     p_holm: p, Holm-adjusted in the claim's family.
     p_tost: the equivalence test's p (the larger one-sided p).
-    detectable: the effect the run detects with probability 0.8 at the
-      claim's adjusted level.
+    detectable: for INCONCLUSIVE, the effect the run detects with
+      probability 0.8 at the claim's adjusted level (inf where its nonzero
+      differences cannot reach the level); NaN for the other verdicts.
     seeds_needed: seeds that detect the margin with probability 0.8 at
       that level, at the observed spread (for INCONCLUSIVE).
     reason: the verdict in words, with its numbers.
@@ -147,21 +148,36 @@ def tost_p(values: Sequence[float], margin: float) -> float:
   return float(max(p_low, p_high))
 
 
+# The sign-flip test's draws above 16 differences (`stats.stratified_test`):
+# its p is then at least 1 / (draws + 1).
+_DRAWS = 20_000
+
+
 def smallest_p(n: int, family_size: int = 1) -> float:
-  """The smallest Holm-adjusted p a claim can reach with n paired seeds:
-  the exact sign-flip test's floor 2 / 2^n, times the family's size (the
-  first step of Holm). A claim whose floor is above the level cannot be
-  decided by the run, whatever its effect."""
+  """The smallest Holm-adjusted p a claim can reach with n nonzero paired
+  differences (a zero difference flips to itself and adds nothing): the
+  exact sign-flip test's floor 2 / 2^n (1 / (draws + 1) above 16, where
+  the test samples sign patterns), times the family's size (the first
+  step of Holm). A claim whose floor is above the level cannot be decided
+  by the run, whatever its effect."""
   if n < 1:
     return 1.0
-  return min(1.0, family_size * 2.0 / 2.0**n)
+  floor = 2.0 ** (1 - n) if n <= 16 else max(2.0 ** (1 - n), 1 / (_DRAWS + 1))
+  return min(1.0, family_size * floor)
 
 
 def seeds_for_floor(family_size: int = 1, level: float = LEVEL) -> int:
-  """The fewest seeds whose `smallest_p` reaches the level."""
+  """The fewest nonzero differences whose `smallest_p` reaches the level."""
+  if not 0 < level < 1:
+    raise ValueError(f'level={level}; accepted: a number in (0, 1)')
   n = 1
   while smallest_p(n, family_size) > level:
     n += 1
+    if n > 64:
+      raise ValueError(
+        f'family_size={family_size}: no number of seeds reaches level '
+        f'{level:g} with the sign-flip test'
+      )
   return n
 
 
@@ -202,21 +218,33 @@ def judge(
 ) -> dict[str, Judged]:
   """Every declared claim's verdict, Holm-adjusted within its family.
 
+  The sign-flip p-values of a family are Holm-adjusted together, and so are
+  its equivalence (TOST) p-values, so that neither SUPPORTED/CONTRADICTED
+  nor NO EFFECT is claimed more often than the level allows. A claim is
+  decided only when its nonzero differences can reach the level at all
+  (`seeds_for_floor`): below that it is INCONCLUSIVE, whatever its spread.
+  An effect that is significant but also shown within the margin is NO
+  EFFECT: it exists, but is smaller than what was declared to matter.
+
   Args:
     declared: the claims, declared before compute.
     differences: per claim ID, its paired differences (treated minus
-      reference, one per seed; non-finite ones, diverged seeds, are left
-      out), or None when its regime was not sampled. A claim without an
-      entry is NOT REACHED too.
-    level: the family-wise level of every test.
+      reference, one per seed; non-finite or None ones, diverged seeds,
+      are left out), or None when its regime was not sampled. A claim with
+      no entry, or none finite, is NOT REACHED and stays out of its
+      family.
+    level: the family-wise level of every test, in (0, 1).
 
   Returns:
     Per claim ID, its `Judged`, in the declared order.
 
   Raises:
     ValueError: for a difference given for an undeclared claim (no verdict
-      comes from anything not declared), or two claims with one ID.
+      comes from anything not declared), two claims with one ID, or a
+      level outside (0, 1).
   """
+  if not 0 < level < 1:
+    raise ValueError(f'level={level}; accepted: a number in (0, 1)')
   ids = [c.id for c in declared]
   if len(set(ids)) != len(ids):
     raise ValueError(f'declared: an ID appears twice in {ids}')
@@ -226,118 +254,144 @@ def judge(
       f'differences: {", ".join(undeclared)} not declared; accepted: the '
       f'declared claims ({", ".join(ids)})'
     )
-  tests = {}
+  tests, unreached = {}, {}
   for claim in declared:
     values = differences.get(claim.id)
-    if values is not None:
-      finite = [float(v) for v in values if math.isfinite(v)]
-      tests[claim.id] = (finite, stats.stratified_test([finite]))
-  families: dict[str, dict[str, float]] = {}
+    if values is None:
+      unreached[claim.id] = f'no cell of its regime ({claim.cells}) was sampled'
+      continue
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+      unreached[claim.id] = (
+        f'every one of its {len(values)} seeds diverged ({claim.cells})'
+      )
+      continue
+    tests[claim.id] = (finite, stats.stratified_test([finite]))
+  families: dict[str, list[str]] = {}
   for claim in declared:
     if claim.id in tests:
-      p = tests[claim.id][1]['p']
-      # A claim without values to test stays in its family at p = 1.
-      families.setdefault(claim.family, {})[claim.id] = (
-        1.0 if math.isnan(p) else p
-      )
-  adjusted = {}
-  for family in families.values():
-    adjusted.update(stats.holm(family))
+      families.setdefault(claim.family, []).append(claim.id)
+  p_holm, tost_holm = {}, {}
+  for members in families.values():
+    p = {i: tests[i][1]['p'] for i in members}
+    p_holm.update(
+      stats.holm({i: 1.0 if math.isnan(v) else v for i, v in p.items()})
+    )
+    by_id = {c.id: c for c in declared}
+    tost = {i: tost_p(tests[i][0], by_id[i].margin) for i in members}
+    tost_holm.update(
+      stats.holm({i: 1.0 if math.isnan(v) else v for i, v in tost.items()})
+    )
   sizes = {f: len(members) for f, members in families.items()}
-  return {
-    claim.id: _one(
-      claim,
-      tests.get(claim.id),
-      adjusted.get(claim.id, math.nan),
-      sizes.get(claim.family, 1),
-      level,
-    )
-    for claim in declared
-  }
+  out = {}
+  for claim in declared:
+    if claim.id in unreached:
+      out[claim.id] = _unreached(claim, unreached[claim.id])
+    else:
+      out[claim.id] = _one(
+        claim,
+        tests[claim.id],
+        p_holm[claim.id],
+        tost_holm[claim.id],
+        sizes[claim.family],
+        level,
+      )
+  return out
 
 
-def _one(claim, test, p_holm, family_size, level) -> Judged:
-  """One claim's `Judged` from its values and test."""
+def _unreached(claim: Claim, why: str) -> Judged:
   nan = math.nan
-  if test is None:
-    return Judged(
-      claim,
-      NOT_REACHED,
-      0,
-      nan,
-      (nan, nan),
-      nan,
-      nan,
-      nan,
-      nan,
-      None,
-      f'not reached: no cell of its regime ({claim.cells}) was sampled',
-    )
+  return Judged(
+    claim,
+    NOT_REACHED,
+    0,
+    nan,
+    (nan, nan),
+    nan,
+    nan,
+    nan,
+    nan,
+    None,
+    f'not reached: {why}',
+  )
+
+
+def _one(claim, test, p_holm, p_tost, family_size, level) -> Judged:
+  """One claim's `Judged` from its values, its test and its adjusted p's."""
+  from scipy import stats as scipy_stats
+
   values, t = test
   n, mean = t['n'], t['mean']
   ci = (t['ci'][0], t['ci'][1])
-  p_tost = tost_p(values, claim.margin)
+  nonzero = sum(v != 0 for v in values)
+  floor = seeds_for_floor(family_size, level)
+  reachable = nonzero >= floor
   # The level each test runs at: Holm's first step, the hardest.
   alpha = level / family_size
-  sd = t['se'] * math.sqrt(n) if n >= 2 else nan
-  detectable = stats.detectable_mean(t['se'], n, alpha) if n >= 2 else math.inf
+  sd = t['se'] * math.sqrt(n) if n >= 2 else math.nan
+  # TOST at level alpha is the (1 - 2 alpha) interval inside the margin.
+  if n >= 2 and t['se'] > 0:
+    half = scipy_stats.t.ppf(1 - alpha, n - 1) * t['se']
+    tost_ci = (
+      f'{100 * (1 - 2 * alpha):.4g}% CI {mean - half:+.4g} to '
+      f'{mean + half:+.4g}'
+    )
+  else:
+    tost_ci = 'no spread'
   numbers = (
-    f'mean {mean:+.4g} (95% CI {ci[0]:+.4g} to {ci[1]:+.4g}; {n} seeds), '
-    f'Holm p = {p_holm:.2g}, TOST p = {p_tost:.2g} for margin '
-    f'{claim.margin:g}'
+    f'mean {mean:+.4g} (95% CI {ci[0]:+.4g} to {ci[1]:+.4g}; {n} seeds, '
+    f'{nonzero} nonzero), Holm p = {p_holm:.2g}; within margin '
+    f'{claim.margin:g}: Holm TOST p = {p_tost:.2g} ({tost_ci})'
   )
-  if n >= 2 and p_holm <= level:
+  fields = dict(
+    claim=claim, n=n, mean=mean, ci=ci, p=t['p'], p_holm=p_holm, p_tost=p_tost
+  )
+  if reachable and n >= 2 and p_tost <= level:
+    why = (
+      'significant, but within the margin'
+      if p_holm <= level
+      else 'within the margin'
+    )
+    return Judged(
+      verdict=NO_EFFECT,
+      detectable=math.nan,
+      seeds_needed=None,
+      reason=f'{why}: {numbers}',
+      **fields,
+    )
+  if reachable and n >= 2 and p_holm <= level:
     claimed = claim.direction * mean > 0
-    verdict = SUPPORTED if claimed else CONTRADICTED
     side = 'the claimed' if claimed else 'the opposite'
     return Judged(
-      claim,
-      verdict,
-      n,
-      mean,
-      ci,
-      t['p'],
-      p_holm,
-      p_tost,
-      detectable,
-      None,
-      f'{side} direction: {numbers}',
+      verdict=SUPPORTED if claimed else CONTRADICTED,
+      detectable=math.nan,
+      seeds_needed=None,
+      reason=f'{side} direction: {numbers}',
+      **fields,
     )
-  if n >= 2 and p_tost <= level:
-    return Judged(
-      claim,
-      NO_EFFECT,
-      n,
-      mean,
-      ci,
-      t['p'],
-      p_holm,
-      p_tost,
-      detectable,
-      None,
-      f'within the margin: {numbers}',
-    )
+  detectable = (
+    stats.detectable_mean(t['se'], n, alpha)
+    if n >= 2 and reachable
+    else math.inf
+  )
   need = seeds_needed(sd, claim.margin, alpha)
-  floor = seeds_for_floor(family_size, level)
   need = None if need is None else max(need, floor)
   why = (
-    f'undecided: {numbers}; the run detects {detectable:.3g} '
-    f'(power {POWER:g}); the test needs at least {floor} seeds to reach '
-    f'the level at all'
-    + (f', {need} to detect the margin' if need is not None else '')
+    f'undecided: {numbers}; '
+    + (
+      f'the run detects {detectable:.3g} (power {POWER:g}); '
+      if reachable
+      else f'{nonzero} nonzero differences cannot reach the level; '
+    )
+    + f'the test needs at least {floor} nonzero differences to reach it'
+    + (f', {need} seeds to detect the margin (t approximation)' if need else '')
   )
   return Judged(
-    claim,
-    INCONCLUSIVE,
-    n,
-    mean,
-    ci,
-    t['p'],
-    p_holm,
-    p_tost,
-    detectable,
-    need,
-    why,
+    verdict=INCONCLUSIVE,
+    detectable=detectable,
+    seeds_needed=need,
+    reason=why,
+    **fields,
   )
 
 

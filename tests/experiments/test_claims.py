@@ -107,7 +107,8 @@ class JudgeTest(absltest.TestCase):
     )
     noisy = judged['noisy']
     self.assertRegex(
-      noisy.reason, r'at least \d+ seeds .*, \d+ to detect the margin'
+      noisy.reason,
+      r'at least \d+ nonzero differences .*, \d+ seeds to detect the margin',
     )
     self.assertGreater(noisy.seeds_needed, 100)  # sd 0.5 against 0.01
     self.assertFalse(noisy.decides)
@@ -142,6 +143,49 @@ class JudgeTest(absltest.TestCase):
     self.assertEqual(j.verdict, 'INCONCLUSIVE')
     self.assertAlmostEqual(j.p, 1 / 16)
     self.assertGreaterEqual(j.seeds_needed, 6)
+
+  def test_review_cases(self):
+    # An independent review's counterexamples (2026-12-08), each a rule.
+    c = [_claim('x', margin=0.1)]
+    # Two or five seeds cannot decide anything, NO EFFECT included.
+    for values in ([0.001, 0.002], [0.0, 0.0], [0.001, -0.002, 0.0, 0.001, 0]):
+      self.assertEqual(
+        claims.judge(c, {'x': values})['x'].verdict, 'INCONCLUSIVE', values
+      )
+    # Zero differences do not count towards the sign-flip floor.
+    j = claims.judge([_claim('x')], {'x': [0, 0.3, 0.2, 0.4, 0.25, 0.35]})['x']
+    self.assertEqual(j.verdict, 'INCONCLUSIVE')
+    self.assertIn('5 nonzero differences cannot reach the level', j.reason)
+    self.assertAlmostEqual(claims.smallest_p(5), 1 / 16)
+    # Every seed diverged: not reached, and out of its family.
+    both = [_claim('a', family='f'), _claim('b', family='f')]
+    up = [0.3, 0.2, 0.4, 0.25, 0.35, 0.3]
+    judged = claims.judge(both, {'a': [math.nan] * 6, 'b': up})
+    self.assertEqual(judged['a'].verdict, 'NOT REACHED')
+    self.assertIn('every one of its 6 seeds diverged', judged['a'].reason)
+    self.assertEqual(judged['b'].verdict, 'SUPPORTED')  # a family of one
+    # Significant but within the margin: the effect is too small to matter.
+    rng = np.random.default_rng(5)
+    small = 0.01 + rng.normal(0, 0.002, 12)
+    j = claims.judge(c, {'x': small})['x']
+    self.assertLess(j.p_holm, 0.05)
+    self.assertEqual(j.verdict, 'NO EFFECT')
+    self.assertIn('significant, but within the margin', j.reason)
+    with self.assertRaisesRegex(ValueError, 'level=0; accepted'):
+      claims.judge(c, {}, level=0)
+
+  def test_no_effect_is_held_to_the_level_over_a_family(self):
+    # Ten claims at exactly the margin, 9 seeds each: the family-wise rate
+    # of any false NO EFFECT stays at most 5% (200 families, SE 0.015;
+    # with TOST unadjusted it was 0.40).
+    rng = np.random.default_rng(6)
+    family = [_claim(f'c{i}', margin=0.1) for i in range(10)]
+    wrong = 0
+    for _ in range(200):
+      values = {c.id: rng.normal(0.1, 0.05, 9) for c in family}
+      judged = claims.judge(family, values)
+      wrong += any(j.verdict == 'NO EFFECT' for j in judged.values())
+    self.assertLessEqual(wrong / 200, 0.05 + 3 * math.sqrt(0.05 * 0.95 / 200))
 
   def test_declaration_is_checked(self):
     with self.assertRaisesRegex(ValueError, 'direction=0; accepted: \\+1'):
