@@ -10,7 +10,11 @@ activations derive from it: the tracer's kinds (`jaxrelu.diagnostics`),
 every activation.
 
 Adding a built-in activation: write its function (and its jitted core) in
-its module, then one `Activation` here.
+its module, then one `Activation` here; export it from `jaxrelu`, give the
+tests' float64 reference table (tests/jaxrelu/test_activations.py, CASES)
+its formula, and README's API and memory tables their rows (tests check
+both against this registry). The tracer, `initializers.gain`, the
+experiments' lists, plot styles and the benchmark's row derive from here.
 
 Examples:
   >>> from jaxrelu import registry
@@ -99,6 +103,10 @@ class Activation:
       readers; no 'x', '^' or 'v' markers, which figures use as marks).
     derived: the properties not declared but derived (a user's
       activation, `from_path`), for reports to say so.
+    residual_bytes: bytes per float32 element its backward pass saves
+      (`jax.vjp` of ``sum(fn(x))`` at its defaults; in training mode for a
+      random one), as measured by the tests; None where not declared (a
+      user's activation).
   """
 
   name: str
@@ -112,6 +120,7 @@ class Activation:
   jax_nn: Callable[..., jax.Array] | None = None
   style: tuple[str, str, str] = ('#7F7F7F', '-', 'o')
   derived: tuple[str, ...] = ()
+  residual_bytes: float | None = None
 
   def gain(self, **hyperparameters: float) -> float:
     """The weight gain at these hyperparameters (the defaults otherwise).
@@ -174,6 +183,7 @@ _SPECS = (
     gain_fn=lambda: math.sqrt(2.0),
     jax_nn=jax.nn.relu,
     style=('#000000', '-', 'o'),
+    residual_bytes=1,
   ),
   Activation(
     'leaky_relu',
@@ -187,6 +197,7 @@ _SPECS = (
     gain_fn=_sloped_gain,
     jax_nn=jax.nn.leaky_relu,
     style=('#E69F00', '-', 's'),
+    residual_bytes=1,
   ),
   Activation(
     'prelu',
@@ -200,6 +211,7 @@ _SPECS = (
     ),
     learnable=True,
     style=('#56B4E9', '-', 'D'),
+    residual_bytes=1,
   ),
   Activation(
     'rrelu',
@@ -217,6 +229,7 @@ _SPECS = (
     gain_fn=_rrelu_gain,
     random=True,
     style=('#009E73', '-', '<'),
+    residual_bytes=4,
   ),
   Activation(
     'elu',
@@ -230,6 +243,7 @@ _SPECS = (
     gain_fn=lambda alpha: unit_scale_gain(lambda z: _A.elu(z, alpha)),
     jax_nn=jax.nn.elu,
     style=('#D55E00', '-', '*'),
+    residual_bytes=4,
   ),
   Activation(
     'celu',
@@ -243,6 +257,7 @@ _SPECS = (
     gain_fn=lambda alpha: unit_scale_gain(lambda z: _A.celu(z, alpha)),
     jax_nn=jax.nn.celu,
     style=('#D55E00', ':', 'h'),
+    residual_bytes=4,
   ),
   Activation(
     'relu6',
@@ -254,6 +269,7 @@ _SPECS = (
     gain_fn=lambda: math.sqrt(2.0),
     jax_nn=jax.nn.relu6,
     style=('#999999', '-', '>'),
+    residual_bytes=1,
   ),
   Activation(
     'selu',
@@ -265,6 +281,7 @@ _SPECS = (
     gain_fn=lambda: 1.0,
     jax_nn=jax.nn.selu,
     style=('#CC79A7', '-', 'p'),
+    residual_bytes=4,
   ),
 )
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxrelu
-from jaxrelu import diagnostics
+from jaxrelu import diagnostics, registry
 
 Fn = Callable[[jax.Array], jax.Array]
 
@@ -62,37 +62,50 @@ class Activation:
   covers: tuple[str, ...] = ()
 
 
+def _plain(spec: registry.Activation) -> Activation:
+  """The row of an activation that needs no hyperparameter and draws
+  nothing, beside jax.nn's function of the same name (none: timed alone)."""
+  return Activation(
+    spec.fn, spec.jax_nn, spec.residual_bytes, (f'jaxrelu.{spec.name}',)
+  )
+
+
+# Every activation of the registry that needs no hyperparameter and draws
+# no random numbers gets its row from the registry, in its order; prelu
+# (a slope to give) and rrelu (two modes) have rows of their own, each
+# beside jax.nn's function with the same arithmetic.
 ACTIVATIONS: dict[str, Activation] = {
-  'relu': Activation(jaxrelu.relu, jax.nn.relu, 1, ('jaxrelu.relu',)),
-  'relu6': Activation(jaxrelu.relu6, jax.nn.relu6, 1, ('jaxrelu.relu6',)),
-  'leaky_relu': Activation(
-    jaxrelu.leaky_relu, jax.nn.leaky_relu, 1, ('jaxrelu.leaky_relu',)
-  ),
+  **{
+    name: _plain(spec)
+    for name, spec in registry.ACTIVATIONS.items()
+    if not spec.random
+    and all(h.default is not None for h in spec.hyperparameters)
+  },
   'prelu': Activation(
     lambda x: jaxrelu.prelu(x, 0.25),
     lambda x: jax.nn.leaky_relu(x, 0.25),
-    1,
+    registry.get('prelu').residual_bytes,
     ('jaxrelu.prelu',),
   ),
   'prelu_channel': Activation(
     lambda x: jaxrelu.prelu(x, channel_slopes(x)),
     lambda x: jax.nn.leaky_relu(x, channel_slopes(x)),
     # The mask, and the 1024 slopes (4 KiB) over the traced 2^16 elements.
-    1 + 4 * 1024 / 2**16,
+    registry.get('prelu').residual_bytes + 4 * 1024 / 2**16,
     ('jaxrelu.prelu',),
   ),
   'rrelu_eval': Activation(
     functools.partial(jaxrelu.rrelu, deterministic=True),
     lambda x: jax.nn.leaky_relu(x, RRELU_SLOPE),
-    1,
+    1,  # evaluation mode is a leaky ReLU: its mask
     ('jaxrelu.rrelu',),
   ),
   'rrelu_train': Activation(
-    lambda x: jaxrelu.rrelu(x, _key()), None, 4, ('jaxrelu.rrelu',)
+    lambda x: jaxrelu.rrelu(x, _key()),
+    None,
+    registry.get('rrelu').residual_bytes,
+    ('jaxrelu.rrelu',),
   ),
-  'elu': Activation(jaxrelu.elu, jax.nn.elu, 4, ('jaxrelu.elu',)),
-  'celu': Activation(jaxrelu.celu, jax.nn.celu, 4, ('jaxrelu.celu',)),
-  'selu': Activation(jaxrelu.selu, jax.nn.selu, 4, ('jaxrelu.selu',)),
 }
 
 # A path's function: f(x, d, c), differentiable in x and d (parameters),

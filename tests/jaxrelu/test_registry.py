@@ -115,6 +115,23 @@ class RegistryTest(parameterized.TestCase):
       for h in spec.hyperparameters:
         self.assertIn(h.name, row)
 
+  def test_readme_memory_table_is_the_registrys(self):
+    # README's residual-bytes table states each activation's declared
+    # figure (rrelu's is in training; the tests measure them all).
+    with open(os.path.join(_REPO, 'README.md')) as f:
+      lines = f.read().splitlines()
+    header = next(x for x in lines if x.startswith('| | relu | relu6 |'))
+    ours = lines[lines.index(header) + 3]
+    self.assertTrue(ours.startswith('| jaxrelu |'), ours)
+    names = [c.split(' (')[0].strip() for c in header.split('|')[2:-1]]
+    cells = [c.strip() for c in ours.split('|')[2:-1]]
+    self.assertCountEqual(names, registry.ACTIVATIONS)
+    for name, cell in zip(names, cells, strict=True):
+      stated = cell.split(' / ')[-1] if name == 'rrelu' else cell.split()[0]
+      self.assertEqual(
+        float(stated), registry.get(name).residual_bytes, (name, cell)
+      )
+
   def test_a_users_activation_from_its_path(self):
     folder = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, folder)
