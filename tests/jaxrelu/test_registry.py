@@ -207,7 +207,8 @@ class RegistryTest(parameterized.TestCase):
       spec = registry.Activation(
         'capped_relu3', capped, (), rectifier=True,
         cores=(registry.Core('_capped', 'capped_relu3', 1, capped),),
-        gain_fn=lambda: 1.5, jax_nn=None, style=('#123456', '-', 'o'))
+        gain_fn=lambda: 1.5, jax_nn=None, style=('#123456', '-', 'o'),
+        residual_bytes=8)
       registry.ACTIVATIONS = type(registry.ACTIVATIONS)(
         {**registry.ACTIVATIONS, 'capped_relu3': spec})
       from jaxrelu import _unit_trace, initializers
@@ -225,6 +226,11 @@ class RegistryTest(parameterized.TestCase):
       from experiments.selu_deep_stack import stack as selu_stack
       assert plots.style('capped_relu3')['color'] == '#123456'
       assert selu_stack.USUAL_INIT['capped_relu3'] == 'he_normal'
+      # The benchmark's row: timed alone (no jax.nn counterpart).
+      from experiments.benchmark_activations import paths
+      row = paths.ACTIVATIONS['capped_relu3']
+      assert (row.ours, row.baseline, row.residual_target) == (capped, None, 8)
+      assert row.covers == ('jaxrelu.capped_relu3',)
       print('ok')
       """
     )
