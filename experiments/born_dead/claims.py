@@ -82,7 +82,15 @@ def claim_lines(found: dict[str, tuple[bool, str]]) -> list[str]:
 
 def report(rows: list[dict]) -> tuple[str, dict, dict]:
   """The Markdown table, the claims' lines; verdicts and their reasons."""
-  header = ('init', 'width', 'depth', 'born dead', '95% CI', '1-(1-2^-N)^L')
+  header = (
+    'init',
+    'width',
+    'depth',
+    'born dead',
+    '95% CI',
+    '1-(1-2^-N)^L',
+    'flat (old criterion)',
+  )
   # The activation column only where the run had more than ReLU.
   named = any('activation' in r for r in rows)
   header = ('activation', *header) if named else header
@@ -95,6 +103,7 @@ def report(rows: list[dict]) -> tuple[str, dict, dict]:
       f'{r["probability"]:.4f}',
       f'[{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}]',
       f'{r["closed_form"]:.4f}',
+      f'{r["flat_probability"]:.4f}',
     )
     for r in rows
   ]

@@ -1,9 +1,13 @@
 r"""How often is a deep, narrow ReLU network born dead?
 
-A network is born dead when its output is constant over the inputs: some
-layer is dead for every input, so the network computes a constant and no
-gradient reaches the layers below. Lu, Shin, Su & Karniadakis (2020) prove
-that this becomes certain as depth grows at fixed width, and report, at
+A network is born dead when some layer is dead: every unit passes no
+gradient (for ReLU, outputs exactly 0) on every input, so the network
+computes a constant and no gradient reaches the layers below. The table
+also gives the old criterion, a last layer flat (constant) over the grid
+in float32, which counts layers float32 merely flattened too (issue 31:
+RAI at width 5, depth 50 was 0.73 flat against 0.07 dead). Lu, Shin, Su &
+Karniadakis (2020) prove that this becomes certain as depth grows at fixed
+width, and report, at
 depth 10: about 60% born dead at width 3, over 10% at width 5, and under 1%
 at width 10 (symmetric He-type initialization). Their remedy is Randomized
 Asymmetric Initialization (RAI).
@@ -18,9 +22,9 @@ depth in `--depths`, and each initialization in `--inits`:
 - rai: `jaxrelu.initializers.rai`.
 
 A network of depth L is the first L hidden layers of the deepest one, plus
-a random linear read-out. It is born dead exactly when hidden layer L is
-constant over the grid: a non-constant layer gives a constant read-out with
-probability 0. So one run at the maximum depth answers every depth. Each
+a random linear read-out: it is born dead when one of its L layers is. So
+one run at the maximum depth answers every depth, and each trial's first
+dead depth is stored (trials are paired across inits and widths). Each
 estimate gets a 95% Wilson interval, beside the closed form
 1 - (1 - 2^-N)^L (at least one layer of N units dead, each unit dead with
 probability 1/2 independently) and beside Lu et al.'s figures.
@@ -59,7 +63,7 @@ ACTIVATIONS = tuple(
   and all(h.default is not None for h in spec.hyperparameters)
 )
 # Bumped when the computation of a cell changes, so old cells are not reused.
-VERSION = 1
+VERSION = 2
 
 _ACTIVATIONS = flags.DEFINE_list(
   'activations',

@@ -39,18 +39,35 @@ def dead_by_depth(
   init: str,
   activation=jax.nn.relu,
 ) -> jax.Array:
-  """Bool (depth,): whether hidden layer l (1-based l = i + 1) is constant."""
+  """Bool (depth, 2): for the network of the first l = i + 1 hidden layers,
+  whether it is born dead, and whether its last layer is flat.
+
+  Born dead: some layer up to l is dead, every unit passing no gradient
+  (the activation's derivative 0) on every input of the grid; for ReLU,
+  every unit exactly 0 everywhere. No gradient then reaches the layers
+  below it, and the output is constant. Flat: layer l's every unit is
+  constant over the grid, the criterion before issue 31; it also counts
+  layers that float32 has merely flattened (values too close to tell
+  apart), not dead.
+  """
+
+  def layer(z):
+    h, slope = jax.jvp(activation, (z,), (jnp.ones_like(z),))
+    return h, jnp.all(slope == 0), jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
+
   k_first, k_rest = jax.random.split(key)
   w, b = _born_dead_layer(k_first, 1, width, init)
-  h = activation(grid[:, None] @ w + b)
+  h, dead, flat = layer(grid[:, None] @ w + b)
 
-  def step(h, k):
+  def step(carry, k):
+    h, dead_below = carry
     w, b = _born_dead_layer(k, width, width, init)
-    h = activation(h @ w + b)
-    return h, jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
+    h, dead, flat = layer(h @ w + b)
+    dead = dead | dead_below
+    return (h, dead), jnp.stack([dead, flat])
 
-  first = jnp.all(jnp.max(h, 0) == jnp.min(h, 0))
-  _, rest = jax.lax.scan(step, h, jax.random.split(k_rest, depth - 1))
+  first = jnp.stack([dead, flat])
+  _, rest = jax.lax.scan(step, (h, dead), jax.random.split(k_rest, depth - 1))
   return jnp.concatenate([first[None], rest])
 
 
@@ -87,10 +104,17 @@ def run_cell(
     '--trials, --grid_points or --widths',
   )
   start = time.perf_counter()
-  dead = np.asarray(fn(jax.random.split(key, settings['trials'])))
+  out = np.asarray(fn(jax.random.split(key, settings['trials'])))
+  dead, flat = out[..., 0], out[..., 1]
+  # Per trial, the depth it is first born dead at (0: not by max_depth):
+  # trials are paired across cells, so claims can compare them trial by
+  # trial.
+  first = np.where(dead.any(1), dead.argmax(1) + 1, 0)
   return [
     {
       'dead_counts': dead.sum(0).astype(int).tolist(),
+      'flat_counts': flat.sum(0).astype(int).tolist(),
+      'first_dead': first.astype(int).tolist(),
       'seconds': time.perf_counter() - start,
     }
   ]
@@ -111,8 +135,9 @@ def born_dead_bound(width: int, depth: int) -> float:
 
 
 def born_dead_rows(cells: Sequence[dict], depths: Sequence[int]) -> list[dict]:
-  """One row per stored (activation, init, width) cell and depth, with a
-  Wilson CI.
+  """One row per stored (activation, init, width) cell and depth: how many
+  networks were born dead (`dead_by_depth`), with a Wilson CI, and how
+  many had a flat last layer (the old criterion, for comparison).
 
   Args:
     cells: `sweep.Outcome.results()` of `experiments.born_dead`.
@@ -123,6 +148,7 @@ def born_dead_rows(cells: Sequence[dict], depths: Sequence[int]) -> list[dict]:
     trials = cell['trials']
     for depth in depths:
       count = cell['dead_counts'][depth - 1]
+      flat = cell['flat_counts'][depth - 1]
       low, high = wilson(count, trials)
       rows.append(
         {
@@ -136,6 +162,8 @@ def born_dead_rows(cells: Sequence[dict], depths: Sequence[int]) -> list[dict]:
           'ci95_low': low,
           'ci95_high': high,
           'closed_form': born_dead_bound(cell['width'], depth),
+          'flat': flat,
+          'flat_probability': flat / trials,
           'seconds_for_all_depths': cell['seconds'],
         }
       )

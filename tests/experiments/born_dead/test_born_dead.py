@@ -2,11 +2,13 @@
 
 import csv
 import json
+import math
 import os
 import shutil
 import tempfile
 
 import binaries
+import numpy as np
 import report_check
 from absl.testing import absltest, parameterized
 
@@ -69,6 +71,66 @@ class BornDeadTest(parameterized.TestCase):
       if os.path.dirname(e['path']) == self.out
     ]
     self.assertEqual((figure['written'], figure['problems']), (True, []))
+
+  def test_dead_is_not_flat(self):
+    # Issue 31 item 2: a layer float32 merely flattened is not dead. RAI at
+    # width 5, depth 50: about 0.73 of the networks end flat, 0.07 dead.
+    result = self.binary.run(
+      '--inits=rai,he_zero_bias',
+      '--widths=5',
+      '--depths=10,50',
+      '--trials=300',
+      '--grid_points=21',
+      f'--output_dir={self.out}',
+    )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+    with open(os.path.join(self.out, 'results.json')) as f:
+      rows = json.load(f)['results']
+    # Dead implies flat: a dead layer makes every layer above it constant.
+    for r in rows:
+      self.assertLessEqual(r['born_dead'], r['flat'], r)
+    rai = next(r for r in rows if r['init'] == 'rai' and r['depth'] == 50)
+    self.assertLess(rai['probability'], 0.2)
+    self.assertGreater(rai['flat_probability'], 0.5)
+    # Each trial's first dead depth is stored, paired across inits.
+    (cell,) = [
+      c for c in binaries.read_cells(self.out) if c['init'] == 'he_zero_bias'
+    ]
+    first = np.asarray(cell['first_dead'])
+    self.assertLen(first, 300)
+    self.assertEqual(
+      int(((first > 0) & (first <= 10)).sum()), cell['dead_counts'][9]
+    )
+
+  def test_he_dead_rate_matches_a_float64_simulation(self):
+    # An independent float64 NumPy simulation of He-initialised ReLU nets
+    # (zero bias, width 3, depth 10, 21 inputs on [-1, 1]): a net is born
+    # dead when some layer is 0 on every input. Its rate and the binary's
+    # agree within their 99.9% binomial bands.
+    result = self.binary.run(
+      '--inits=he_zero_bias',
+      '--widths=3',
+      '--depths=10',
+      '--trials=2000',
+      '--grid_points=21',
+      f'--output_dir={self.out}',
+    )
+    self.assertIn(result.returncode, (0, 1), result.stderr[-3000:])
+    with open(os.path.join(self.out, 'results.json')) as f:
+      (row,) = json.load(f)['results']
+    rng = np.random.default_rng(0)
+    trials, width = 20000, 3
+    h = np.linspace(-1.0, 1.0, 21)[None, :, None]  # (trial, input, unit)
+    w = rng.normal(0.0, math.sqrt(2.0), (trials, 1, width))
+    h = np.maximum(h @ w, 0.0)
+    dead = (h == 0).all(axis=(1, 2))
+    for _ in range(9):
+      w = rng.normal(0.0, math.sqrt(2.0 / width), (trials, width, width))
+      h = np.maximum(h @ w, 0.0)
+      dead |= (h == 0).all(axis=(1, 2))
+    p64, p32 = dead.mean(), row['probability']
+    band = 3.3 * math.sqrt(p64 * (1 - p64) * (1 / trials + 1 / 2000))
+    self.assertLess(abs(p32 - p64), band, (p32, p64))
 
   def test_other_and_users_activations_run_beside_relu(self):
     # Issue 30 item 2: --activations takes the library's deterministic
