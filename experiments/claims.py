@@ -7,9 +7,9 @@ cells it compares, the claimed direction, a margin of practical relevance
 fixed in advance and the Holm family. `judge` turns a claim's paired
 differences (one per seed, paired by construction) into one of five
 verdicts. The effect is their mean; its test is the exact sign-flip
-permutation test (`stats.stratified_test` with one stratum: no normality
-assumed, and its p cannot go below 2 / 2^n); its CI, the equivalence
-test and the power are t-based.
+permutation test (`sign_flip_test`: no normality assumed, and its p
+cannot go below 2 / 2^n); its CI, the equivalence test and the power are
+t-based.
 
 - SUPPORTED: the effect has the claimed sign, Holm-adjusted p <= level;
 - CONTRADICTED: the opposite sign, Holm-adjusted p <= level;
@@ -210,6 +210,24 @@ def seeds_needed(
   return max(hi, 2)
 
 
+def sign_flip_test(values: Sequence[float]) -> dict:
+  """The paired differences' mean, its t-based 95% CI and standard error,
+  and the two-sided sign-flip p: `stats.stratified_test` with one stratum
+  (exact up to 16 values, sampled above), or, where every nonzero
+  difference has the same size (0/1 outcomes, as born dead or not), the
+  exact binomial form of the same test at any number of values."""
+  s = np.asarray(values, np.float64)
+  nonzero = np.abs(s[s != 0])
+  if s.size <= 16 or nonzero.size == 0 or np.ptp(nonzero) > 0:
+    return stats.stratified_test([s])
+  from scipy import stats as scipy_stats
+
+  out = stats.one_sample(s)
+  wins = int((s > 0).sum())
+  out['p'] = float(scipy_stats.binomtest(wins, nonzero.size, 0.5).pvalue)
+  return out
+
+
 def judge(
   declared: Sequence[Claim],
   differences: Mapping[str, Sequence[float] | None],
@@ -266,7 +284,7 @@ def judge(
         f'every one of its {len(values)} seeds diverged ({claim.cells})'
       )
       continue
-    tests[claim.id] = (finite, stats.stratified_test([finite]))
+    tests[claim.id] = (finite, sign_flip_test(finite))
   families: dict[str, list[str]] = {}
   for claim in declared:
     if claim.id in tests:

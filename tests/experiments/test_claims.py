@@ -74,6 +74,20 @@ class PowerTest(absltest.TestCase):
     self.assertIsNone(claims.seeds_needed(sd=0.0, effect=1.0))
 
 
+class SignFlipTest(absltest.TestCase):
+  def test_binary_outcomes_use_the_exact_binomial_form(self):
+    # 0/1 outcomes paired (+1, -1 or 0): the sign-flip p by enumeration of
+    # the 2^k sign patterns of the k nonzero ones, against the binomial form.
+    rng = np.random.default_rng(7)
+    d = rng.choice([-1.0, 0.0, 0.0, 1.0, 1.0], size=24)
+    nonzero = d[d != 0]
+    k = nonzero.size
+    signs = 1 - 2 * ((np.arange(2**k)[:, None] >> np.arange(k)) & 1)
+    enumerated = np.mean(np.abs(signs @ nonzero) >= abs(nonzero.sum()) - 1e-9)
+    self.assertAlmostEqual(claims.sign_flip_test(d)['p'], enumerated)
+    self.assertAlmostEqual(claims.sign_flip_test(d)['mean'], d.mean())
+
+
 class JudgeTest(absltest.TestCase):
   def test_the_five_verdicts(self):
     rng = np.random.default_rng(3)
