@@ -70,6 +70,8 @@ class Claim:
       outcome's units (> 0), fixed in advance: NO EFFECT means within it.
     family: the Holm family the claim's p-value is adjusted in.
     decides: whether its verdict decides the binary's exit status.
+    replicates: what one difference is, in the verdicts' words ('seeds';
+      born_dead's are 'trials').
   """
 
   id: str
@@ -80,6 +82,7 @@ class Claim:
   margin: float
   family: str
   decides: bool = True
+  replicates: str = 'seeds'
 
   def __post_init__(self):
     if self.direction not in (-1, 1):
@@ -357,7 +360,8 @@ def _one(claim, test, p_holm, p_tost, family_size, level) -> Judged:
   else:
     tost_ci = 'no spread'
   numbers = (
-    f'mean {mean:+.4g} (95% CI {ci[0]:+.4g} to {ci[1]:+.4g}; {n} seeds, '
+    f'mean {mean:+.4g} (95% CI {ci[0]:+.4g} to {ci[1]:+.4g}; {n} '
+    f'{claim.replicates}, '
     f'{nonzero} nonzero), Holm p = {p_holm:.2g}; within margin '
     f'{claim.margin:g}: Holm TOST p = {p_tost:.2g} ({tost_ci})'
   )

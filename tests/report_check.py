@@ -15,6 +15,9 @@ from experiments import cli, report
 VERDICTS = (
   'NOT SUPPORTED',
   'NOT TESTABLE',
+  'NOT REACHED',
+  'NO EFFECT',
+  'FRAGILE',
   'INCONCLUSIVE',
   'CONTRADICTED',
   'SUPPORTED',

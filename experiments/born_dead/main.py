@@ -170,16 +170,39 @@ def write(settings: Settings, outcome: sweep.Outcome) -> dict:
   rows = network.born_dead_rows(outcome.results(), settings.depths)
   if set(settings.activations) == {'relu'}:  # the table as it always was
     rows = [{k: v for k, v in r.items() if k != 'activation'} for r in rows]
-  text, verdicts, reasons = claims.report(rows)
-  text = report_lib.missing_text(outcome) + text
+  judged = claims.judge(settings, outcome.results())
+  found = claims.literature(rows)
+  text = '\n'.join(
+    [
+      report_lib.missing_text(outcome) + claims.table(rows),
+      *claims.judged_lines(judged),
+      '## Beside the literature (deciding nothing)',
+      '',
+      *claims.literature_lines(found),
+      '',
+    ]
+  )
   out = settings.placement.output_dir
   meta = report_lib.provenance(report_lib.flag_values(settings, 'functions'))
   report_lib.write_json(
     f'{out}/results.json',
     {
       'meta': meta,
-      'verdicts': verdicts,
-      'reasons': reasons,
+      'claims': {
+        cid: {
+          'verdict': j.verdict,
+          'reason': j.reason,
+          'mean': j.mean,
+          'ci': list(j.ci),
+          'p_holm': j.p_holm,
+          'p_tost': j.p_tost,
+          'n': j.n,
+        }
+        for cid, j in judged.items()
+      },
+      'literature': {
+        k: {'matches': ok, 'how': why} for k, (ok, why) in found.items()
+      },
       'results': rows,
     },
   )
@@ -194,19 +217,21 @@ def write(settings: Settings, outcome: sweep.Outcome) -> dict:
     else None
   )
   inits = sorted({r['init'] for r in rows}, key=list(INITS).index)
-  judged = claims.claim_lines({k: (v, reasons[k]) for k, v in verdicts.items()})
   report_lib.echo(
     [
       *report_lib.missing_line(outcome, f'{out}/results.md'),
       f'Born dead: {len(rows)} (init, width, depth) estimates of '
       f'{settings.trials} networks each, inits {", ".join(inits) or "none"}.',
-      *(judged or ['No claim could be judged: its cells are not stored.']),
+      *(
+        claims.summary_lines(judged)
+        or ['No claim was declared: it needs he_zero_bias and relu.']
+      ),
       f'full table: {out}/results.md',
       f'Wrote {out}/results.json, results.csv, results.md'
       + (f', {os.path.basename(path)}' if path else ''),
     ]
   )
-  return verdicts
+  return claims.exit_verdicts(judged)
 
 
 def main(argv: Sequence[str]) -> int:

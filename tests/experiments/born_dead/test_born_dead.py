@@ -45,8 +45,13 @@ class BornDeadTest(parameterized.TestCase):
     )
     with open(os.path.join(self.out, 'results.json')) as f:
       data = json.load(f)
-    # Exit status 0 only when every claim held.
-    held = all(data['verdicts'].values())
+    # Exit status 0 only when every deciding claim is SUPPORTED (and one is).
+    decided = [
+      c['verdict']
+      for c in data['claims'].values()
+      if c['verdict'] in ('SUPPORTED', 'CONTRADICTED', 'NO EFFECT')
+    ]
+    held = bool(decided) and set(decided) == {'SUPPORTED'}
     self.assertEqual(result.returncode, 0 if held else 1, result.stderr[-3000:])
     rows = data['results']
     self.assertLen(rows, 4 * 2 * 3)
@@ -161,7 +166,10 @@ class BornDeadTest(parameterized.TestCase):
     )
     # Lu et al.'s claim reads ReLU at depth 10 only (not run here), and the
     # closed form bounds ReLU's He rows alone: judged on 2 rows, not 6.
-    self.assertIn('of 2 has its 95% CI above', json.dumps(data['reasons']))
+    self.assertIn('of 2 has its 95% CI above', json.dumps(data['literature']))
+    # The claims judge ReLU's rows alone: none is about elu or capped.
+    self.assertTrue(data['claims'])
+    self.assertNotIn('elu', json.dumps(list(data['claims'])))
     with open(os.path.join(self.out, 'results.md')) as f:
       self.assertIn('| activation | init |', f.read())
     (cell,) = [
@@ -207,7 +215,7 @@ class BornDeadTest(parameterized.TestCase):
       computed = json.load(f)
     with open(f'{self.out}/report/results.json') as f:
       read = json.load(f)
-    self.assertEqual(read['verdicts'], computed['verdicts'])
+    self.assertEqual(read['claims'], computed['claims'])
     self.assertEqual(read['results'], computed['results'])
     self.assertEqual(binaries.snapshot(stored), before)
     # The guard is real: a computing run there fails to write.
@@ -245,12 +253,15 @@ class BornDeadTest(parameterized.TestCase):
     self.assertNotIn('| he_zero_bias |', result.stdout)  # the table
     self.assertIn('| he_zero_bias | 3 | 10 |', text)
     self.assertIn(f'full table: {self.out}/results.md', result.stdout)
-    # Width 10 at depth 10 against Lu et al.'s 0-1%, with the numbers.
+    # Width 10 at depth 10 against Lu et al.'s 0-1%, with the numbers, in
+    # the report (deciding nothing); stdout has each family's verdicts.
     self.assertRegex(
-      result.stdout,
-      r'- lu_et_al_width_10: (NOT )?SUPPORTED: width 10, depth 10: '
+      text,
+      r'- lu_et_al_width_10: (does not )?match(es)?: width 10, depth 10: '
       r'measured 0\.\d{3} \(95% CI',
     )
+    self.assertRegex(result.stdout, r'- D11\.shape, 4 claims: .*SUPPORTED')
+    self.assertIn('## Claims (declared before compute)', text)
 
   def test_wilson_interval(self):
     # Known values: 0 of 100 -> [0, 0.037]; 50 of 100 -> [0.404, 0.596].
