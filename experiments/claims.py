@@ -417,6 +417,35 @@ def _one(claim, test, p_holm, p_tost, family_size, level) -> Judged:
   )
 
 
+def power_lines(declared: Sequence[Claim], replicates: int) -> list[str]:
+  """Before compute: per Holm family, the smallest adjusted p its claims
+  can reach with `replicates` paired differences each, and, where that is
+  above the level, how many they need (their claims cannot be decided:
+  INCONCLUSIVE up front)."""
+  sizes: dict[str, int] = {}
+  units: dict[str, str] = {}
+  for claim in declared:
+    sizes[claim.family] = sizes.get(claim.family, 0) + 1
+    units[claim.family] = claim.replicates
+  lines = []
+  for family, m in sizes.items():
+    floor = smallest_p(replicates, m)
+    need = seeds_for_floor(m)
+    unit = units[family]
+    if floor <= LEVEL:
+      lines.append(
+        f'- power, {family} ({m} claims): {replicates} {unit} reach Holm p '
+        f'{floor:.2g} at best (the level {LEVEL:g} needs {need} nonzero)'
+      )
+    else:
+      lines.append(
+        f'- power, {family} ({m} claims): INCONCLUSIVE up front: '
+        f'{replicates} {unit} reach Holm p {floor:.2g} at best; {need} '
+        f'{unit} with a nonzero difference are needed'
+      )
+  return lines
+
+
 def robust(by_definition: Mapping[str, Judged]) -> str:
   """One verdict over a claim judged under several declared definitions of
   its outcome: theirs when all agree, else FRAGILE (decides nothing)."""

@@ -47,6 +47,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from experiments import claims as verdicts_lib
 from experiments import cli, sweep
 from experiments import report as report_lib
 from experiments.born_dead import claims, figures, network
@@ -135,7 +136,10 @@ def check_flags() -> Settings:
 
 def groups(settings: Settings) -> list[sweep.Group]:
   """One cell per (activation, init, width): every depth up to the deepest
-  at once. ReLU's cells are keyed as before activations were a flag."""
+  at once. ReLU's cells are keyed as before activations were a flag.
+  Prints, before any compute, what its declared claims can reach."""
+  declared = [claim for claim, _ in claims.declare(settings).values()]
+  report_lib.echo(verdicts_lib.power_lines(declared, settings.trials))
   cell = settings.cell()
   out = []
   for name in settings.activations:

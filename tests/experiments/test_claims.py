@@ -216,6 +216,15 @@ class JudgeTest(absltest.TestCase):
     )
     self.assertEqual(claims.robust({'train': flat, 'probe': gone}), 'FRAGILE')
 
+  def test_power_before_compute(self):
+    family = [_claim(f'c{i}') for i in range(10)]
+    (line,) = claims.power_lines(family, 5)
+    # 10 x 2/2^5 = 0.625: no five seeds can decide; nine nonzero can.
+    self.assertIn('INCONCLUSIVE up front', line)
+    self.assertIn('Holm p 0.62 at best; 9 seeds', line)
+    (line,) = claims.power_lines(family, 12)
+    self.assertIn('12 seeds reach Holm p 0.0049 at best', line)
+
   def test_table_lists_every_declared_field(self):
     text = claims.table([_claim('D4', margin=0.02, decides=False)])
     self.assertIn(

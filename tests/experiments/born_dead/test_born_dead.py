@@ -261,6 +261,10 @@ class BornDeadTest(parameterized.TestCase):
       r'measured 0\.\d{3} \(95% CI',
     )
     self.assertRegex(result.stdout, r'- D11\.shape, 4 claims: .*SUPPORTED')
+    # Before compute: what each family can reach with 40 trials.
+    self.assertIn(
+      '- power, D11.rai (4 claims): 40 trials reach Holm p', result.stdout
+    )
     self.assertIn('## Claims (declared before compute)', text)
 
   def test_wilson_interval(self):
