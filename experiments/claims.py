@@ -156,16 +156,18 @@ def tost_p(values: Sequence[float], margin: float) -> float:
 _DRAWS = 20_000
 
 
-def smallest_p(n: int, family_size: int = 1) -> float:
+def smallest_p(n: int, family_size: int = 1, binary: bool = False) -> float:
   """The smallest Holm-adjusted p a claim can reach with n nonzero paired
   differences (a zero difference flips to itself and adds nothing): the
   exact sign-flip test's floor 2 / 2^n (1 / (draws + 1) above 16, where
   the test samples sign patterns), times the family's size (the first
   step of Holm). A claim whose floor is above the level cannot be decided
-  by the run, whatever its effect."""
+  by the run, whatever its effect. With `binary` (0/1 outcomes, whose
+  test is exact at any n: `sign_flip_test`), 2 / 2^n at every n."""
   if n < 1:
     return 1.0
-  floor = 2.0 ** (1 - n) if n <= 16 else max(2.0 ** (1 - n), 1 / (_DRAWS + 1))
+  exact = n <= 16 or binary
+  floor = 2.0 ** (1 - n) if exact else max(2.0 ** (1 - n), 1 / (_DRAWS + 1))
   return min(1.0, family_size * floor)
 
 
@@ -417,7 +419,9 @@ def _one(claim, test, p_holm, p_tost, family_size, level) -> Judged:
   )
 
 
-def power_lines(declared: Sequence[Claim], replicates: int) -> list[str]:
+def power_lines(
+  declared: Sequence[Claim], replicates: int, binary: bool = False
+) -> list[str]:
   """Before compute: per Holm family, the smallest adjusted p its claims
   can reach with `replicates` paired differences each, and, where that is
   above the level, how many they need (their claims cannot be decided:
@@ -429,13 +433,14 @@ def power_lines(declared: Sequence[Claim], replicates: int) -> list[str]:
     units[claim.family] = claim.replicates
   lines = []
   for family, m in sizes.items():
-    floor = smallest_p(replicates, m)
+    floor = smallest_p(replicates, m, binary)
     need = seeds_for_floor(m)
     unit = units[family]
     if floor <= LEVEL:
       lines.append(
         f'- power, {family} ({m} claims): {replicates} {unit} reach Holm p '
-        f'{floor:.2g} at best (the level {LEVEL:g} needs {need} nonzero)'
+        + (f'{floor:.2g}' if floor > 0 else 'below 1e-300')
+        + f' at best (the level {LEVEL:g} needs {need} nonzero)'
       )
     else:
       lines.append(

@@ -139,7 +139,9 @@ def groups(settings: Settings) -> list[sweep.Group]:
   at once. ReLU's cells are keyed as before activations were a flag.
   Prints, before any compute, what its declared claims can reach."""
   declared = [claim for claim, _ in claims.declare(settings).values()]
-  report_lib.echo(verdicts_lib.power_lines(declared, settings.trials))
+  report_lib.echo(
+    verdicts_lib.power_lines(declared, settings.trials, binary=True)
+  )
   cell = settings.cell()
   out = []
   for name in settings.activations:
